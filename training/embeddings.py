@@ -1,0 +1,133 @@
+"""Embed many images once: a progress bar and an on-disk cache that survives interruption.
+
+Each image is stored with every TTA view's descriptor (the "jitter" set, whose first two views
+are the plain chip and its mirror), so any TTA mode is a slice of the same cache. Keys are the
+image's sha256 and a pipeline key (ONNX model sha256 + the view set + the no-face policy):
+a changed model or pipeline never reads stale vectors.
+
+When no detector finds a face, `no_face="centre-box"` places dlib's landmark predictor on a
+fixed central box (LFW's crops centre the labelled face) and the image is counted and listed;
+`no_face="error"` stops instead. Nothing falls back silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from client_encoder.align import TTA_VIEWS
+from client_encoder.detect import primary_face
+from client_encoder.encoder import FaceEncoder, NoFaceError
+from client_encoder.images import load_image
+from client_encoder.models import cache_dir
+
+STORED_TTA = "jitter"
+PIPELINE_VERSION = "detect=hog,hog-up,cnn;min-rel-score=0.5;primary=area*centrality^2;chip=150/0.25;v2"
+# Fraction of width/height: where LFW's Viola-Jones crops put the labelled face.
+CENTRE_BOX = (0.32, 0.34, 0.68, 0.72)
+
+
+@dataclass
+class ImageEmbeddings:
+    views: np.ndarray  # (n_images, n_views, 128)
+    detector: list[str]  # per image: "hog", "hog-upsampled", "cnn", "centre-box"
+    paths: list[Path]
+    n_faces: list[int] = field(default_factory=list)
+
+    def tta(self, mode: str) -> np.ndarray:
+        """(n_images, 128): the mean over the views of a TTA mode."""
+        n = len(TTA_VIEWS[mode])
+        return self.views[:, :n].mean(axis=1)
+
+    def no_face_images(self) -> list[str]:
+        return [str(p) for p, d in zip(self.paths, self.detector, strict=True) if d == "centre-box"]
+
+
+class EmbeddingCache:
+    """SQLite file of image sha256 -> per-view descriptors, for one pipeline key."""
+
+    def __init__(self, path: Path, pipeline_key: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path)
+        self.db.execute(
+            "CREATE TABLE IF NOT EXISTS embeddings (image_sha TEXT, pipeline TEXT, views BLOB, n_views INT, "
+            "detector TEXT, n_faces INT, PRIMARY KEY (image_sha, pipeline))"
+        )
+        self.pipeline = pipeline_key
+
+    def get(self, image_sha: str) -> tuple[np.ndarray, str, int] | None:
+        row = self.db.execute(
+            "SELECT views, n_views, detector, n_faces FROM embeddings WHERE image_sha=? AND pipeline=?",
+            (image_sha, self.pipeline),
+        ).fetchone()
+        if row is None:
+            return None
+        return np.frombuffer(row[0], dtype=np.float32).reshape(row[1], -1), row[2], row[3]
+
+    def put(self, image_sha: str, views: np.ndarray, detector: str, n_faces: int) -> None:
+        self.db.execute(
+            "INSERT OR REPLACE INTO embeddings VALUES (?, ?, ?, ?, ?, ?)",
+            (image_sha, self.pipeline, views.astype(np.float32).tobytes(), len(views), detector, n_faces),
+        )
+
+    def commit(self) -> None:
+        self.db.commit()
+
+    def close(self) -> None:
+        self.db.commit()
+        self.db.close()
+
+
+def pipeline_key(encoder: FaceEncoder, no_face: str) -> str:
+    return json.dumps(
+        {"model": encoder.model_sha256, "views": STORED_TTA, "pipeline": PIPELINE_VERSION, "no_face": no_face}
+    )
+
+
+def _embed_one(encoder: FaceEncoder, pixels: np.ndarray, no_face: str) -> tuple[np.ndarray, str, int]:
+    faces = encoder.detector.detect(pixels)
+    if faces:
+        face = primary_face(faces, pixels.shape)
+        return encoder.embed_views(pixels, face, STORED_TTA), face.detector, len(faces)
+    if no_face != "centre-box":
+        raise NoFaceError("no face found")
+    h, w = pixels.shape[:2]
+    box = (int(CENTRE_BOX[0] * w), int(CENTRE_BOX[1] * h), int(CENTRE_BOX[2] * w), int(CENTRE_BOX[3] * h))
+    face = encoder.detector.face_in_box(pixels, box)
+    return encoder.embed_views(pixels, face, STORED_TTA), "centre-box", 0
+
+
+def embed_images(
+    paths: list[Path],
+    encoder: FaceEncoder | None = None,
+    cache_path: Path | None = None,
+    no_face: str = "centre-box",
+    progress: bool = True,
+    desc: str = "embedding",
+) -> ImageEmbeddings:
+    """Descriptors of every view for every image, reading and filling the cache."""
+    encoder = encoder or FaceEncoder(tta=STORED_TTA)
+    cache = EmbeddingCache(cache_path or cache_dir() / "embeddings.sqlite", pipeline_key(encoder, no_face))
+    views, detectors, n_faces = [], [], []
+    try:
+        for done, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=not progress, mininterval=2)):
+            data = Path(path).read_bytes()
+            sha = hashlib.sha256(data).hexdigest()
+            hit = cache.get(sha)
+            if hit is None:
+                hit = _embed_one(encoder, load_image(data), no_face)
+                cache.put(sha, *hit)
+                if done % 50 == 0:
+                    cache.commit()  # an interrupted run resumes from here
+            views.append(hit[0])
+            detectors.append(hit[1])
+            n_faces.append(hit[2])
+    finally:
+        cache.close()
+    return ImageEmbeddings(np.stack(views), detectors, list(paths), n_faces)
