@@ -41,8 +41,10 @@ class ImageEmbeddings:
     n_faces: list[int] = field(default_factory=list)
 
     def tta(self, mode: str) -> np.ndarray:
-        """(n_images, 128): the mean over the views of a TTA mode."""
+        """(n_images, 128): the mean over the views of a TTA mode (its views lead the stored ones)."""
         n = len(TTA_VIEWS[mode])
+        if n > self.views.shape[1]:
+            raise ValueError(f"TTA mode {mode!r} needs {n} views; only {self.views.shape[1]} were computed")
         return self.views[:, :n].mean(axis=1)
 
     def no_face_images(self) -> list[str]:
@@ -84,23 +86,21 @@ class EmbeddingCache:
         self.db.close()
 
 
-def pipeline_key(encoder: FaceEncoder, no_face: str) -> str:
-    return json.dumps(
-        {"model": encoder.model_sha256, "views": STORED_TTA, "pipeline": PIPELINE_VERSION, "no_face": no_face}
-    )
+def pipeline_key(encoder: FaceEncoder, no_face: str, tta: str) -> str:
+    return json.dumps({"model": encoder.model_sha256, "views": tta, "pipeline": PIPELINE_VERSION, "no_face": no_face})
 
 
-def _embed_one(encoder: FaceEncoder, pixels: np.ndarray, no_face: str) -> tuple[np.ndarray, str, int]:
+def _embed_one(encoder: FaceEncoder, pixels: np.ndarray, no_face: str, tta: str) -> tuple[np.ndarray, str, int]:
     faces = encoder.detector.detect(pixels)
     if faces:
         face = primary_face(faces, pixels.shape)
-        return encoder.embed_views(pixels, face, STORED_TTA), face.detector, len(faces)
+        return encoder.embed_views(pixels, face, tta), face.detector, len(faces)
     if no_face != "centre-box":
         raise NoFaceError("no face found")
     h, w = pixels.shape[:2]
     box = (int(CENTRE_BOX[0] * w), int(CENTRE_BOX[1] * h), int(CENTRE_BOX[2] * w), int(CENTRE_BOX[3] * h))
     face = encoder.detector.face_in_box(pixels, box)
-    return encoder.embed_views(pixels, face, STORED_TTA), "centre-box", 0
+    return encoder.embed_views(pixels, face, tta), "centre-box", 0
 
 
 def embed_images(
@@ -110,10 +110,11 @@ def embed_images(
     no_face: str = "centre-box",
     progress: bool = True,
     desc: str = "embedding",
+    tta: str = STORED_TTA,
 ) -> ImageEmbeddings:
-    """Descriptors of every view for every image, reading and filling the cache."""
-    encoder = encoder or FaceEncoder(tta=STORED_TTA)
-    cache = EmbeddingCache(cache_path or cache_dir() / "embeddings.sqlite", pipeline_key(encoder, no_face))
+    """Descriptors of every view of `tta` for every image, reading and filling the cache."""
+    encoder = encoder or FaceEncoder(tta=tta)
+    cache = EmbeddingCache(cache_path or cache_dir() / "embeddings.sqlite", pipeline_key(encoder, no_face, tta))
     views, detectors, n_faces = [], [], []
     try:
         for done, path in enumerate(tqdm(paths, desc=desc, unit="img", disable=not progress, mininterval=2)):
@@ -121,7 +122,7 @@ def embed_images(
             sha = hashlib.sha256(data).hexdigest()
             hit = cache.get(sha)
             if hit is None:
-                hit = _embed_one(encoder, load_image(data), no_face)
+                hit = _embed_one(encoder, load_image(data), no_face, tta)
                 cache.put(sha, *hit)
                 if done % 50 == 0:
                     cache.commit()  # an interrupted run resumes from here

@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine (Python 3.11, pip, make):
+#   make run    set up and run the main job
+#   make test   set up and run the tests (what CI runs)
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+A ?= tests/data/astronaut.jpg
+B ?= tests/data/cameraman.jpg
+
+.PHONY: setup run test bench eval
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Main job (until the Streamlit app lands): compare two photos with the client encoder, in clear.
+run: setup
+	$(PY) -m client_encoder compare $(A) $(B)
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -v -rs
+
+# Figures quoted in the README (LFW_DIR must point at an LFW copy for eval).
+bench: setup
+	$(PY) -m training.bench_encoder
+
+eval: setup
+	$(PY) -m training.eval_clear --calibrate

@@ -1,0 +1,53 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import ASTRONAUT, CAT
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "client_encoder", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+def test_embed_prints_json_embeddings():
+    result = run_cli("embed", str(ASTRONAUT))
+    assert result.returncode == 0, result.stderr
+    [record] = json.loads(result.stdout)
+    assert len(record["embedding"]) == 128 and record["faces_found"] == 1
+    assert record["tta"] == "flip" and len(record["face"]["landmarks"]) == 5
+
+
+def test_embed_reports_each_bad_photo_and_fails(tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(ASTRONAUT.read_bytes()[:2000])
+    result = run_cli("--tta", "none", "embed", str(ASTRONAUT), str(CAT), str(broken))
+    assert result.returncode == 1
+    ok, cat, bad = json.loads(result.stdout)
+    assert "embedding" in ok and ok["tta"] == "none"
+    assert cat["error_type"] == "NoFaceError"
+    assert bad["error_type"] == "InvalidImageError" and "truncated" in bad["error"]
+
+
+def test_compare_shows_distance_threshold_and_verdict(tmp_path):
+    mirrored = tmp_path / "mirrored.png"
+    Image.fromarray(np.asarray(Image.open(ASTRONAUT))[:, ::-1]).save(mirrored)
+    result = run_cli("compare", str(ASTRONAUT), str(mirrored), "--json")
+    assert result.returncode == 0, result.stderr
+    verdict = json.loads(result.stdout)
+    assert verdict["same_person"] is True and verdict["distance"] < verdict["threshold"]
+    assert "not private" in verdict["mode"]
+    text = run_cli("compare", str(ASTRONAUT), str(mirrored))
+    assert text.stdout.startswith("SAME person: distance") and "threshold" in text.stdout
+
+
+def test_compare_with_a_non_image_is_a_clear_error(tmp_path):
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("hello")
+    result = run_cli("compare", str(ASTRONAUT), str(text_file))
+    assert result.returncode == 1
+    assert "not an image" in result.stderr and "Traceback" not in result.stderr
