@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m client_encoder", description="Offline face encoder (ONNX Runtime)."
     )
     parser.add_argument(
-        "--tta", choices=sorted(TTA_VIEWS), default="flip", help="test-time augmentation (default: flip)"
+        "--tta", choices=sorted(TTA_VIEWS), default="jitter", help="test-time augmentation (default: jitter)"
     )
     parser.add_argument("--model", help="ONNX encoder file (default: the shipped one)")
     parser.add_argument("--quiet", action="store_true", help="no warnings on stderr")

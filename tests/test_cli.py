@@ -19,7 +19,7 @@ def test_embed_prints_json_embeddings():
     assert result.returncode == 0, result.stderr
     [record] = json.loads(result.stdout)
     assert len(record["embedding"]) == 128 and record["faces_found"] == 1
-    assert record["tta"] == "flip" and len(record["face"]["landmarks"]) == 5
+    assert record["tta"] == "jitter" and len(record["face"]["landmarks"]) == 5
 
 
 def test_embed_reports_each_bad_photo_and_fails(tmp_path):

@@ -10,7 +10,9 @@ from training.lfw import LFW, LFWNotFound, read_pairs, resolve_lfw_dir, unique_i
 def _fake_lfw(root: Path, images_subdir: str | None) -> Path:
     """2 folds x (2 matched + 2 mismatched pairs), in the standard layout."""
     images = root / images_subdir if images_subdir else root
-    lines = ["2\t2", "Ann 1 2", "Bob 1 3", "Ann 1 Bob 2", "Cid 1 Ann 3", "Cid 2 3", "Ann 2 3", "Bob 1 Cid 1", "Ann 2 Cid 3"]
+    fold_0 = ["Ann 1 2", "Bob 1 3", "Ann 1 Bob 2", "Cid 1 Ann 3"]
+    fold_1 = ["Cid 2 3", "Ann 2 3", "Bob 1 Cid 1", "Ann 2 Cid 3"]
+    lines = ["2\t2", *fold_0, *fold_1]
     (root / "pairs.txt").parent.mkdir(parents=True, exist_ok=True)
     (root / "pairs.txt").write_text("\n".join(lines) + "\n")
     for name in ("Ann", "Bob", "Cid"):

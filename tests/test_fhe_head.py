@@ -1,0 +1,188 @@
+"""The FHE head's client/server roles on a small compiled circuit (d = 8): separate encryption,
+agreement of FHE, simulation and the clear integer model, and every kind of bad input."""
+
+import ast
+import contextlib
+import json
+import stat
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fhe_head.client import FHEClient
+from fhe_head.dev import compile_head, save_artifacts
+from fhe_head.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError
+from fhe_head.head import HeadParams
+from fhe_head.server import FHEServer
+from training.head_fit import HeadConfig, fit_head
+
+ENCODER_SHA = "e" * 64
+
+
+def _toy_head(seed: int, dims: int = 8) -> tuple[HeadParams, np.ndarray]:
+    """A head fitted on synthetic 'identities' (clusters in 128-d), plus those embeddings."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, 128))
+    people = rng.integers(0, 40, 400)
+    faces = centres[people] + 0.35 * rng.normal(size=(400, 128))
+    i, j = rng.integers(0, 400, (2, 600))
+    j[:300] = [rng.choice(np.flatnonzero(people == people[k])) for k in i[:300]]
+    same = people[i] == people[j]
+    config = HeadConfig(dims, clip_sigma=3.0, levels=8, saturation=0.15, target_bits=5)
+    return fit_head(config, faces, faces[i], faces[j], same, name=f"toy{seed}"), faces
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    params, faces = _toy_head(0)
+    directory = tmp_path_factory.mktemp("head") / "toy"
+    save_artifacts(params, directory, ENCODER_SHA)
+    return params, faces, directory
+
+
+@pytest.fixture(scope="module")
+def keyed(toy, tmp_path_factory):
+    params, faces, directory = toy
+    client = FHEClient(directory, key_dir=tmp_path_factory.mktemp("keys"), encoder_sha256=ENCODER_SHA)
+    client.generate_keys()
+    server = FHEServer(directory)
+    return client, server, server.load_evaluation_keys(client.evaluation_keys())
+
+
+def test_template_and_probe_are_encrypted_separately_and_compared(toy, keyed):
+    params, faces, _ = toy
+    client, server, keys = keyed
+    template = client.encrypt(faces[0])  # at enrolment
+    for probe_face in (faces[0] + 0.01, faces[1], faces[2]):  # later, one probe at a time
+        probe = client.encrypt(probe_face)
+        expected = params.decide(params.quantize(faces[0]), params.quantize(probe_face))
+        assert client.decrypt(server.run(template, probe, keys)) == bool(expected)
+    assert client.decrypt(server.run(template, client.encrypt(faces[0]), keys)) is True
+
+
+def test_fhe_agrees_with_simulation_and_clear_model(toy, keyed):
+    params, faces, _ = toy
+    client, server, keys = keyed
+    circuit = compile_head(params)
+    rng = np.random.default_rng(1)
+    for i, j in rng.integers(0, len(faces), (12, 2)):
+        qa, qb = params.quantize(faces[i]), params.quantize(faces[j])
+        clear = int(params.decide(qa, qb))
+        assert int(circuit.simulate(qa, qb)) == clear
+        assert int(client.decrypt(server.run(client.encrypt(faces[i]), client.encrypt(faces[j]), keys))) == clear
+
+
+def test_ciphertexts_and_keys_are_compact(keyed, toy):
+    client, _, _ = keyed
+    assert len(client.encrypt(toy[1][0])) < 4_000  # compressed input ciphertext
+    assert len(client.evaluation_keys()) < 150e6
+
+
+def test_corrupted_truncated_and_foreign_ciphertexts_are_refused(toy, keyed, tmp_path):
+    _, faces, _ = toy
+    client, server, keys = keyed
+    good = client.encrypt(faces[0])
+    with pytest.raises(CiphertextError, match="truncated"):
+        server.run(good[:6], good, keys)
+    with pytest.raises(CiphertextError, match="not a privface ciphertext"):
+        server.run(b"X" * len(good), good, keys)
+    with pytest.raises(CiphertextError):
+        server.run(good[:12] + b"\x00" * (len(good) - 12), good, keys)
+    with pytest.raises(CiphertextError):
+        server.run(good[: len(good) // 2], good, keys)
+    other_params, _ = _toy_head(5)
+    other_dir = tmp_path / "other"
+    save_artifacts(other_params, other_dir, ENCODER_SHA)
+    other = FHEClient(other_dir)
+    other.generate_keys()
+    with pytest.raises(CiphertextError, match="another head circuit"):
+        server.run(other.encrypt(faces[0]), good, keys)
+
+
+def test_corrupted_evaluation_keys_are_refused(keyed):
+    client, server, _ = keyed
+    serialized = client.evaluation_keys()
+    with pytest.raises(EvaluationKeyError):
+        server.load_evaluation_keys(serialized[: len(serialized) // 3])
+    with pytest.raises(EvaluationKeyError):
+        server.load_evaluation_keys(b"nonsense")
+
+
+def test_another_keys_give_a_garbage_bit_or_an_error_never_a_crash(toy, keyed):
+    """Documented behaviour: TFHE cannot tell keys apart; the decrypted value is meaningless,
+    and when it is not 0/1 the client says so (NotABitError)."""
+    params, faces, directory = toy
+    client, server, keys = keyed
+    stranger = FHEClient(directory)
+    stranger.generate_keys()
+    result = server.run(client.encrypt(faces[0]), client.encrypt(faces[0]), keys)
+    with contextlib.suppress(NotABitError):
+        assert stranger.decrypt(result) in (True, False)
+    foreign_keys = server.load_evaluation_keys(stranger.evaluation_keys())
+    with contextlib.suppress(NotABitError):
+        client.decrypt(server.run(client.encrypt(faces[0]), client.encrypt(faces[1]), foreign_keys))
+
+
+def test_secret_keys_are_private_files_and_reloaded(toy, tmp_path):
+    _, faces, directory = toy
+    first = FHEClient(directory, key_dir=tmp_path / "keys")
+    first.generate_keys()
+    key_file = first.key_file
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    again = FHEClient(directory, key_dir=tmp_path / "keys")
+    again.generate_keys()  # loads, does not regenerate
+    server = FHEServer(directory)
+    result = server.run(first.encrypt(faces[3]), first.encrypt(faces[3]), first.evaluation_keys())
+    assert again.decrypt(result) is True
+
+
+def test_artifacts_are_checked_at_load(toy, tmp_path):
+    _, _, directory = toy
+    with pytest.raises(ArtifactError, match="another encoder"):
+        FHEClient(directory, encoder_sha256="0" * 64)
+    stale = tmp_path / "stale"
+    stale.mkdir()
+    for name in ("server.zip", "client.specs.json", "head.json"):
+        (stale / name).write_bytes((directory / name).read_bytes())
+    meta = json.loads((directory / "meta.json").read_text())
+    (stale / "meta.json").write_text(json.dumps({**meta, "concrete_python_version": "0.0.1"}))
+    with pytest.raises(ArtifactError, match="rebuild"):
+        FHEServer(stale)
+    with pytest.raises(ArtifactError, match="no FHE head artifacts"):
+        FHEClient(tmp_path / "nowhere")
+
+
+def test_bad_embeddings_are_refused_before_encryption(keyed):
+    client, _, _ = keyed
+    with pytest.raises(ValueError, match="shape"):
+        client.encrypt(np.zeros(64))
+    with pytest.raises(ValueError, match="finite"):
+        client.encrypt(np.full(128, np.nan))
+
+
+def test_server_module_cannot_decrypt():
+    tree = ast.parse((Path(__file__).parents[1] / "fhe_head" / "server.py").read_text())
+    imported = {
+        alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    assert not any("client" in name.lower() or name.endswith(".fhe") for name in imported), imported
+    used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    assert not {"decrypt", "generate", "Client", "Keys"} & used
+
+
+def test_clear_model_rounding_matches_its_definition():
+    params, faces = _toy_head(2)
+    qa, qb = params.quantize(faces[:50]), params.quantize(faces[50:100])
+    s = params.score(qa, qb)
+    step = 2**params.lsbs
+    rounded = np.floor(s / step + 0.5) * step
+    np.testing.assert_array_equal(params.decide(qa, qb), (rounded < params.threshold).astype(int))
+    assert (
+        HeadParams.from_json(json.loads(json.dumps(params.to_json()))).decide(qa, qb).tolist()
+        == params.decide(qa, qb).tolist()
+    )
