@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 A ?= tests/data/astronaut.jpg
 B ?= tests/data/cameraman.jpg
 
-.PHONY: setup run test bench eval
+.PHONY: setup run test bench eval train eval-fhe
 
 setup: $(VENV)/.installed
 
@@ -26,9 +26,18 @@ test: setup
 	$(PY) -m ruff format --check .
 	$(PY) -m pytest -v -rs
 
-# Figures quoted in the README (LFW_DIR must point at an LFW copy for eval).
+# Figures quoted in the README. LFW_DIR must point at an LFW copy (the original release) for
+# everything but bench-encoder, which falls back to a bundled photo.
 bench: setup
 	$(PY) -m training.bench_encoder
+	$(PY) -m training.bench_head
 
 eval: setup
 	$(PY) -m training.eval_clear --calibrate
+
+train: setup
+	$(PY) -m training.train_head
+
+# Real FHE over all 6000 pairs: about an hour on 2 cores; resumable (run it again to go on).
+eval-fhe: setup
+	$(PY) -m training.eval_fhe

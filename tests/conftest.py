@@ -26,3 +26,17 @@ def lfw_dir() -> Path:
     if not (Path(value) / "pairs.txt").is_file():
         pytest.skip(f"LFW_DIR={value} holds no pairs.txt")
     return Path(value)
+
+
+@pytest.fixture(scope="session")
+def fold0(lfw_dir, tmp_path_factory):
+    """LFW View 2 fold 0 (600 pairs) embedded from raw photos with the default pipeline (jitter TTA)."""
+    from client_encoder import FaceEncoder
+    from training.embeddings import embed_images
+    from training.lfw import LFW, unique_images
+
+    pairs = [p for p in LFW(lfw_dir).view2() if p.fold == 0]
+    encoder = FaceEncoder()
+    cache = tmp_path_factory.mktemp("embeddings") / "cache.sqlite"
+    emb = embed_images(unique_images(pairs), encoder, cache_path=cache, tta=encoder.tta, progress=False)
+    return pairs, emb
