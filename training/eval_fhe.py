@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR); use the original release")
     parser.add_argument("--point", default="accurate", help="shipped point whose configuration is evaluated")
-    parser.add_argument("--pairs-per-fold", type=int, default=600, help="first N pairs of each fold (600 = all)")
+    parser.add_argument(
+        "--pairs-per-fold", type=int, default=600, help="N pairs of each fold, half same, half different (600 = all)"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "metrics" / "lfw_fhe.json")
     args = parser.parse_args(argv)
     try:
@@ -68,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
                 done[record["pair"]] = record
 
     a_all, b_all, same_all, _ = data.arrays(view2)
-    selected = [i for i, p in enumerate(view2) if i - 600 * p.fold < args.pairs_per_fold]
+    half = args.pairs_per_fold // 2  # as many same-person as different-person pairs per fold
+    selected = [i for i, p in enumerate(view2) if (i - 600 * p.fold) % 300 < half]
     with checkpoint.open("a") as log, tqdm(total=len(selected), initial=sum(i in done for i in selected)) as bar:
         for fold in range(10):
             todo = [i for i in selected if view2[i].fold == fold and i not in done]
