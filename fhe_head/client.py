@@ -32,7 +32,7 @@ class FHEClient:
         self.head = HeadParams.load(self.directory / "head.json")
         specs = fhe.ClientSpecs.deserialize((self.directory / "client.specs.json").read_bytes())
         self._client = fhe.Client(specs)
-        self.key_file = Path(key_dir) / f"{self.meta['circuit_id']}.keys" if key_dir else None
+        self.key_file = Path(key_dir).expanduser() / f"{self.meta['circuit_id']}.keys" if key_dir else None
 
     # ---- keys ----------------------------------------------------------------------------
     def generate_keys(self, force: bool = False) -> None:
