@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 A ?= tests/data/astronaut.jpg
 B ?= tests/data/cameraman.jpg
 
-.PHONY: setup run test bench eval train eval-fhe
+.PHONY: setup run compare test bench eval train eval-fhe
 
 setup: $(VENV)/.installed
 
@@ -17,8 +17,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Main job (until the Streamlit app lands): compare two photos with the client encoder, in clear.
+# Main job: the Streamlit app (http://localhost:8501): compare two photos under FHE.
 run: setup
+	$(PY) -m streamlit run streamlit_app.py --server.headless true
+
+# The client encoder alone, in clear: compare two photos.
+compare: setup
 	$(PY) -m client_encoder compare $(A) $(B)
 
 test: setup

@@ -125,7 +125,7 @@ def measure_circuit(params: HeadParams, runs: int) -> dict:
     start = time.perf_counter()
     client.keys.generate()
     keygen_s = time.perf_counter() - start
-    keys = circuit.server  # the same compiled server as a deployment would load
+    server = circuit.server  # the same compiled server a deployment loads from server.zip
     qa = np.zeros(params.dims, np.int64)
     a, _ = client.encrypt(qa, None)
     _, b = client.encrypt(None, qa)
@@ -133,7 +133,7 @@ def measure_circuit(params: HeadParams, runs: int) -> dict:
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        result = keys.run(a, b, evaluation_keys=evaluation_keys)
+        result = server.run(a, b, evaluation_keys=evaluation_keys)
         times.append(time.perf_counter() - start)
     return {
         "server_run_s_median": float(np.median(times)),
