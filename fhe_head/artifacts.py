@@ -7,7 +7,7 @@ from pathlib import Path
 
 from concrete.fhe.version import __version__ as concrete_version
 
-from fhe_head.errors import ArtifactError
+from fhe_head.errors import ArtifactError, CiphertextError
 
 ARTIFACTS_ROOT = Path(__file__).resolve().parents[1] / "artifacts" / "fhe_head"
 DEFAULT_POINT = "accurate"
@@ -48,8 +48,6 @@ def wrap(meta: dict, payload: bytes) -> bytes:
 
 
 def unwrap(meta: dict, data: bytes, what: str = "ciphertext") -> bytes:
-    from fhe_head.errors import CiphertextError
-
     tag = circuit_tag(meta)
     if not isinstance(data, (bytes, bytearray)) or len(data) <= len(tag):
         raise CiphertextError(f"{what} is empty or truncated")

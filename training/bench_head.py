@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -75,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no shipped head points; run python -m training.train_head", file=sys.stderr)
         return 2
     report = {
-        "machine": {"cpu": _cpu_name(), "cores": __import__("os").cpu_count()},
+        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
         "points": {p: bench_point(p, args.runs) for p in points},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -89,7 +90,7 @@ def evaluate(lfw: LFW, progress: bool = True, cache: Path | None = None) -> dict
         },
         "encoder_onnx_sha256": encoder.model_sha256,
         "seconds": round(time.time() - started, 1),
-        "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
     }
 
 
