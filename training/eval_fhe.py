@@ -138,6 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    frontier_path = args.out.parent / "fhe_frontier.json"
+    if frontier_path.is_file():  # the frontier's "accuracy_fhe (where run)"
+        frontier = json.loads(frontier_path.read_text())
+        for point in frontier["points"]:
+            if point["name"] == args.point:
+                point["accuracy_fhe"] = report["fhe_accuracy"]
+                point["accuracy_fhe_pairs"] = report["n_pairs_fhe"]
+        frontier_path.write_text(json.dumps(frontier, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if "fold" not in k}, indent=1))
     return 0
 
