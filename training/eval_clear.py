@@ -25,7 +25,7 @@ from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import CALIBRATION_PATH, DLIB_THRESHOLD, FaceEncoder
 from client_encoder.models import REPO_ROOT
 from training.embeddings import CENTRE_BOX, ImageEmbeddings, embed_images
-from training.lfw import LFW, LFWNotFound, Pair, unique_images
+from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
 from training.protocol import accuracy, best_threshold, ten_fold
 
 DEFAULT_TTA = "jitter"  # View 1 ties all modes (98.8%); more views = lower-variance descriptors, as dlib does
@@ -104,11 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    try:
-        lfw = LFW(args.lfw_dir)
-    except LFWNotFound as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    lfw = open_lfw_for_cli(args.lfw_dir)
     report = evaluate(lfw, progress=not args.no_progress, cache=args.cache)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -29,7 +29,7 @@ from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.server import FHEServer
 from training.embeddings import embed_images
 from training.head_fit import HeadConfig, fit_head
-from training.lfw import LFW, LFWNotFound, unique_images
+from training.lfw import open_lfw_for_cli, unique_images
 from training.protocol import ten_fold
 from training.train_head import PairData
 
@@ -48,11 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "metrics" / "lfw_fhe.json")
     args = parser.parse_args(argv)
-    try:
-        lfw = LFW(args.lfw_dir)
-    except LFWNotFound as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    lfw = open_lfw_for_cli(args.lfw_dir)
 
     config = _shipped_config(args.point)
     view2 = lfw.view2()

@@ -9,6 +9,7 @@ The location comes from a flag or the `LFW_DIR` environment variable; nothing is
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,6 +120,15 @@ class LFW:
         if "funneled" in text and "original" not in text:
             return "funneled"
         return "original"
+
+
+def open_lfw_for_cli(path: str | Path | None) -> LFW:
+    """LFW for a command-line tool: on a missing copy, say why on stderr and exit with status 2."""
+    try:
+        return LFW(path)
+    except LFWNotFound as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def unique_images(pairs: list[Pair]) -> list[Path]:

@@ -29,7 +29,7 @@ from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, circuit_report, compile_head, s
 from fhe_head.head import HeadParams
 from training.embeddings import ImageEmbeddings, embed_images
 from training.head_fit import HeadConfig, accuracy_of, fit_head
-from training.lfw import LFW, LFWNotFound, Pair, unique_images
+from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.protocol import ten_fold
 
 METRICS = REPO_ROOT / "artifacts" / "metrics"
@@ -180,11 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dims", type=int, nargs="*", default=list(FRONTIER_DIMS))
     parser.add_argument("--no-simulation", action="store_true", help="skip FHE simulation of the 10 folds")
     args = parser.parse_args(argv)
-    try:
-        lfw = LFW(args.lfw_dir)
-    except LFWNotFound as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    lfw = open_lfw_for_cli(args.lfw_dir)
     from client_encoder.encoder import FaceEncoder
 
     view2 = lfw.view2()
