@@ -35,7 +35,8 @@ class FHEServer:
         except (RuntimeError, ValueError) as err:
             raise EvaluationKeyError(f"evaluation keys are corrupted or truncated: {err}") from err
 
-    def _value(self, data: bytes, what: str) -> Value:
+    def parse_ciphertext(self, data: bytes, what: str = "ciphertext") -> Value:
+        """Check framing and parse; raises CiphertextError for anything that is not ours."""
         try:
             return Value.deserialize(unwrap(self.meta, data, what))
         except CiphertextError:
@@ -48,7 +49,8 @@ class FHEServer:
         keys = evaluation_keys
         if not isinstance(keys, EvaluationKeys):
             keys = self.load_evaluation_keys(keys)
-        a, b = self._value(template, "template ciphertext"), self._value(probe, "probe ciphertext")
+        a = self.parse_ciphertext(template, "template ciphertext")
+        b = self.parse_ciphertext(probe, "probe ciphertext")
         start = time.perf_counter()
         try:
             result = self._server.run(a, b, evaluation_keys=keys)

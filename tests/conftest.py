@@ -7,6 +7,7 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 ASTRONAUT = DATA / "astronaut.jpg"  # Eileen Collins, NASA, public domain (via scikit-image)
+CAMERAMAN = DATA / "cameraman.jpg"  # the classic test photo, CC0 (via scikit-image)
 CAT = DATA / "chelsea_cat.jpg"  # Chelsea the cat, CC0 (via scikit-image): no human face
 
 

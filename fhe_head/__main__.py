@@ -1,0 +1,5 @@
+import sys
+
+from fhe_head.cli import main
+
+sys.exit(main())

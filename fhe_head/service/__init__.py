@@ -1,0 +1,1 @@
+"""The verification server (FastAPI app + template store). Server side only: nothing here decrypts."""

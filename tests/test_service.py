@@ -1,0 +1,261 @@
+"""The verification service end to end: the real server on loopback, driven by the real client.
+
+The `fast` point keeps these quick (11 bootstraps, 27 MB keys); the protocol is the same for
+every point. Photos: the bundled astronaut (and its mirror image: the same person) and cameraman.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from fhe_head.remote import ServiceError, VerificationClient
+from tests.conftest import ASTRONAUT, CAMERAMAN
+
+POINT = "fast"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RunningServer:
+    """`python -m fhe_head.serve` as a subprocess over one data directory."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> RunningServer:
+        command = [sys.executable, "-m", "fhe_head.serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        self.process = subprocess.Popen(
+            command + ["--log-level", "warning"], cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.process.stderr.read()}")
+            try:
+                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        raise RuntimeError("server did not start within 120 s")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def alive(self) -> bool:
+        return httpx.get(self.url + "/health", timeout=5).status_code == 200
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> RunningServer:
+    running = RunningServer(tmp_path_factory.mktemp("server")).start()
+    yield running
+    running.kill(signal.SIGTERM)
+
+
+@pytest.fixture(scope="module")
+def client(server, encoder, tmp_path_factory) -> VerificationClient:
+    with VerificationClient(server.url, POINT, tmp_path_factory.mktemp("keys"), encoder=encoder) as c:
+        c.connect()
+        yield c
+
+
+@pytest.fixture(scope="module")
+def mirrored_astronaut() -> bytes:
+    out = io.BytesIO()
+    ImageOps.mirror(Image.open(ASTRONAUT)).save(out, format="JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_health_version_and_docs(server):
+    assert httpx.get(server.url + "/health").json()["status"] == "ok"
+    version = httpx.get(server.url + "/version").json()
+    assert set(version["points"]) == {"accurate", "fast"}
+    paths = httpx.get(server.url + "/openapi.json").json()["paths"]
+    assert {"/v1/keys", "/v1/verify", "/v1/keys/{key_id}/identify"} <= set(paths)
+    assert httpx.get(server.url + "/docs").status_code == 200
+
+
+def test_secret_key_stays_local(client, server):
+    key_files = list(Path(client.fhe.key_file).parent.iterdir())
+    assert [oct(f.stat().st_mode & 0o777) for f in key_files] == ["0o600"]
+    stored = list((server.data_dir / "keys").iterdir())
+    assert [p.name for p in stored] == [f"{client.key_id}.bin"]
+    # What the server holds parses as evaluation keys only: it is what the client chose to send.
+    assert stored[0].read_bytes() == client.fhe.evaluation_keys()
+
+
+def test_compare_photos(client, mirrored_astronaut):
+    same = client.compare(ASTRONAUT, mirrored_astronaut)
+    different = client.compare(ASTRONAUT, CAMERAMAN)
+    assert same.same is True and different.same is False
+    assert 0 < same.fhe_s < same.total_s
+
+
+def test_enrol_verify_identify(client, mirrored_astronaut):
+    client.enrol(ASTRONAUT, "eileen", replace=True)
+    client.enrol(CAMERAMAN, "camera man", replace=True)
+    assert {"eileen", "camera man"} <= {t["name"] for t in client.templates()}
+    assert client.verify(mirrored_astronaut, "eileen").same is True
+    assert client.verify(mirrored_astronaut, "camera man").same is False
+    matches = dict(client.identify(mirrored_astronaut))
+    assert matches["eileen"] is True and matches["camera man"] is False
+    with pytest.raises(ServiceError, match="409"):
+        client.enrol(ASTRONAUT, "eileen")
+    client.delete("camera man")
+    assert "camera man" not in {t["name"] for t in client.templates()}
+    with pytest.raises(ServiceError, match="404"):
+        client.verify(ASTRONAUT, "camera man")
+
+
+@pytest.mark.lfw
+def test_lfw_pairs_decrypt_to_the_clear_decision(client, fold0):
+    """Same-person pairs -> 1, different -> 0, on real LFW pairs (fold 0 embeddings)."""
+    from training.train_head import PairData
+
+    pairs, emb = fold0
+    a, b, same, _ = PairData(emb).arrays(pairs)
+    head = client.fhe.head
+    clear = head.decide(head.quantize(a), head.quantize(b)).astype(bool)
+    # Pairs the fast head gets right in clear, 3 of each kind: the service must not change any answer.
+    picks = [i for i in np.flatnonzero(same & clear)[:3]] + [i for i in np.flatnonzero(~same & ~clear)[:3]]
+    for i in picks:
+        assert client.compare(a[i], b[i]).same == bool(same[i])
+
+
+def test_bad_requests_are_4xx_and_server_stays_up(client, server):
+    url, key_id = server.url, client.key_id
+    good = base64.b64encode(client.encrypt(ASTRONAUT)).decode()
+    verify = url + "/v1/verify"
+
+    def status(body=None, **kwargs) -> int:
+        return httpx.post(verify, json=body, timeout=60, **kwargs).status_code if body is not None else 0
+
+    assert status({"key_id": "0" * 32, "template": good, "probe": good}) == 404  # unknown key id
+    assert status({"key_id": key_id, "template": good[:100], "probe": good}) == 400  # truncated
+    assert status({"key_id": key_id, "template": "not base64!", "probe": good}) == 400
+    assert status({"key_id": key_id, "template": base64.b64encode(b"x" * 3000).decode(), "probe": good}) == 400
+    assert status({"key_id": key_id}) == 422  # missing fields
+    assert httpx.post(verify, content=b"{}", headers={"content-type": "text/plain"}).status_code == 415
+    assert httpx.post(verify, content=b"x" * (2 << 20), headers={"content-type": "application/json"}).status_code == 413
+    # A ciphertext of the other point's circuit (foreign format) is refused, not run.
+    with VerificationClient(url, "accurate", key_dir=None) as other:
+        other.fhe.generate_keys()
+        foreign = base64.b64encode(other.fhe.encrypt(np.zeros(128, np.float32))).decode()
+    assert status({"key_id": key_id, "template": foreign, "probe": good}) == 400
+    # Keys: wrong type, garbage, unknown point; no partial key file left behind.
+    keys = url + "/v1/keys"
+    assert httpx.post(keys, content=b"abc", headers={"content-type": "application/json"}).status_code == 415
+    assert (
+        httpx.post(keys, content=os.urandom(5000), headers={"content-type": "application/octet-stream"}).status_code
+        == 400
+    )
+    assert (
+        httpx.post(
+            keys + "?point=nope", content=b"abc", headers={"content-type": "application/octet-stream"}
+        ).status_code
+        == 404
+    )
+    assert not list((server.data_dir / "keys").glob("*.part"))
+    assert server.alive()
+
+
+def test_client_disconnecting_mid_upload_leaves_nothing(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as raw:
+        raw.sendall(
+            b"POST /v1/keys?point=fast HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Length: 30000000\r\n\r\n" + os.urandom(1 << 20)
+        )
+    deadline = time.monotonic() + 20
+    while list((server.data_dir / "keys").glob("*.part")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list((server.data_dir / "keys").glob("*.part"))
+    assert server.alive()
+
+
+def test_concurrent_clients_with_different_keys(server, encoder, tmp_path, mirrored_astronaut):
+    clients = [VerificationClient(server.url, POINT, tmp_path / f"k{i}", encoder=encoder) for i in range(2)]
+    results: dict[int, list[bool]] = {}
+
+    def work(i: int) -> None:
+        c = clients[i]
+        c.connect()
+        results[i] = [c.compare(ASTRONAUT, mirrored_astronaut).same, c.compare(ASTRONAUT, CAMERAMAN).same]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert clients[0].key_id != clients[1].key_id
+    assert results == {0: [True, False], 1: [True, False]}
+    for c in clients:
+        c.forget_me()
+        c.close()
+
+
+def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astronaut):
+    data_dir = tmp_path / "data"
+    first = RunningServer(data_dir).start()
+    with VerificationClient(first.url, POINT, tmp_path / "keys", encoder=encoder) as c:
+        c.enrol(ASTRONAUT, "eileen")
+        c.enrol(CAMERAMAN, "cameraman")
+        probe = base64.b64encode(c.encrypt(mirrored_astronaut)).decode()
+        key_id = c.key_id
+    # Killed (SIGKILL) while an identification runs.
+
+    def identify_until_killed() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(f"{first.url}/v1/keys/{key_id}/identify", json={"probe": probe}, timeout=60)
+
+    busy = threading.Thread(target=identify_until_killed, daemon=True)
+    busy.start()
+    time.sleep(0.3)
+    first.kill()
+    with sqlite3.connect(data_dir / "privface.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    second = RunningServer(data_dir)
+    second.port, second.url = first.port, first.url
+    second.start()
+    try:
+        with VerificationClient(second.url, POINT, tmp_path / "keys", encoder=encoder) as c:
+            c.connect()
+            assert "key_upload_s" not in c.timings  # the server still had our keys
+            assert [t["name"] for t in c.templates()] == ["cameraman", "eileen"]
+            assert dict(c.identify(mirrored_astronaut)) == {"cameraman": False, "eileen": True}
+    finally:
+        second.kill(signal.SIGTERM)
+
+
+def test_server_side_imports_nothing_that_decrypts():
+    code = (
+        "import sys, fhe_head.service.api, fhe_head.serve; "
+        "bad = [m for m in ('fhe_head.client', 'fhe_head.remote') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
