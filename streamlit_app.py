@@ -2,13 +2,17 @@
 
     streamlit run streamlit_app.py
 
-Each photo becomes an embedding on this (client) side, is quantised and encrypted on its own;
-the server part (`FHEServer`, in this process for now) compares the two ciphertexts and returns an
-encrypted bit that only this session's secret key can decrypt.
+This page is the client: each photo becomes an embedding here, is quantised and encrypted on its
+own, and goes to the verification server (`python -m fhe_head.serve`), which compares the two
+ciphertexts and returns an encrypted bit that only this browser session's secret key decrypts.
+By default the app starts the server itself on loopback; set PRIVFACE_URL to use a remote one.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,15 +21,23 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from client_encoder import FaceEncoder, InvalidImageError, NoFaceError, distance, load_image
-from fhe_head.client import FHEClient
-from fhe_head.errors import ArtifactError
-from fhe_head.server import FHEServer
+from fhe_head.artifacts import POINTS
+from fhe_head.errors import ArtifactError, CiphertextError
+from fhe_head.remote import ServiceError, VerificationClient
 
 EXAMPLES_DIR = Path(__file__).parent / "tests" / "data"
+# Bundled photos (scikit-image's samples: NASA public domain / CC0). A mirror image is a fair
+# "same person, different photo" for the encoder: the face is re-detected and re-aligned.
 EXAMPLES = {
     "Astronaut vs cameraman (different people)": ("astronaut.jpg", "cameraman.jpg"),
     "Astronaut vs her mirror image (same person)": ("astronaut.jpg", "astronaut.jpg:mirror"),
+    "Cameraman vs his mirror image (same person)": ("cameraman.jpg", "cameraman.jpg:mirror"),
 }
+POINT_LABELS = {
+    "accurate": "accurate (64 dims; about 99% on LFW; ~2 s on 2 cores)",
+    "fast": "fast (10 dims; about 96% on LFW; ~0.2 s)",
+}
+SAME, DIFFERENT = "Same person", "Different people"
 
 
 @st.cache_resource
@@ -34,20 +46,23 @@ def get_encoder() -> FaceEncoder:
 
 
 @st.cache_resource
-def get_server() -> FHEServer:
-    return FHEServer("accurate")
+def server_url() -> str:
+    """PRIVFACE_URL, or a server started once per app process on loopback."""
+    if os.environ.get("PRIVFACE_URL"):
+        return os.environ["PRIVFACE_URL"]
+    from fhe_head.service.process import LocalServer
+
+    server = LocalServer(Path(tempfile.mkdtemp(prefix="privface-server-"))).start()
+    atexit.register(server.stop)
+    return server.url
 
 
-def get_client() -> FHEClient:
-    """One key pair per browser session, made on first use."""
-    if "fhe_client" not in st.session_state:
-        client = FHEClient("accurate", encoder_sha256=get_encoder().model_sha256)
-        start = time.perf_counter()
-        client.generate_keys()
-        st.session_state.keygen_s = time.perf_counter() - start
-        st.session_state.evaluation_keys = client.evaluation_keys()
-        st.session_state.fhe_client = client
-    return st.session_state.fhe_client
+def get_client(point: str) -> VerificationClient:
+    """One key pair per browser session and point, kept in memory only (no key directory)."""
+    clients = st.session_state.setdefault("clients", {})
+    if point not in clients:
+        clients[point] = VerificationClient(server_url(), point, key_dir=None, encoder=get_encoder())
+    return clients[point]
 
 
 def example_image(name: str) -> np.ndarray:
@@ -66,24 +81,43 @@ def hex_preview(data: bytes, n: int = 24) -> str:
     return data[:n].hex(" ") + " …"
 
 
+def photo_input(column, number: int):
+    """Upload or camera for one side; returns bytes or None."""
+    mode = column.radio(f"Photo {number} from", ["Upload", "Camera"], horizontal=True, key=f"mode{number}")
+    if mode == "Camera":
+        shot = column.camera_input(f"Photo {number}", key=f"camera{number}")
+        return shot.getvalue() if shot else None
+    upload = column.file_uploader(f"Photo {number}", type=["jpg", "jpeg", "png", "webp"], key=f"upload{number}")
+    return upload.getvalue() if upload else None
+
+
+def connect(client: VerificationClient) -> None:
+    if client.key_id:
+        return
+    bar = st.progress(0.0, text="Generating keys on your device…")
+
+    def uploaded(done: int, total: int) -> None:
+        bar.progress(done / total, text=f"Uploading evaluation keys: {done / 1e6:.0f} / {total / 1e6:.0f} MB")
+
+    client.connect(uploaded)
+    bar.empty()
+
+
 def main() -> None:
     st.set_page_config(page_title="privface — encrypted face verification", layout="wide")
     st.title("privface: encrypted face verification")
     st.caption(
-        "The server compares two encrypted face embeddings and returns an encrypted yes/no. "
-        "It never sees a face, an embedding, a score or the answer."
+        "Your photos stay here. The server compares two encrypted face embeddings and returns an encrypted "
+        "yes/no: it never sees a face, an embedding, a score or the answer."
     )
-    source = st.radio("Photos", ["Examples", "Upload"], horizontal=True)
+    source = st.radio("Photos", ["Examples", "Your photos"], horizontal=True)
     if source == "Examples":
         pair = EXAMPLES[st.selectbox("Example pair", list(EXAMPLES))]
         inputs = [example_image(name) for name in pair]
     else:
-        left, right = st.columns(2)
-        uploads = [
-            left.file_uploader("First photo", type=["jpg", "jpeg", "png", "webp"]),
-            right.file_uploader("Second photo", type=["jpg", "jpeg", "png", "webp"]),
-        ]
-        inputs = [u.getvalue() if u else None for u in uploads]
+        columns = st.columns(2)
+        inputs = [photo_input(column, n) for n, column in enumerate(columns, start=1)]
+    point = st.selectbox("Encrypted head", POINTS, format_func=POINT_LABELS.get)
     show_clear = st.checkbox("Also show the clear (not private) distance")
     if not st.button("Compare (encrypted)", type="primary"):
         return
@@ -103,46 +137,61 @@ def main() -> None:
             st.error(f"No face found in photo {number}. Use a photo where the face is clearly visible.")
             return
     st.subheader("1. Faces found and aligned (on your device)")
-    columns = st.columns(2)
-    for column, (pixels, encoding) in zip(columns, encodings, strict=True):
-        column.image(with_box(pixels, encoding.face.box), use_container_width=True)
-        column.caption(f"{len(encoding.faces)} face(s); embedding in {sum(encoding.timings_ms.values()):.0f} ms")
+    columns = st.columns(4)
+    for number, (pixels, encoding) in enumerate(encodings):
+        columns[2 * number].image(with_box(pixels, encoding.face.box), use_container_width=True)
+        columns[2 * number + 1].image(encoder.align(pixels, encoding.face), caption="aligned 150×150", width=150)
+        took_ms = sum(encoding.timings_ms.values())
+        columns[2 * number].caption(f"Photo {number + 1}: {len(encoding.faces)} face(s); embedding in {took_ms:.0f} ms")
         if encoding.note:
-            column.info(encoding.note)
+            columns[2 * number].info(encoding.note)
 
     try:
-        client, server = get_client(), get_server()
-    except ArtifactError as err:
-        st.error(f"The encrypted comparison is not available: {err}")
-        return
-    st.subheader("2. Keys (once per session, on your device)")
-    st.write(
-        f"Key generation took {st.session_state.keygen_s:.1f} s. Evaluation keys for the server: "
-        f"{len(st.session_state.evaluation_keys) / 1e6:.1f} MB (they cannot decrypt anything)."
-    )
-    st.subheader("3. Each embedding quantised and encrypted on its own")
-    ciphertexts = []
-    for number, (_, encoding) in enumerate(encodings, start=1):
-        start = time.perf_counter()
-        ciphertexts.append(client.encrypt(encoding.embedding))
+        client = get_client(point)
+        first_time = client.key_id is None
+        connect(client)
+        st.subheader("2. Keys (once per session, on your device)")
+        keygen = client.timings.get("keygen_s", 0.0)
+        upload = client.timings.get("key_upload_s", 0.0)
+        size = len(client.fhe.evaluation_keys()) / 1e6
         st.write(
-            f"Photo {number}: {len(ciphertexts[-1]) / 1e3:.1f} KB in {1e3 * (time.perf_counter() - start):.0f} ms — "
-            f"`{hex_preview(ciphertexts[-1])}`"
+            f"Secret key: stays in this session. Evaluation keys: {size:.1f} MB, uploaded once "
+            f"(key id `{client.key_id[:12]}…`; they let the server compute, not decrypt)."
+            + (f" Generated in {keygen:.1f} s, uploaded in {upload:.1f} s." if first_time else " Reused.")
         )
-    st.subheader("4. Server: FHE comparison")
-    keys = server.load_evaluation_keys(st.session_state.evaluation_keys)
-    result = server.run(ciphertexts[0], ciphertexts[1], keys)
-    st.write(f"Server FHE time: {server.last_run_s:.2f} s. Encrypted result ({len(result) / 1e3:.1f} KB): ")
-    st.code(hex_preview(result, 32))
-    st.subheader("5. Decrypted on your device")
-    if client.decrypt(result):
-        st.success("Same person")
+        st.subheader("3. Each embedding quantised and encrypted on its own")
+        ciphertexts = []
+        for number, (_, encoding) in enumerate(encodings, start=1):
+            start = time.perf_counter()
+            ciphertexts.append(client.fhe.encrypt(encoding.embedding))
+            st.write(
+                f"Photo {number}: {len(ciphertexts[-1]) / 1e3:.1f} KB in {1e3 * (time.perf_counter() - start):.0f} ms"
+                f" — `{hex_preview(ciphertexts[-1])}`"
+            )
+        st.subheader("4. Sent to the server, compared under FHE")
+        start = time.perf_counter()
+        result, fhe_s = client.send_pair(ciphertexts[0], ciphertexts[1])
+        round_trip = time.perf_counter() - start
+        st.write(f"Server FHE time: {fhe_s:.2f} s (round trip {round_trip:.2f} s, server at {client.url}).")
+        st.write(f"Encrypted result returned ({len(result) / 1e3:.1f} KB):")
+        st.code(hex_preview(result, 32))
+        st.subheader("5. Decrypted on your device")
+        same = client.fhe.decrypt(result)
+    except ServiceError as err:
+        st.error(f"The verification server is not available: {err}")
+        return
+    except (ArtifactError, CiphertextError) as err:
+        st.error(f"The encrypted comparison failed: {err}")
+        return
+    if same:
+        st.success(SAME)
     else:
-        st.warning("Different people")
-    with st.expander("What the server saw"):
+        st.warning(DIFFERENT)
+    with st.expander("What the server saw", expanded=True):
         st.write(
-            "Two ciphertexts, the evaluation keys and the time the computation took. "
-            "Not the photos, not the embeddings, not a distance or score, not the answer."
+            f"Two ciphertexts ({len(ciphertexts[0]) / 1e3:.1f} KB each), your evaluation keys ({size:.1f} MB) "
+            "and how long the computation took. Not the photos, not the embeddings, not a distance or "
+            "score, not the answer: the bit it returned is encrypted under your key."
         )
     if show_clear:
         d = distance(encodings[0][1].embedding, encodings[1][1].embedding)

@@ -25,57 +25,18 @@ import pytest
 from PIL import Image, ImageOps
 
 from fhe_head.remote import ServiceError, VerificationClient
+from fhe_head.service.process import LocalServer
 from tests.conftest import ASTRONAUT, CAMERAMAN
 
 POINT = "fast"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RunningServer:
-    """`python -m fhe_head.serve` as a subprocess over one data directory."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> RunningServer:
-        command = [sys.executable, "-m", "fhe_head.serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
-        self.process = subprocess.Popen(
-            command + ["--log-level", "warning"], cwd=ROOT, start_new_session=True, stderr=subprocess.PIPE, text=True
-        )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {self.process.stderr.read()}")
-            try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.3)
-        raise RuntimeError("server did not start within 120 s")
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
-
-    def alive(self) -> bool:
-        return httpx.get(self.url + "/health", timeout=5).status_code == 200
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory) -> RunningServer:
-    running = RunningServer(tmp_path_factory.mktemp("server")).start()
+def server(tmp_path_factory) -> LocalServer:
+    running = LocalServer(tmp_path_factory.mktemp("server")).start()
     yield running
-    running.kill(signal.SIGTERM)
+    running.stop()
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +182,7 @@ def test_concurrent_clients_with_different_keys(server, encoder, tmp_path, mirro
 
 def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astronaut):
     data_dir = tmp_path / "data"
-    first = RunningServer(data_dir).start()
+    first = LocalServer(data_dir).start()
     with VerificationClient(first.url, POINT, tmp_path / "keys", encoder=encoder) as c:
         c.enrol(ASTRONAUT, "eileen")
         c.enrol(CAMERAMAN, "cameraman")
@@ -236,12 +197,10 @@ def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astr
     busy = threading.Thread(target=identify_until_killed, daemon=True)
     busy.start()
     time.sleep(0.3)
-    first.kill()
+    first.stop(signal.SIGKILL)
     with sqlite3.connect(data_dir / "privface.sqlite") as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    second = RunningServer(data_dir)
-    second.port, second.url = first.port, first.url
-    second.start()
+    second = LocalServer(data_dir, port=first.port).start()
     try:
         with VerificationClient(second.url, POINT, tmp_path / "keys", encoder=encoder) as c:
             c.connect()
@@ -249,7 +208,7 @@ def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astr
             assert [t["name"] for t in c.templates()] == ["cameraman", "eileen"]
             assert dict(c.identify(mirrored_astronaut)) == {"cameraman": False, "eileen": True}
     finally:
-        second.kill(signal.SIGTERM)
+        second.stop()
 
 
 def test_server_side_imports_nothing_that_decrypts():

@@ -1,0 +1,64 @@
+"""Run the verification server as a child process on loopback (the app, the tests, the load test)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """`python -m fhe_head.serve` over `data_dir` on 127.0.0.1; `start()` waits until it answers."""
+
+    def __init__(self, data_dir: str | Path, port: int | None = None, points: tuple[str, ...] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.port = port or free_port()
+        self.points = points
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 180) -> LocalServer:
+        command = [sys.executable, "-m", "fhe_head.serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        if self.points:
+            command += ["--points", *self.points]
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / "server.log"  # a file, not a pipe: a full pipe would block the server
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command + ["--log-level", "warning"], cwd=REPO_ROOT, start_new_session=True, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                log_tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the verification server exited: {log_tail}")
+            if self.alive():
+                return self
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"the verification server did not answer within {timeout:.0f} s")
+
+    def alive(self) -> bool:
+        try:
+            return httpx.get(self.url + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
