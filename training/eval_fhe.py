@@ -46,8 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--pairs-per-fold", type=int, default=600, help="N pairs of each fold, half same, half different (600 = all)"
     )
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "metrics" / "lfw_fhe.json")
+    parser.add_argument("--out", type=Path, help="default: artifacts/metrics/lfw_fhe.json (lfw_fhe_<point>.json)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the report from the pairs done so far, run nothing"
+    )
     args = parser.parse_args(argv)
+    suffix = "" if args.point == "accurate" else f"_{args.point}"
+    args.out = args.out or REPO_ROOT / "artifacts" / "metrics" / f"lfw_fhe{suffix}.json"
     lfw = open_lfw_for_cli(args.lfw_dir)
 
     config = _shipped_config(args.point)
@@ -69,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     half = args.pairs_per_fold // 2  # as many same-person as different-person pairs per fold
     selected = [i for i, p in enumerate(view2) if (i - 600 * p.fold) % 300 < half]
     with checkpoint.open("a") as log, tqdm(total=len(selected), initial=sum(i in done for i in selected)) as bar:
-        for fold in range(10):
+        for fold in range(0 if args.report_only else 10):
             todo = [i for i in selected if view2[i].fold == fold and i not in done]
             if not todo:
                 continue
@@ -105,26 +110,34 @@ def main(argv: list[str] | None = None) -> int:
                 done[i] = record
                 bar.update(1)
 
-    records = [done[i] for i in selected]
+    finished = [i for i in selected if i in done]  # all of them unless the run was stopped
+    records = [done[i] for i in finished]
+    if not records:
+        print("no pairs run yet", file=sys.stderr)
+        return 1
     same = np.array([r["same"] for r in records])
     folds = np.array([r["fold"] for r in records])
+    run_folds = sorted(set(folds.tolist()))
 
     def fold_accuracy(key: str) -> list[float]:
-        return [float(np.mean(np.array([r[key] for r in records])[folds == f] == same[folds == f])) for f in range(10)]
+        decisions = np.array([r[key] for r in records])
+        return [float(np.mean(decisions[folds == f] == same[folds == f])) for f in run_folds]
 
     fhe_folds = fold_accuracy("fhe")
-    a_sel, b_sel = a_all[selected], b_all[selected]
-    float_result = ten_fold(np.linalg.norm(a_sel - b_sel, axis=1), same, folds)
+    a_sel, b_sel = a_all[finished], b_all[finished]
+    float_result = ten_fold(np.linalg.norm(a_sel - b_sel, axis=1), same, folds) if len(run_folds) == 10 else {}
     report = {
         "protocol": "LFW View 2: head fitted on 9 folds, real FHE on the 10th, for each of the 10 folds",
         "variant": lfw.variant(),
         "point": args.point,
         "config": config.to_dict(),
         "n_pairs_fhe": len(records),
+        "n_pairs_selected": len(selected),
+        "folds_run": run_folds,
         "fhe_accuracy": float(np.mean(fhe_folds)),
-        "fhe_std": float(np.std(fhe_folds, ddof=1)),
+        "fhe_std": float(np.std(fhe_folds, ddof=1)) if len(fhe_folds) > 1 else None,
         "fold_accuracies_fhe": fhe_folds,
-        "accuracy_clear_float_128d": float_result["mean_accuracy"],
+        "accuracy_clear_float_128d": float_result.get("mean_accuracy"),
         "accuracy_clear_quantised": float(np.mean(fold_accuracy("clear"))),
         "accuracy_simulated": float(np.mean(fold_accuracy("simulated"))),
         "fhe_vs_clear_quantised_disagreements": int(sum(r["fhe"] != r["clear"] for r in records)),
