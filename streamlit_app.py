@@ -78,7 +78,8 @@ def with_box(pixels: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
 
 
 def hex_preview(data: bytes, n: int = 24) -> str:
-    return data[:n].hex(" ") + " …"
+    """The last bytes: the start is only our header and concrete's framing, the end is ciphertext."""
+    return "… " + data[-n:].hex(" ")
 
 
 def photo_input(column, number: int):

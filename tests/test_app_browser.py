@@ -1,0 +1,301 @@
+"""The Streamlit app end to end in a real browser: Playwright drives Debian's Chromium.
+
+The real app runs as a subprocess (`streamlit run streamlit_app.py`); the test uploads two LFW
+photos, presses the compare button and waits for the decrypted verdict. Full-page screenshots go
+to `artifacts/screenshots/`. Skipped with a reason without Playwright (`pip install playwright`),
+without a Chromium binary (`apt-get install chromium`; Playwright's own browser download is not
+used) or without LFW (`LFW_DIR`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from fhe_head.artifacts import ARTIFACTS_ROOT
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Locator, Page
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright not installed: pip install playwright")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.lfw,
+    pytest.mark.skipif(not (ARTIFACTS_ROOT / "accurate" / "meta.json").is_file(), reason="no shipped head"),
+]
+
+# --- What the test relies on in the app's UI (keep in step with streamlit_app.py) ---------------
+# The two photo inputs are found as the page's first two <input type="file"> (no label needed).
+COMPARE_BUTTON = re.compile(r"compare", re.IGNORECASE)  # the button's accessible name contains this
+VERDICT_SAME = "Same person"  # exact text of the decrypted verdict
+VERDICT_DIFFERENT = "Different people"
+# Options that may reveal the uploaders (the app's radio); the first one shown is clicked, and only
+# while fewer than two uploaders are on the page.
+UPLOAD_OPTIONS = ("Your photos", "Upload")
+# Streamlit's own markers of an error message (st.error) or an uncaught exception: fail fast on them.
+ERRORS = '[data-testid="stAlertContentError"], [data-testid="stException"]'
+
+# --- LFW photos, relative to the images folder (View 2 pairs.txt, fold 0) ------------------------
+# Chosen for a wide margin around the encoder threshold (~0.6, clear Euclidean distance, default
+# jitter TTA; `python -m client_encoder compare A B`), so a correct app cannot be flaky on them:
+# same person, two near-frontal photos: distance 0.216 (the smallest of the first 25 matched pairs).
+SAME_PAIR = ("Akhmed_Zakayev/Akhmed_Zakayev_0001.jpg", "Akhmed_Zakayev/Akhmed_Zakayev_0003.jpg")
+# a young woman and an older man: distance 1.022 (the largest of the first 25 mismatched pairs).
+DIFFERENT_PAIR = ("Amber_Tamblyn/Amber_Tamblyn_0002.jpg", "Benjamin_Netanyahu/Benjamin_Netanyahu_0001.jpg")
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+SCREENSHOT_MAX_BYTES = 400_000
+VIEWPORT = {"width": 1280, "height": 900}
+SERVER_START_S = 90  # streamlit start-up on a busy 2-core machine
+PAGE_READY_MS = 120_000  # first render imports the encoder / FHE stack
+VERDICT_MS = 240_000  # encode both photos, key generation (first use in a session), FHE run
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or $CHROMIUM_PATH); Playwright's bundled browser is not downloaded."""
+    candidates = [os.environ.get("CHROMIUM_PATH"), "chromium", "chromium-browser", "google-chrome"]
+    for candidate in candidates:
+        if candidate and (found := shutil.which(candidate)):
+            return found
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"streamlit exited with {process.returncode}:\n{log.read_text(errors='replace')[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"streamlit did not answer on {url} within {timeout_s} s:\n{log.read_text(errors='replace')[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real app, served by `streamlit run` in its own process group."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "streamlit_app.py",
+        "--server.headless",
+        "true",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--browser.gatherUsageStats",
+        "false",
+        "--server.fileWatcherType",  # others may edit the repo meanwhile: no reruns, no inotify load
+        "none",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process, log, SERVER_START_S)
+        yield url
+    finally:
+        stop(process)
+
+
+def descendants(pid: int) -> list[int]:
+    """Processes started by `pid`, at any depth (Linux /proc); the app may start a server in its own session."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the app's process group (streamlit stops what it started), then SIGKILL what is left."""
+    leftovers = descendants(process.pid)
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+    deadline = time.monotonic() + 15
+    for pid in leftovers:
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium binary: apt-get install chromium (or set CHROMIUM_PATH)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=executable, headless=True, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser, app_url: str) -> Iterator[Page]:
+    """A fresh browser session (so its own FHE keys) on the app, ready for input."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(app_url)
+    page.get_by_role("button", name=COMPARE_BUTTON).wait_for(timeout=PAGE_READY_MS)
+    wait_until_idle(page)
+    yield page
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def lfw_pairs(lfw_dir: Path) -> dict[tuple[str, str], tuple[Path, Path, bool]]:
+    """View 2 pairs by their photos' paths relative to the images folder: (left, right, same)."""
+    from training.lfw import LFW
+
+    lfw = LFW(lfw_dir)
+    return {
+        (str(p.left.relative_to(lfw.images)), str(p.right.relative_to(lfw.images))): (p.left, p.right, p.same)
+        for p in lfw.view2()
+    }
+
+
+def lfw_pair(pairs: dict[tuple[str, str], tuple[Path, Path, bool]], names: tuple[str, str], same: bool) -> list[Path]:
+    assert names in pairs, f"{names} is not a View 2 pair of this LFW copy"
+    left, right, is_same = pairs[names]
+    assert is_same == same, f"{names}: pairs.txt says same={is_same}"
+    for photo in (left, right):
+        assert photo.is_file(), f"LFW photo missing: {photo}"
+    return [left, right]
+
+
+def wait_until_idle(page: Page) -> None:
+    """Until the app's script is not running (Streamlit shows its "Running..." icon while it runs)."""
+    page.wait_for_timeout(1000)  # let a rerun that was just triggered start
+    page.locator('[data-testid="stStatusWidgetRunningIcon"]').wait_for(state="hidden", timeout=VERDICT_MS)
+
+
+def file_inputs(page: Page) -> Locator:
+    inputs = page.locator('input[type="file"]')
+    for option in UPLOAD_OPTIONS:
+        if inputs.count() >= 2:
+            break
+        label = page.get_by_text(option, exact=True)
+        if label.count():
+            label.first.click()
+            wait_until_idle(page)
+    inputs.nth(1).wait_for(state="attached", timeout=PAGE_READY_MS)
+    return inputs
+
+
+def upload_pair(page: Page, photos: list[Path]) -> None:
+    inputs = file_inputs(page)
+    for index, photo in enumerate(photos):
+        inputs.nth(index).set_input_files(photo)
+        # the uploaded file is listed (Streamlit shortens long names on screen, not in title / aria-label)
+        shown = page.locator(f'[title="{photo.name}"], [aria-label^="{photo.name}"]').or_(
+            page.get_by_text(photo.name, exact=True)
+        )
+        shown.first.wait_for(timeout=PAGE_READY_MS)
+        wait_until_idle(page)
+
+
+def screenshot(page: Page, name: str, folder: Path = SCREENSHOTS) -> Path:
+    """A full-page PNG (under artifacts/screenshots/ by default), downscaled if it is large.
+
+    Streamlit scrolls inside its own container, so the viewport is made as tall as the content.
+    """
+    from PIL import Image
+
+    height = page.evaluate(
+        "() => Math.max(document.body.scrollHeight,"
+        " ...[...document.querySelectorAll('[data-testid=stMain], [data-testid=stAppViewContainer], section')]"
+        ".map(e => e.scrollHeight))"
+    )
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(int(height), VIEWPORT["height"]), 6000)})
+    page.wait_for_timeout(500)
+    png = page.screenshot(full_page=True)
+    page.set_viewport_size(VIEWPORT)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if len(png) > SCREENSHOT_MAX_BYTES:
+        image = Image.open(io.BytesIO(png)).convert("RGB").quantize(colors=256)
+        while True:
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", optimize=True)
+            if buffer.tell() <= SCREENSHOT_MAX_BYTES or image.width < 400:
+                break
+            image = image.resize((image.width * 3 // 4, image.height * 3 // 4))
+        path.write_bytes(buffer.getvalue())
+    else:
+        path.write_bytes(png)
+    return path
+
+
+def compare(page: Page, photos: list[Path], expected: str, other: str, shot: str, failures: Path) -> None:
+    """Upload, press the button, wait for the verdict; the screenshot goes to `failures` unless it passes."""
+    upload_pair(page, photos)
+    page.get_by_role("button", name=COMPARE_BUTTON).click()
+    verdict = page.get_by_text(expected, exact=True)
+    failed = page.locator(ERRORS)
+    verdict.or_(page.get_by_text(other, exact=True)).or_(failed).first.wait_for(timeout=VERDICT_MS)
+    wait_until_idle(page)
+    errors, wrong, right = failed.all_inner_texts(), page.get_by_text(other, exact=True).count(), verdict.count()
+    if errors or wrong or right != 1:
+        path = screenshot(page, shot, folder=failures)
+        assert not errors, f"the app reported an error: {errors} (screenshot: {path})"
+        assert not wrong, f"expected {expected!r}, the app said {other!r} (screenshot: {path})"
+        pytest.fail(f"{expected!r} shown {right} times (screenshot: {path})")
+    screenshot(page, shot)
+
+
+def test_same_person_in_browser(lfw_pairs: dict, page: Page, tmp_path: Path) -> None:
+    photos = lfw_pair(lfw_pairs, SAME_PAIR, same=True)
+    screenshot(page, "initial_page.png")
+    compare(page, photos, VERDICT_SAME, VERDICT_DIFFERENT, "same_person.png", failures=tmp_path)
+
+
+def test_different_people_in_browser(lfw_pairs: dict, page: Page, tmp_path: Path) -> None:
+    photos = lfw_pair(lfw_pairs, DIFFERENT_PAIR, same=False)
+    compare(page, photos, VERDICT_DIFFERENT, VERDICT_SAME, "different_people.png", failures=tmp_path)
