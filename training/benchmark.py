@@ -14,8 +14,9 @@ the key owner learns one bit" property. This puts figures beside it, all from th
    artifacts/bench/baseline.json, written by `python -m training.benchmark_baseline`.
 3. CKKS peer (TenSEAL): encrypted squared Euclidean distance of two separately encrypted
    embeddings; the key owner decrypts the *score* and thresholds it. 10-fold LFW accuracy.
-4. Scaling: head latency/accuracy against d (frontier file), accuracy-latency plot, 1:N
-   identification (N sequential runs of the fast point through FHEServer).
+4. Scaling: head latency/accuracy against d (frontier file) and against d and input bits
+   (artifacts/bench/scaling.json from `python -m training.bench_scaling`), accuracy-latency plot,
+   1:N identification (N sequential runs of the fast point through FHEServer).
 
 Writes artifacts/bench/benchmark.json, benchmark.md and small PNG plots.
 """
@@ -404,6 +405,11 @@ def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.2f}%"
 
 
+def _header(*cells: str) -> list[str]:
+    """A Markdown table's header row and its separator."""
+    return [_row(*cells), "|" + "---|" * len(cells)]
+
+
 def _row(*cells: str) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -473,7 +479,7 @@ def write_markdown(result: dict) -> str:
     ckks = result.get("ckks") or {}
     lines += [
         "",
-        _row(
+        *_header(
             "system",
             "encrypted output",
             "key owner learns",
@@ -483,7 +489,6 @@ def write_markdown(result: dict) -> str:
             "keys",
             "ct in / out",
         ),
-        "|---|---|---|---|---|---|---|---|",
     ]
     for name, h in head.items():
         c = h["cost"]
@@ -532,7 +537,7 @@ def write_markdown(result: dict) -> str:
         "",
         "## 1. FHE head (shipped points)",
         "",
-        _row(
+        *_header(
             "point",
             "d",
             "PBS",
@@ -546,7 +551,6 @@ def write_markdown(result: dict) -> str:
             "cost from",
             "accuracy from",
         ),
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, h in head.items():
         c = h["cost"]
@@ -695,6 +699,22 @@ def write_markdown(result: dict) -> str:
                 f"| {p['dims']} | {_pct(p['accuracy_simulated'])} | {_fmt_s(p['server_run_s_median'])} | "
                 f"{p['programmable_bootstrap_count']} | {p['eval_keys_mb']:.1f} MB |"
             )
+    scaling = result.get("scaling") or {}
+    if scaling:
+        lines += [
+            "",
+            "Against d and input bit width, one fixed configuration (not re-tuned per cell; "
+            f"{scaling['protocol']}). Source: `artifacts/bench/scaling.json` (`python -m training.bench_scaling`).",
+            "",
+            "| d | input bits | accuracy (clear integer, 10-fold) | server run | PBS | max bits | poly | eval keys |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in scaling["rows"]:
+            lines.append(
+                f"| {r['dims']} | {r['n_bits']} | {_pct(r['accuracy_clear_integer'])} | "
+                f"{_fmt_s(r['server_run_s_median'])} | {r['programmable_bootstrap_count']} | {r['max_bit_width']} | "
+                f"{'/'.join(str(x) for x in r['polynomial_sizes'])} | {r['eval_keys_mb']:.0f} MB |"
+            )
     one = result.get("one_to_n") or {}
     if one:
         lines += [
@@ -833,6 +853,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         result = json.loads((args.out_dir / "benchmark.json").read_text())
         result["baseline"] = load_baselines()
+        result["scaling"] = _read(BENCH_DIR / "scaling.json")
         for path in write_outputs(result, args.out_dir):
             print(f"wrote {_rel(path)}")
         return 0
@@ -861,6 +882,7 @@ def main(argv: list[str] | None = None) -> int:
         for p in (frontier or {}).get("points", [])
     ]
     result["baseline"] = load_baselines()
+    result["scaling"] = _read(BENCH_DIR / "scaling.json")
     result["ckks"] = (
         {"available": False, "why": "skipped (--skip-ckks)"}
         if args.skip_ckks
