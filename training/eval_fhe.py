@@ -6,7 +6,8 @@ For each test fold the head is fitted on the other 9 folds (exactly as `train_he
 compiled into deployable artifacts, and driven through the deployment classes: `FHEClient`
 generates keys and encrypts each face's embedding on its own, `FHEServer` runs the circuit on
 (template, probe, evaluation keys), the client decrypts the bit. Every decision is appended to a
-checkpoint file, so an interrupted run resumes where it stopped. Results:
+checkpoint file (and copied to artifacts/metrics/eval_fhe/<run>.jsonl when a report is written),
+so an interrupted run resumes where it stopped, even on another machine. Results:
 artifacts/metrics/lfw_fhe.json (fhe_accuracy, per fold, clear / simulated figures, disagreements).
 """
 
@@ -32,6 +33,8 @@ from training.head_fit import HeadConfig, fit_head
 from training.lfw import open_lfw_for_cli, unique_images
 from training.protocol import ten_fold
 from training.train_head import PairData
+
+RESULTS_DIR = REPO_ROOT / "artifacts" / "metrics" / "eval_fhe"
 
 
 def _shipped_config(point: str) -> HeadConfig:
@@ -63,12 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     work = cache_dir() / "eval_fhe" / run_key[:16]
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "decisions.jsonl"
+    # The decisions also live in the repository (small: ~100 bytes a pair), so a run of several
+    # hours survives a lost cache or a fresh machine: both are read, the union is kept.
+    committed = RESULTS_DIR / f"{run_key[:16]}.jsonl"
     done = {}
-    if checkpoint.is_file():
-        for line in checkpoint.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                done[record["pair"]] = record
+    for path in (committed, checkpoint):
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    done[record["pair"]] = record
 
     a_all, b_all, same_all, _ = data.arrays(view2)
     half = args.pairs_per_fold // 2  # as many same-person as different-person pairs per fold
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
                 done[i] = record
                 bar.update(1)
 
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    committed.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
     finished = [i for i in selected if i in done]  # all of them unless the run was stopped
     records = [done[i] for i in finished]
     if not records:
