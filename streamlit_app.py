@@ -78,8 +78,9 @@ def with_box(pixels: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
 
 
 def hex_preview(data: bytes, n: int = 24) -> str:
-    """The last bytes: the start is only our header and concrete's framing, the end is ciphertext."""
-    return "… " + data[-n:].hex(" ")
+    """Bytes from the middle: both ends are framing (our header, concrete's serialization)."""
+    middle = len(data) // 2
+    return "… " + data[middle : middle + n].hex(" ") + " …"
 
 
 def photo_input(column, number: int):
