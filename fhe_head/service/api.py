@@ -192,11 +192,16 @@ def create_app(data_dir: str | Path, points: tuple[str, ...] = POINTS, workers: 
     async def _bad_ciphertext(_: Request, err: ValueError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=400)
 
-    def server_for(key_id: str) -> tuple[FHEServer, EvaluationKeys]:
+    def point_of(key_id: str) -> FHEServer:
+        """The circuit these keys were uploaded for (no key parsing: enrolment only checks framing)."""
         record = store.key(key_id)
         server = servers.get(record.point)
         if server is None or server.meta["circuit_id"] != record.circuit_id:
             raise HTTPException(410, "these keys belong to a circuit this server no longer serves: upload new keys")
+        return server
+
+    def server_for(key_id: str) -> tuple[FHEServer, EvaluationKeys]:
+        server = point_of(key_id)
         keys = parsed.get(key_id)
         if keys is None:
             keys = server.load_evaluation_keys(store.key_path(key_id).read_bytes())
@@ -208,9 +213,6 @@ def create_app(data_dir: str | Path, points: tuple[str, ...] = POINTS, workers: 
         start = time.perf_counter()
         result = server.run(template, probe, keys)
         return base64.b64encode(result).decode(), time.perf_counter() - start
-
-    def point_of(key_id: str) -> FHEServer:
-        return server_for(key_id)[0]
 
     # ---- service info ----
     @app.get("/health", tags=["service"])
