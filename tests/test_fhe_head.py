@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fhe_head.artifacts import ARTIFACTS_ROOT, POINTS
 from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError
@@ -77,6 +78,16 @@ def test_ciphertexts_and_keys_are_compact(keyed, toy):
     client, _, _ = keyed
     assert len(client.encrypt(toy[1][0])) < 4_000  # compressed input ciphertext
     assert len(client.evaluation_keys()) < 150e6
+
+
+@pytest.mark.parametrize("point", POINTS)
+def test_shipped_points_keys_fit_the_upload_budget(point):
+    """Every shipped point's evaluation keys (what a client uploads once) stay within 60 MB."""
+    if not (ARTIFACTS_ROOT / point / "meta.json").is_file():
+        pytest.skip(f"no shipped {point} head (python -m training.train_head)")
+    client = FHEClient(point)
+    client.generate_keys()
+    assert len(client.evaluation_keys()) <= 60e6
 
 
 def test_corrupted_truncated_and_foreign_ciphertexts_are_refused(toy, keyed, tmp_path):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from client_encoder.encoder import FaceEncoder
 from client_encoder.models import REPO_ROOT, cache_dir
 from fhe_head.client import FHEClient
-from fhe_head.dev import compile_head, save_artifacts
+from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_head, save_artifacts
 from fhe_head.server import FHEServer
 from training.embeddings import embed_images
 from training.head_fit import HeadConfig, fit_head
@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     view2 = lfw.view2()
     encoder = FaceEncoder(tta="jitter")
     data = PairData(embed_images(unique_images(view2), encoder, desc=f"LFW {lfw.variant()}"))
-    run_key = hashlib.sha256(json.dumps([config.to_dict(), encoder.model_sha256, lfw.variant()]).encode()).hexdigest()
+    # Everything that decides the circuits and their keys names the run: a change starts a new one.
+    compiled_with = {"parameter_selection_strategy": PARAMETER_STRATEGY.value, "global_p_error": DEFAULT_GLOBAL_P_ERROR}
+    run_key = hashlib.sha256(
+        json.dumps([config.to_dict(), encoder.model_sha256, lfw.variant(), compiled_with]).encode()
+    ).hexdigest()
     work = cache_dir() / "eval_fhe" / run_key[:16]
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "decisions.jsonl"
@@ -140,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         "variant": lfw.variant(),
         "point": args.point,
         "config": config.to_dict(),
+        "compiled_with": compiled_with,
+        "run_key": run_key[:16],
         "n_pairs_fhe": len(records),
         "n_pairs_selected": len(selected),
         "folds_run": run_folds,
