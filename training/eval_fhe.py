@@ -123,14 +123,17 @@ def main(argv: list[str] | None = None) -> int:
 
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     committed.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
-    finished = [i for i in selected if i in done]  # all of them unless the run was stopped
+    # A stopped run is reported on its complete folds only: a fold runs its same-person pairs
+    # first, so a half-done fold would skew the accuracy. Agreement counts use every pair done.
+    all_done = [done[i] for i in selected if i in done]
+    run_folds = [f for f in range(10) if all(i in done for i in selected if view2[i].fold == f)]
+    finished = [i for i in selected if i in done and view2[i].fold in run_folds]
     records = [done[i] for i in finished]
     if not records:
-        print("no pairs run yet", file=sys.stderr)
+        print(f"no fold complete yet ({len(all_done)} pairs done)", file=sys.stderr)
         return 1
     same = np.array([r["same"] for r in records])
     folds = np.array([r["fold"] for r in records])
-    run_folds = sorted(set(folds.tolist()))
 
     def fold_accuracy(key: str) -> list[float]:
         decisions = np.array([r[key] for r in records])
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "run_key": run_key[:16],
         "n_pairs_fhe": len(records),
         "n_pairs_selected": len(selected),
+        "n_pairs_done_including_incomplete_folds": len(all_done),
         "folds_run": run_folds,
         "fhe_accuracy": float(np.mean(fhe_folds)),
         "fhe_std": float(np.std(fhe_folds, ddof=1)) if len(fhe_folds) > 1 else None,
@@ -155,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy_clear_float_128d": float_result.get("mean_accuracy"),
         "accuracy_clear_quantised": float(np.mean(fold_accuracy("clear"))),
         "accuracy_simulated": float(np.mean(fold_accuracy("simulated"))),
-        "fhe_vs_clear_quantised_disagreements": int(sum(r["fhe"] != r["clear"] for r in records)),
-        "fhe_vs_simulated_disagreements": int(sum(r["fhe"] != r["simulated"] for r in records)),
-        "server_run_s_median": float(np.median([r["server_s"] for r in records])),
+        "fhe_vs_clear_quantised_disagreements": int(sum(r["fhe"] != r["clear"] for r in all_done)),
+        "fhe_vs_simulated_disagreements": int(sum(r["fhe"] != r["simulated"] for r in all_done)),
+        "server_run_s_median": float(np.median([r["server_s"] for r in all_done])),
         "complete": len(records) == 6000,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
