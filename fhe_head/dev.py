@@ -30,8 +30,8 @@ from fhe_head.head import HeadParams
 DEFAULT_GLOBAL_P_ERROR = 1e-5  # per circuit run: ~0.06 expected wrong bits over 6000 pairs (1e-6 doubled the run time)
 # One parameter set for the whole circuit. The default (multi) strategy gives the 5-bit table lookups
 # their own cheaper bootstrap key beside the one the 10-bit sum needs: measured at d = 64, 74.3 MB of
-# evaluation keys and ~1.11e10 cost units, against 55.1 MB and ~1.15e10 (same run time within noise)
-# for a single set. The second key was 19 MB bought for nothing visible.
+# evaluation keys and ~1.11e10 cost units, against 55.1 MB and ~1.15e10 for a single set (server run
+# 1.70 -> 1.77 s, LFW run medians). The second key was 19 MB bought for nothing visible.
 PARAMETER_STRATEGY = fhe.ParameterSelectionStrategy.MONO
 
 
