@@ -4,8 +4,8 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
-A ?= tests/data/astronaut.jpg
-B ?= tests/data/cameraman.jpg
+A ?= privface/examples/astronaut.jpg
+B ?= privface/examples/cameraman.jpg
 
 .PHONY: setup run serve compare test bench bench-service eval train eval-fhe
 
@@ -24,7 +24,7 @@ run: setup
 # The verification server alone (FastAPI; keys + SQLite templates in DATA_DIR).
 DATA_DIR ?= $(HOME)/.privface/server
 serve: setup
-	$(PY) -m fhe_head.serve --host 127.0.0.1 --port 8000 --data-dir $(DATA_DIR)
+	$(PY) -m fhe_head.service --host 127.0.0.1 --port 8000 --data-dir $(DATA_DIR)
 
 # The client encoder alone, in clear: compare two photos.
 compare: setup

@@ -3,7 +3,7 @@
     streamlit run streamlit_app.py
 
 This page is the client: each photo becomes an embedding here, is quantised and encrypted on its
-own, and goes to the verification server (`python -m fhe_head.serve`), which compares the two
+own, and goes to the verification server (`python -m fhe_head.service`), which compares the two
 ciphertexts and returns an encrypted bit that only this browser session's secret key decrypts.
 By default the app starts the server itself on loopback; set PRIVFACE_URL to use a remote one.
 """
@@ -13,19 +13,18 @@ from __future__ import annotations
 import atexit
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from client_encoder import FaceEncoder, InvalidImageError, NoFaceError, distance, load_image
+from client_encoder import FaceEncoder, distance, load_image
 from fhe_head.artifacts import POINTS
-from fhe_head.errors import ArtifactError, CiphertextError
-from fhe_head.remote import ServiceError, VerificationClient
+from privface.client import VerificationClient
+from privface.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
+from privface.resources import EXAMPLES_DIR
 
-EXAMPLES_DIR = Path(__file__).parent / "tests" / "data"
 # Bundled photos (scikit-image's samples: NASA public domain / CC0). A mirror image is a fair
 # "same person, different photo" for the encoder: the face is re-detected and re-aligned.
 EXAMPLES = {
@@ -50,7 +49,7 @@ def server_url() -> str:
     """PRIVFACE_URL, or a server started once per app process on loopback."""
     if os.environ.get("PRIVFACE_URL"):
         return os.environ["PRIVFACE_URL"]
-    from fhe_head.service.process import LocalServer
+    from privface.local_server import LocalServer
 
     server = LocalServer(Path(tempfile.mkdtemp(prefix="privface-server-"))).start()
     atexit.register(server.stop)
@@ -131,18 +130,22 @@ def main() -> None:
     encodings = []
     for number, image in enumerate(inputs, start=1):
         try:
-            encodings.append((load_image(image), encoder.encode(image)))
+            encoding = encoder.encode(image)
+            encodings.append((encoding.located.pixels, encoding))
         except InvalidImageError as err:
             st.error(f"Photo {number} could not be read: {err}")
             return
         except NoFaceError:
             st.error(f"No face found in photo {number}. Use a photo where the face is clearly visible.")
             return
+        except PrivfaceError as err:
+            st.error(f"Photo {number}: {err}")
+            return
     st.subheader("1. Faces found and aligned (on your device)")
     columns = st.columns(4)
     for number, (pixels, encoding) in enumerate(encodings):
         columns[2 * number].image(with_box(pixels, encoding.face.box), use_container_width=True)
-        columns[2 * number + 1].image(encoder.align(pixels, encoding.face), caption="aligned 150×150", width=150)
+        columns[2 * number + 1].image(encoding.located.chip, caption="aligned 150×150", width=150)
         took_ms = sum(encoding.timings_ms.values())
         columns[2 * number].caption(f"Photo {number + 1}: {len(encoding.faces)} face(s); embedding in {took_ms:.0f} ms")
         if encoding.note:
@@ -155,34 +158,33 @@ def main() -> None:
         st.subheader("2. Keys (once per session, on your device)")
         keygen = client.timings.get("keygen_s", 0.0)
         upload = client.timings.get("key_upload_s", 0.0)
-        size = len(client.fhe.evaluation_keys()) / 1e6
+        size = client.evaluation_key_bytes / 1e6
         st.write(
             f"Secret key: stays in this session. Evaluation keys: {size:.1f} MB, uploaded once "
             f"(key id `{client.key_id[:12]}…`; they let the server compute, not decrypt)."
             + (f" Generated in {keygen:.1f} s, uploaded in {upload:.1f} s." if first_time else " Reused.")
         )
         st.subheader("3. Each embedding quantised and encrypted on its own")
-        ciphertexts = []
-        for number, (_, encoding) in enumerate(encodings, start=1):
-            start = time.perf_counter()
-            ciphertexts.append(client.fhe.encrypt(encoding.embedding))
+        encrypted = [client.encrypt(encoding) for _, encoding in encodings]
+        for number, item in enumerate(encrypted, start=1):
             st.write(
-                f"Photo {number}: {len(ciphertexts[-1]) / 1e3:.1f} KB in {1e3 * (time.perf_counter() - start):.0f} ms"
-                f" — `{hex_preview(ciphertexts[-1])}`"
+                f"Photo {number}: {len(item.ciphertext) / 1e3:.1f} KB in {1e3 * item.encrypt_s:.0f} ms"
+                f" — `{hex_preview(item.ciphertext)}`"
             )
         st.subheader("4. Sent to the server, compared under FHE")
-        start = time.perf_counter()
-        result, fhe_s = client.send_pair(ciphertexts[0], ciphertexts[1])
-        round_trip = time.perf_counter() - start
-        st.write(f"Server FHE time: {fhe_s:.2f} s (round trip {round_trip:.2f} s, server at {client.url}).")
-        st.write(f"Encrypted result returned ({len(result) / 1e3:.1f} KB):")
-        st.code(hex_preview(result, 32))
+        answer = client.send_pair(encrypted[0], encrypted[1])
+        st.write(
+            f"Server FHE time: {answer.server_fhe_s:.2f} s (round trip {answer.round_trip_s:.2f} s, "
+            f"server at {client.url})."
+        )
+        st.write(f"Encrypted result returned ({len(answer.result) / 1e3:.1f} KB):")
+        st.code(hex_preview(answer.result, 32))
         st.subheader("5. Decrypted on your device")
-        same = client.fhe.decrypt(result)
+        same = client.decrypt(answer)
     except ServiceError as err:
         st.error(f"The verification server is not available: {err}")
         return
-    except (ArtifactError, CiphertextError) as err:
+    except PrivfaceError as err:
         st.error(f"The encrypted comparison failed: {err}")
         return
     if same:
@@ -191,7 +193,7 @@ def main() -> None:
         st.warning(DIFFERENT)
     with st.expander("What the server saw", expanded=True):
         st.write(
-            f"Two ciphertexts ({len(ciphertexts[0]) / 1e3:.1f} KB each), your evaluation keys ({size:.1f} MB) "
+            f"Two ciphertexts ({len(encrypted[0].ciphertext) / 1e3:.1f} KB each), your evaluation keys ({size:.1f} MB) "
             "and how long the computation took. Not the photos, not the embeddings, not a distance or "
             "score, not the answer: the bit it returned is encrypted under your key."
         )

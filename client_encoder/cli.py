@@ -8,10 +8,10 @@ import logging
 import sys
 
 from client_encoder.align import TTA_VIEWS
-from client_encoder.encoder import FaceEncoder, NoFaceError, distance
-from client_encoder.images import InvalidImageError
+from client_encoder.encoder import FaceEncoder, distance
+from privface.errors import InputError, PrivfaceError
 
-_INPUT_ERRORS = (InvalidImageError, NoFaceError, FileNotFoundError, IsADirectoryError)
+_INPUT_ERRORS = (InputError, OSError)
 
 
 def _embed(encoder: FaceEncoder, paths: list[str]) -> int:
@@ -74,7 +74,11 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
-    encoder = FaceEncoder(model_path=args.model, tta=args.tta)
-    if args.command == "embed":
-        return _embed(encoder, args.photos)
-    return _compare(encoder, args.a, args.b, args.json)
+    try:
+        encoder = FaceEncoder(model_path=args.model, tta=args.tta)
+        if args.command == "embed":
+            return _embed(encoder, args.photos)
+        return _compare(encoder, args.a, args.b, args.json)
+    except PrivfaceError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1

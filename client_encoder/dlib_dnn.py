@@ -23,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
+from privface.errors import ArtifactError
+
 # A serialized string of a layer type: control byte 0x01, one length byte, the name.
 _LAYER_NAME = re.compile(rb"\x01([\x03-\x20])([a-z_]+[0-9]?)")
 _KNOWN_LAYERS = ("input_rgb_image_sized", "con_", "affine_", "max_pool_", "avg_pool_", "fc_", "loss_")
 
 
-class DlibFormatError(ValueError):
+class DlibFormatError(ArtifactError, ValueError):
     """The file is not a dlib network of the layout this converter understands."""
 
 

@@ -1,4 +1,4 @@
-"""`FaceEncoder`: photo -> detect -> align -> ONNX embed (+ test-time augmentation)."""
+"""`FaceEncoder`: photo -> locate (detect -> primary face -> align) -> ONNX embed (+ test-time augmentation)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,44 @@ from client_encoder.align import TTA_VIEWS, align
 from client_encoder.detect import Face, FaceDetector, primary_face
 from client_encoder.embedder import FaceEmbedder
 from client_encoder.images import ImageInput, load_image
-from client_encoder.models import REPO_ROOT
+from privface.errors import NoFaceError
+from privface.resources import artifacts_dir
 
 log = logging.getLogger(__name__)
 
 # dlib's published rule for its raw descriptors; replaced by the LFW-calibrated threshold of
 # `python -m training.eval_clear` (artifacts/encoder/calibration.json) when that file exists.
 DLIB_THRESHOLD = 0.6
-CALIBRATION_PATH = REPO_ROOT / "artifacts" / "encoder" / "calibration.json"
+# Fraction of width/height where LFW's Viola-Jones crops put the labelled face: the `centre-box`
+# no-face policy places the landmark predictor there (for evaluation on LFW only).
+CENTRE_BOX = (0.32, 0.34, 0.68, 0.72)
+NO_FACE_POLICIES = ("error", "centre-box")
 
 
-class NoFaceError(ValueError):
-    """No face was found in the image."""
+@dataclass
+class LocatedFace:
+    """One photo after the locate step: decoded pixels, every face found, the one used, its chips."""
+
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    faces: list[Face]  # every face found, largest first (empty under the centre-box policy)
+    face: Face  # the face used: the primary one, or the centre box
+    chips: np.ndarray  # (n_views, 150, 150, 3) uint8: the aligned chip first, then the TTA views
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def chip(self) -> np.ndarray:
+        """The aligned 150x150 chip (dlib's get_face_chip geometry)."""
+        return self.chips[0]
+
+    @property
+    def detector(self) -> str:
+        return self.face.detector if self.faces else "centre-box"
+
+    @property
+    def note(self) -> str | None:
+        if len(self.faces) > 1:
+            return f"{len(self.faces)} faces found; used the largest, most central one at box {list(self.face.box)}"
+        return None
 
 
 @dataclass
@@ -34,16 +60,21 @@ class FaceEncoding:
     """The embedding of one photo and how it was obtained."""
 
     embedding: np.ndarray  # (128,) float32
-    face: Face  # the face that was embedded
-    faces: list[Face]  # every face found
+    located: LocatedFace
     tta: str
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
+    def face(self) -> Face:
+        return self.located.face
+
+    @property
+    def faces(self) -> list[Face]:
+        return self.located.faces
+
+    @property
     def note(self) -> str | None:
-        if len(self.faces) > 1:
-            return f"{len(self.faces)} faces found; used the largest, most central one at box {list(self.face.box)}"
-        return None
+        return self.located.note
 
     def to_dict(self) -> dict:
         return {
@@ -56,10 +87,15 @@ class FaceEncoding:
         }
 
 
+def calibration_path() -> Path:
+    """LFW-calibrated distance thresholds per TTA mode (written by `python -m training.eval_clear`)."""
+    return artifacts_dir() / "encoder" / "calibration.json"
+
+
 def load_threshold(tta: str) -> float:
     """The distance threshold calibrated on LFW for this TTA mode, else dlib's 0.6."""
     try:
-        calibration = json.loads(CALIBRATION_PATH.read_text())
+        calibration = json.loads(calibration_path().read_text())
         return float(calibration["thresholds"][tta])
     except (OSError, KeyError, ValueError):
         return DLIB_THRESHOLD
@@ -74,7 +110,7 @@ class FaceEncoder:
     """Client-side face pipeline.
 
     `tta`: "jitter" (default: 18 views, the chip and 8 small shifts/zooms/rotations, each with
-    its mirror; ~0.1 s per photo on 2 cores), "flip" (chip + mirror) or "none" (one chip).
+    its mirror), "flip" (chip + mirror) or "none" (one chip).
     """
 
     def __init__(
@@ -99,46 +135,44 @@ class FaceEncoder:
         """Every face in the image, largest first."""
         return self.detector.detect(load_image(image))
 
-    def align(self, image: ImageInput, face: Face | None = None) -> np.ndarray:
-        """The aligned 150x150 RGB chip of `face` (default: the primary face)."""
-        pixels = load_image(image)
-        face = face or self._primary(pixels, self.detector.detect(pixels))
-        return align(pixels, face)[0]
+    def locate(self, image: ImageInput, no_face: str = "error", tta: str | None = None) -> LocatedFace:
+        """The one locate step: decode -> detect -> primary face -> aligned chips (one per TTA view).
 
-    def _primary(self, pixels: np.ndarray, faces: list[Face]) -> Face:
-        if not faces:
-            raise NoFaceError("no face found in the image")
-        return primary_face(faces, pixels.shape)
-
-    def embed_views(self, image: np.ndarray, face: Face, tta: str | None = None) -> np.ndarray:
-        """One descriptor per TTA view (n_views, 128), before averaging."""
-        return self.embedder.embed_chips(align(image, face, TTA_VIEWS[tta or self.tta]))
-
-    def encode(self, image: ImageInput) -> FaceEncoding:
-        """Embedding plus the faces found, the one used and per-stage timings."""
+        `no_face="error"` raises NoFaceError; `"centre-box"` (LFW evaluation only) places the
+        landmark predictor on a fixed central box instead, and the result says so (`detector`).
+        """
+        if no_face not in NO_FACE_POLICIES:
+            raise ValueError(f"no_face must be one of {NO_FACE_POLICIES}, not {no_face!r}")
         t0 = time.perf_counter()
-        pixels = load_image(image)
+        pixels = image.pixels if isinstance(image, LocatedFace) else load_image(image)
         t1 = time.perf_counter()
         faces = self.detector.detect(pixels)
-        face = self._primary(pixels, faces)
+        if faces:
+            face = primary_face(faces, pixels.shape)
+        elif no_face == "centre-box":
+            height, width = pixels.shape[:2]
+            left, top, right, bottom = CENTRE_BOX
+            box = (int(left * width), int(top * height), int(right * width), int(bottom * height))
+            face = self.detector.face_in_box(pixels, box)
+        else:
+            raise NoFaceError("no face found in the image")
         t2 = time.perf_counter()
-        chips = align(pixels, face, TTA_VIEWS[self.tta])
+        chips = align(pixels, face, TTA_VIEWS[tta or self.tta])
         t3 = time.perf_counter()
-        embedding = self.embedder.embed_chips(chips).mean(axis=0)
-        t4 = time.perf_counter()
-        encoding = FaceEncoding(
-            embedding=embedding.astype(np.float32),
-            face=face,
-            faces=faces,
-            tta=self.tta,
-            timings_ms={
-                "load": 1e3 * (t1 - t0),
-                "detect": 1e3 * (t2 - t1),
-                "align": 1e3 * (t3 - t2),
-                "embed": 1e3 * (t4 - t3),
-            },
-        )
-        return encoding
+        timings = {"load": 1e3 * (t1 - t0), "detect": 1e3 * (t2 - t1), "align": 1e3 * (t3 - t2)}
+        return LocatedFace(pixels, faces, face, chips, timings)
+
+    def align(self, image: ImageInput) -> np.ndarray:
+        """The aligned 150x150 RGB chip of the primary face."""
+        return self.locate(image, tta="none").chip
+
+    def encode(self, image: ImageInput | LocatedFace) -> FaceEncoding:
+        """Embedding plus the faces found, the one used, its chips and per-stage timings."""
+        located = image if isinstance(image, LocatedFace) else self.locate(image)
+        start = time.perf_counter()
+        embedding = self.embedder.embed_chips(located.chips).mean(axis=0)
+        timings = {**located.timings_ms, "embed": 1e3 * (time.perf_counter() - start)}
+        return FaceEncoding(embedding.astype(np.float32), located, self.tta, timings)
 
     def embed(self, image: ImageInput) -> np.ndarray:
         """The 128-d descriptor of the primary face (raises NoFaceError if there is none)."""
@@ -149,15 +183,11 @@ class FaceEncoder:
 
     def embed_many(self, images: Iterable[ImageInput]) -> np.ndarray:
         """Descriptors (n, 128) of many photos; chips of all photos go through ONNX in batches."""
-        views = TTA_VIEWS[self.tta]
-        chips = []
-        for image in images:
-            pixels = load_image(image)
-            chips.append(align(pixels, self._primary(pixels, self.detector.detect(pixels)), views))
+        chips = [self.locate(image).chips for image in images]
         if not chips:
             return np.zeros((0, 128), np.float32)
         descriptors = self.embedder.embed_chips(np.concatenate(chips))
-        return descriptors.reshape(len(chips), len(views), -1).mean(axis=1)
+        return descriptors.reshape(len(chips), len(TTA_VIEWS[self.tta]), -1).mean(axis=1)
 
     def compare(self, a: ImageInput, b: ImageInput) -> tuple[float, bool]:
         """(distance, same_person) in clear, with this encoder's threshold."""

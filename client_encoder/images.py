@@ -14,14 +14,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from privface.errors import InvalidImageError
+
 ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
 MAX_PIXELS = 40_000_000  # ~ a 7300x5500 photo; far above any phone camera's output
 MAX_FILE_BYTES = 50 * 1024 * 1024
-
-
-class InvalidImageError(ValueError):
-    """The input could not be read as a photo."""
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
@@ -99,7 +97,7 @@ def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise FileNotFoundError(f"no such image file: {path}")
+            raise InvalidImageError(f"{path}: no such file")
         if path.stat().st_size > MAX_FILE_BYTES:
             raise InvalidImageError(f"{path}: file is too large ({path.stat().st_size / 1e6:.0f} MB)")
         try:

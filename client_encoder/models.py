@@ -14,11 +14,13 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from privface.errors import ArtifactError
+from privface.resources import artifacts_dir
+
 ONNX_FILENAME = "dlib_face_recognition_resnet_v1.onnx"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class ModelFilesMissing(RuntimeError):
+class ModelFilesMissing(ArtifactError):
     """A model file that should come from an installed package is not there."""
 
 
@@ -51,7 +53,7 @@ def cache_dir() -> Path:
 
 
 def default_encoder_path() -> Path:
-    return REPO_ROOT / "artifacts" / "encoder" / ONNX_FILENAME
+    return artifacts_dir() / "encoder" / ONNX_FILENAME
 
 
 def ensure_encoder_model(path: str | Path | None = None) -> Path:
@@ -59,7 +61,7 @@ def ensure_encoder_model(path: str | Path | None = None) -> Path:
     if path is not None:
         explicit = Path(path)
         if not explicit.is_file():
-            raise FileNotFoundError(f"ONNX encoder not found: {explicit}")
+            raise ArtifactError(f"ONNX encoder not found: {explicit}")
         return explicit
     shipped = default_encoder_path()
     if shipped.is_file():

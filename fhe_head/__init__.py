@@ -1,1 +1,11 @@
-"""Server-side FHE siamese head (Concrete-ML). Not built yet: see the FHE-head issue."""
+"""The encrypted siamese head, in Concrete's three roles, and the HTTP server that runs it.
+
+- `head`: the head as plain integers (client-side quantiser + the circuit's clear reference);
+- `dev`: compile a head into a TFHE circuit and write its artifacts (developer role);
+- `client.FHEClient`: keys, encryption of one embedding at a time, decryption of the bit (key owner);
+- `server.FHEServer`: runs the circuit on ciphertexts with evaluation keys (no secret key);
+- `artifacts`: locating and checking a head point, framing of ciphertexts;
+- `service`: the verification server (FastAPI over FHEServer, SQLite templates): `python -m fhe_head.service`.
+
+The user-side client (photo -> encrypt -> HTTP -> decrypt) and its CLI are in the `privface` package.
+"""

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from concrete.fhe.version import __version__ as concrete_version
 
-from fhe_head.errors import ArtifactError, CiphertextError
+from privface.errors import ArtifactError, CiphertextError
+from privface.resources import artifacts_dir
 
-ARTIFACTS_ROOT = Path(__file__).resolve().parents[1] / "artifacts" / "fhe_head"
+ARTIFACTS_ROOT = artifacts_dir() / "fhe_head"
 DEFAULT_POINT = "accurate"
 POINTS = ("accurate", "fast")
 # Every ciphertext travels as MAGIC + circuit id (8 bytes) + concrete's serialized value, so a

@@ -12,8 +12,8 @@ import numpy as np
 from concrete import fhe
 
 from fhe_head.artifacts import DEFAULT_POINT, load_meta, point_dir, unwrap, wrap
-from fhe_head.errors import ArtifactError, CiphertextError, NotABitError
 from fhe_head.head import HeadParams
+from privface.errors import ArtifactError, CiphertextError, NotABitError
 
 
 class FHEClient:

@@ -14,7 +14,7 @@ from concrete.fhe.compilation.server import Server
 from concrete.fhe.compilation.value import Value
 
 from fhe_head.artifacts import DEFAULT_POINT, load_meta, point_dir, unwrap, wrap
-from fhe_head.errors import CiphertextError, EvaluationKeyError
+from privface.errors import CiphertextError, EvaluationKeyError
 
 
 class FHEServer:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data"
+from privface.resources import EXAMPLES_DIR as DATA  # photos ship with the app (privface/examples)
+
 ASTRONAUT = DATA / "astronaut.jpg"  # Eileen Collins, NASA, public domain (via scikit-image)
 CAMERAMAN = DATA / "cameraman.jpg"  # the classic test photo, CC0 (via scikit-image)
 CAT = DATA / "chelsea_cat.jpg"  # Chelsea the cat, CC0 (via scikit-image): no human face

@@ -52,7 +52,7 @@ def test_no_photos_chosen_is_a_friendly_warning():
 def test_server_down_is_a_friendly_error(monkeypatch):
     import streamlit as st
 
-    from fhe_head.service.process import free_port
+    from privface.local_server import free_port
 
     monkeypatch.setenv("PRIVFACE_URL", f"http://127.0.0.1:{free_port()}")
     st.cache_resource.clear()  # forget the loopback server started by the other tests

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 import training.embeddings as embeddings
+from privface.errors import NoFaceError
 from tests.conftest import ASTRONAUT, CAT
 
 
@@ -23,5 +24,5 @@ def test_cache_serves_the_second_run_and_keys_on_the_pipeline(tmp_path, encoder,
 def test_no_face_is_counted_never_silent(tmp_path, encoder):
     result = embeddings.embed_images([CAT], encoder, cache_path=tmp_path / "c.sqlite", tta="none", progress=False)
     assert result.detector == ["centre-box"] and result.no_face_images() == [str(CAT)]
-    with pytest.raises(embeddings.NoFaceError):
+    with pytest.raises(NoFaceError):
         embeddings.embed_images([CAT], encoder, cache_path=tmp_path / "c2.sqlite", no_face="error", progress=False)

@@ -13,9 +13,9 @@ import pytest
 from fhe_head.artifacts import ARTIFACTS_ROOT, POINTS
 from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
-from fhe_head.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
+from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError
 from training.head_fit import HeadConfig, fit_head
 
 ENCODER_SHA = "e" * 64

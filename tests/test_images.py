@@ -55,7 +55,7 @@ def test_huge_image_is_refused_before_decoding():
 
 
 def test_missing_file_and_unknown_type():
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(InvalidImageError, match="no such file"):
         load_image("/no/such/photo.jpg")
     with pytest.raises(TypeError):
         load_image(12345)

@@ -24,8 +24,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from fhe_head.remote import ServiceError, VerificationClient
-from fhe_head.service.process import LocalServer
+from privface.client import VerificationClient
+from privface.errors import ServiceError
+from privface.local_server import LocalServer
 from tests.conftest import ASTRONAUT, CAMERAMAN
 
 POINT = "fast"
@@ -111,7 +112,7 @@ def test_lfw_pairs_decrypt_to_the_clear_decision(client, fold0):
 
 def test_bad_requests_are_4xx_and_server_stays_up(client, server):
     url, key_id = server.url, client.key_id
-    good = base64.b64encode(client.encrypt(ASTRONAUT)).decode()
+    good = base64.b64encode(client.encrypt(ASTRONAUT).ciphertext).decode()
     verify = url + "/v1/verify"
 
     def status(body=None, **kwargs) -> int:
@@ -186,7 +187,7 @@ def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astr
     with VerificationClient(first.url, POINT, tmp_path / "keys", encoder=encoder) as c:
         c.enrol(ASTRONAUT, "eileen")
         c.enrol(CAMERAMAN, "cameraman")
-        probe = base64.b64encode(c.encrypt(mirrored_astronaut)).decode()
+        probe = base64.b64encode(c.encrypt(mirrored_astronaut).ciphertext).decode()
         key_id = c.key_id
     # Killed (SIGKILL) while an identification runs.
 
@@ -213,8 +214,8 @@ def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astr
 
 def test_server_side_imports_nothing_that_decrypts():
     code = (
-        "import sys, fhe_head.service.api, fhe_head.serve; "
-        "bad = [m for m in ('fhe_head.client', 'fhe_head.remote') if m in sys.modules]; "
+        "import sys, fhe_head.service.api, fhe_head.service.__main__; "
+        "bad = [m for m in ('fhe_head.client', 'privface.client') if m in sys.modules]; "
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)

@@ -25,10 +25,11 @@ from PIL import Image
 from client_encoder.align import TTA_VIEWS, align
 from client_encoder.encoder import FaceEncoder
 from client_encoder.images import load_image
-from client_encoder.models import REPO_ROOT, dlib_resnet_source_path
+from client_encoder.models import dlib_resnet_source_path
+from privface.resources import EXAMPLES_DIR, artifacts_dir
 from training.lfw import LFW, LFWNotFound, unique_images
 
-BUNDLED_PHOTO = REPO_ROOT / "tests" / "data" / "astronaut.jpg"
+BUNDLED_PHOTO = EXAMPLES_DIR / "astronaut.jpg"
 
 
 def _cpu_name() -> str:
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR; the bundled photo without it)")
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "metrics" / "encoder_bench.json")
+    parser.add_argument("--out", type=Path, default=artifacts_dir() / "metrics" / "encoder_bench.json")
     args = parser.parse_args(argv)
 
     photos, photo_source = _photos(args.lfw_dir, 40)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from client_encoder.models import REPO_ROOT
 from fhe_head.artifacts import ARTIFACTS_ROOT, POINTS
 from fhe_head.client import FHEClient
 from fhe_head.server import FHEServer
+from privface.resources import artifacts_dir
 from training.bench_encoder import _cpu_name
 
 
@@ -69,7 +69,7 @@ def bench_point(point: str, runs: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "metrics" / "fhe_head_bench.json")
+    parser.add_argument("--out", type=Path, default=artifacts_dir() / "metrics" / "fhe_head_bench.json")
     args = parser.parse_args(argv)
     points = [p for p in POINTS if (ARTIFACTS_ROOT / p / "meta.json").is_file()]
     if not points:

@@ -20,13 +20,13 @@ import sys
 import time
 from pathlib import Path
 
-from client_encoder.models import REPO_ROOT
+from privface.resources import artifacts_dir
 from training.embeddings import embed_images
 from training.head_fit import HeadConfig, fit_head
 from training.lfw import open_lfw_for_cli, unique_images
 from training.train_head import PairData, measure_circuit, view2_folds
 
-OUT = REPO_ROOT / "artifacts" / "bench" / "scaling.json"
+OUT = artifacts_dir() / "bench" / "scaling.json"
 CELLS = [(32, 4), (64, 4), (128, 4), (32, 3), (32, 5)]  # (dims, input bits)
 
 

@@ -2,7 +2,7 @@
 
     python -m training.bench_service [--clients 4] [--verifies 25] [--point fast] [--url URL]
 
-Starts `python -m fhe_head.serve` on a free loopback port with a temporary data directory (or
+Starts `python -m fhe_head.service` on a free loopback port with a temporary data directory (or
 uses --url), gives each client its own keys, and has every client run its verifications at the
 same time through `/v1/verify`, alternating a same-person and a different-person pair; every
 decrypted answer is checked. Writes throughput, p50/p95 latency and failures to
@@ -27,12 +27,12 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from client_encoder.models import REPO_ROOT
-from fhe_head.remote import VerificationClient
-from fhe_head.service.process import LocalServer
+from privface.client import VerificationClient
+from privface.local_server import LocalServer
+from privface.resources import EXAMPLES_DIR, artifacts_dir
 
-OUT = REPO_ROOT / "artifacts" / "metrics" / "service_load.json"
-PHOTOS = REPO_ROOT / "tests" / "data"
+OUT = artifacts_dir() / "metrics" / "service_load.json"
+PHOTOS = EXAMPLES_DIR
 
 
 def machine() -> str:
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": "python -m training.bench_service " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
-        "server": args.url or "loopback subprocess (python -m fhe_head.serve), same machine as the clients",
+        "server": args.url or "loopback subprocess (python -m fhe_head.service), same machine as the clients",
         "point": args.point,
         "clients": args.clients,
         "verifies_per_client": args.verifies,

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from client_encoder.models import REPO_ROOT
+from privface.resources import artifacts_dir
 
-BENCH_DIR = REPO_ROOT / "artifacts" / "bench"
-METRICS = REPO_ROOT / "artifacts" / "metrics"
+BENCH_DIR = artifacts_dir() / "bench"
+METRICS = artifacts_dir() / "metrics"
 HEAD_BENCH = METRICS / "fhe_head_bench.json"
 FRONTIER = METRICS / "fhe_frontier.json"
 LFW_FHE = METRICS / "lfw_fhe.json"
@@ -54,7 +54,7 @@ def machine_label(m: dict) -> str:
 
 def _rel(path: Path) -> str:
     try:
-        return str(path.resolve().relative_to(REPO_ROOT))
+        return str(path.resolve().relative_to(artifacts_dir().parent))
     except ValueError:
         return str(path)
 

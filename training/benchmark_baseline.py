@@ -36,10 +36,11 @@ from pathlib import Path
 
 import numpy as np
 
-from client_encoder.models import REPO_ROOT, cache_dir
+from client_encoder.models import cache_dir
+from privface.resources import artifacts_dir
 from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
 
-BENCH_DIR = REPO_ROOT / "artifacts" / "bench"
+BENCH_DIR = artifacts_dir() / "bench"
 CROP_VERSION = "chip=150/0.25;grey=PIL-L;resize=PIL-box;v1"
 
 
@@ -49,24 +50,13 @@ def crops_cache_path(lfw: LFW, size: int) -> Path:
     return cache_dir() / f"lfw_crops_{size}_{key}.npz"
 
 
-def _crop_one(detector, path: Path, size: int) -> tuple[np.ndarray, str]:
+def _crop_one(encoder, path: Path, size: int) -> tuple[np.ndarray, str]:
     from PIL import Image
 
-    from client_encoder.align import align
-    from client_encoder.detect import primary_face
-    from client_encoder.images import load_image
-    from training.embeddings import CENTRE_BOX
-
-    pixels = load_image(path)
-    faces = detector.detect(pixels)
-    if faces:
-        face, how = primary_face(faces, pixels.shape), faces[0].detector
-    else:  # same policy as the embedding cache: landmarks on LFW's central box, counted
-        h, w = pixels.shape[:2]
-        box = (int(CENTRE_BOX[0] * w), int(CENTRE_BOX[1] * h), int(CENTRE_BOX[2] * w), int(CENTRE_BOX[3] * h))
-        face, how = detector.face_in_box(pixels, box), "centre-box"
-    chip = Image.fromarray(align(pixels, face)[0]).convert("L").resize((size, size), Image.Resampling.BOX)
-    return np.asarray(chip, dtype=np.uint8), how
+    # Same no-face policy as the embedding cache: landmarks on LFW's central box, counted.
+    located = encoder.locate(path, no_face="centre-box", tta="none")
+    chip = Image.fromarray(located.chip).convert("L").resize((size, size), Image.Resampling.BOX)
+    return np.asarray(chip, dtype=np.uint8), located.detector
 
 
 def load_crops(lfw: LFW, size: int = 32, progress: bool = True) -> dict[Path, np.ndarray]:
@@ -80,12 +70,12 @@ def load_crops(lfw: LFW, size: int = 32, progress: bool = True) -> dict[Path, np
         names = [str(p) for p in data["paths"]]
         if set(names) >= {str(p) for p in images}:
             return dict(zip((Path(n) for n in names), data["crops"], strict=True))
-    from client_encoder.detect import FaceDetector
+    from client_encoder.encoder import FaceEncoder
 
-    detector = FaceDetector()
+    encoder = FaceEncoder(tta="none")
     crops, how = [], []
     for image in tqdm(images, desc=f"crops {size}x{size}", unit="img", disable=not progress, mininterval=5):
-        crop, detector_used = _crop_one(detector, image, size)
+        crop, detector_used = _crop_one(encoder, image, size)
         crops.append(crop)
         how.append(detector_used)
     path.parent.mkdir(parents=True, exist_ok=True)

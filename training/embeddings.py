@@ -22,15 +22,12 @@ import numpy as np
 from tqdm import tqdm
 
 from client_encoder.align import TTA_VIEWS
-from client_encoder.detect import primary_face
-from client_encoder.encoder import FaceEncoder, NoFaceError
+from client_encoder.encoder import FaceEncoder
 from client_encoder.images import load_image
 from client_encoder.models import cache_dir
 
 STORED_TTA = "jitter"
 PIPELINE_VERSION = "detect=hog,hog-up,cnn;min-rel-score=0.5;primary=area*centrality^2;chip=150/0.25;v2"
-# Fraction of width/height: where LFW's Viola-Jones crops put the labelled face.
-CENTRE_BOX = (0.32, 0.34, 0.68, 0.72)
 
 
 @dataclass
@@ -91,16 +88,8 @@ def pipeline_key(encoder: FaceEncoder, no_face: str, tta: str) -> str:
 
 
 def _embed_one(encoder: FaceEncoder, pixels: np.ndarray, no_face: str, tta: str) -> tuple[np.ndarray, str, int]:
-    faces = encoder.detector.detect(pixels)
-    if faces:
-        face = primary_face(faces, pixels.shape)
-        return encoder.embed_views(pixels, face, tta), face.detector, len(faces)
-    if no_face != "centre-box":
-        raise NoFaceError("no face found")
-    h, w = pixels.shape[:2]
-    box = (int(CENTRE_BOX[0] * w), int(CENTRE_BOX[1] * h), int(CENTRE_BOX[2] * w), int(CENTRE_BOX[3] * h))
-    face = encoder.detector.face_in_box(pixels, box)
-    return encoder.embed_views(pixels, face, tta), "centre-box", 0
+    located = encoder.locate(pixels, no_face=no_face, tta=tta)
+    return encoder.embedder.embed_chips(located.chips), located.detector, len(located.faces)
 
 
 def embed_images(

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from client_encoder.align import TTA_VIEWS
-from client_encoder.encoder import CALIBRATION_PATH, DLIB_THRESHOLD, FaceEncoder
-from client_encoder.models import REPO_ROOT
-from training.embeddings import CENTRE_BOX, ImageEmbeddings, embed_images
+from client_encoder.encoder import CENTRE_BOX, DLIB_THRESHOLD, FaceEncoder, calibration_path
+from privface.resources import artifacts_dir
+from training.embeddings import ImageEmbeddings, embed_images
 from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
 from training.protocol import accuracy, best_threshold, ten_fold
 
@@ -97,10 +97,10 @@ def evaluate(lfw: LFW, progress: bool = True, cache: Path | None = None) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR)")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "metrics" / "lfw_clear.json")
+    parser.add_argument("--out", type=Path, default=artifacts_dir() / "metrics" / "lfw_clear.json")
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache (default: user cache dir)")
     parser.add_argument(
-        "--calibrate", action="store_true", help=f"also write per-TTA thresholds (all 10 folds) to {CALIBRATION_PATH}"
+        "--calibrate", action="store_true", help=f"also write per-TTA thresholds (all 10 folds) to {calibration_path()}"
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.calibrate:
         thresholds = {tta: round(r["threshold_all_folds"], 4) for tta, r in report["by_tta"].items()}
-        CALIBRATION_PATH.write_text(
+        calibration_path().write_text(
             json.dumps(
                 {"source": f"LFW {report['variant']} View 2, all 6000 pairs", "thresholds": thresholds}, indent=2
             )

@@ -24,21 +24,22 @@ import numpy as np
 from tqdm import tqdm
 
 from client_encoder.encoder import FaceEncoder
-from client_encoder.models import REPO_ROOT, cache_dir
+from client_encoder.models import cache_dir
 from fhe_head.client import FHEClient
 from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_head, save_artifacts
 from fhe_head.server import FHEServer
+from privface.resources import artifacts_dir
 from training.embeddings import embed_images
 from training.head_fit import HeadConfig, fit_head
 from training.lfw import open_lfw_for_cli, unique_images
 from training.protocol import ten_fold
 from training.train_head import PairData
 
-RESULTS_DIR = REPO_ROOT / "artifacts" / "metrics" / "eval_fhe"
+RESULTS_DIR = artifacts_dir() / "metrics" / "eval_fhe"
 
 
 def _shipped_config(point: str) -> HeadConfig:
-    meta = json.loads((REPO_ROOT / "artifacts" / "fhe_head" / point / "meta.json").read_text())
+    meta = json.loads((artifacts_dir() / "fhe_head" / point / "meta.json").read_text())
     return HeadConfig(**meta["config"])
 
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     suffix = "" if args.point == "accurate" else f"_{args.point}"
-    args.out = args.out or REPO_ROOT / "artifacts" / "metrics" / f"lfw_fhe{suffix}.json"
+    args.out = args.out or artifacts_dir() / "metrics" / f"lfw_fhe{suffix}.json"
     lfw = open_lfw_for_cli(args.lfw_dir)
 
     config = _shipped_config(args.point)

@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from client_encoder.models import REPO_ROOT
 from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, circuit_report, compile_head, save_artifacts
 from fhe_head.head import HeadParams
+from privface.resources import artifacts_dir
 from training.embeddings import ImageEmbeddings, embed_images
 from training.head_fit import HeadConfig, accuracy_of, fit_head
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.protocol import ten_fold
 
-METRICS = REPO_ROOT / "artifacts" / "metrics"
+METRICS = artifacts_dir() / "metrics"
 FRONTIER_DIMS = (10, 16, 32, 48, 64)
 SHIPPED = {"accurate": 64, "fast": 10}
 # Levels and kept bits are capped for cost: the per-dimension lookups are read into the sum's
@@ -162,7 +162,7 @@ def measure_circuit(params: HeadParams, runs: int) -> dict:
 def ship(params: HeadParams, name: str, config: HeadConfig, encoder_sha256: str) -> None:
     meta = save_artifacts(
         params,
-        REPO_ROOT / "artifacts" / "fhe_head" / name,
+        artifacts_dir() / "fhe_head" / name,
         encoder_sha256,
         extra_meta={"config": config.to_dict(), "trained_on": "LFW original View 2, all 6000 pairs"},
     )

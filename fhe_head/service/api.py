@@ -32,9 +32,9 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from fhe_head.artifacts import KEY_ID_CHARS, POINTS
-from fhe_head.errors import ArtifactError, CiphertextError, EvaluationKeyError
 from fhe_head.server import FHEServer
 from fhe_head.service.store import ConflictError, NotFoundError, Store
+from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """Command line client of the verification server (the secret key never leaves this machine).
 
-    python -m fhe_head compare A.jpg B.jpg
-    python -m fhe_head enrol PHOTO --name NAME
-    python -m fhe_head verify PHOTO --name NAME
-    python -m fhe_head identify PHOTO
-    python -m fhe_head list | delete NAME | forget
+    python -m privface compare A.jpg B.jpg
+    python -m privface enrol PHOTO --name NAME
+    python -m privface verify PHOTO --name NAME
+    python -m privface identify PHOTO
+    python -m privface list | delete NAME | forget
 
 Server: --url or $PRIVFACE_URL (default http://127.0.0.1:8000). Keys: --key-dir (default
 ~/.privface/keys). Exit status: 0 on success (compare/verify: same person), 1 on an error,
@@ -21,13 +21,15 @@ import sys
 from tqdm import tqdm
 
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
+from privface.errors import PrivfaceError
+from privface.resources import DEFAULT_KEY_DIR
 
 DIFFERENT = 2
 
 
 def _client(args: argparse.Namespace):
     from client_encoder.encoder import FaceEncoder
-    from fhe_head.remote import VerificationClient
+    from privface.client import VerificationClient
 
     return VerificationClient(args.url, args.point, args.key_dir, encoder=FaceEncoder(tta=args.tta))
 
@@ -49,32 +51,28 @@ def _connect(client) -> None:
     print(f"key id {client.key_id} ({timings})", file=sys.stderr)
 
 
-def _verdict_line(verdict) -> str:
-    answer = "Same person" if verdict.same else "Different people"
-    return f"{answer} (decrypted here; server FHE {verdict.fhe_s:.3f} s, total {verdict.total_s:.2f} s)"
+def _print_result(result, as_json: bool) -> int:
+    if as_json:
+        print(json.dumps(result.to_dict(), indent=1))
+    else:
+        answer = "Same person" if result.same else "Different people"
+        print(f"{answer} (decrypted here; server FHE {result.fhe_s:.3f} s, total {result.total_s:.2f} s)")
+    return 0 if result.same else DIFFERENT
 
 
 def run(args: argparse.Namespace) -> int:
-    from client_encoder.encoder import NoFaceError
-    from client_encoder.images import InvalidImageError
-    from fhe_head.errors import CiphertextError
-    from fhe_head.remote import ServiceError
 
     try:
         with _client(args) as client:
             _connect(client)
             if args.command == "compare":
-                verdict = client.compare(args.a, args.b)
-                print(_verdict_line(verdict))
-                return 0 if verdict.same else DIFFERENT
+                return _print_result(client.compare(args.a, args.b), args.json)
             if args.command == "enrol":
                 record = client.enrol(args.photo, args.name, replace=args.replace)
                 print(f"enrolled {record['name']!r} ({record['size']} bytes of ciphertext stored on the server)")
                 return 0
             if args.command == "verify":
-                verdict = client.verify(args.photo, args.name)
-                print(_verdict_line(verdict))
-                return 0 if verdict.same else DIFFERENT
+                return _print_result(client.verify(args.photo, args.name), args.json)
             if args.command == "identify":
                 matches = client.identify(args.photo)
                 if not matches:
@@ -93,23 +91,27 @@ def run(args: argparse.Namespace) -> int:
             client.forget_me()
             print("the server no longer holds your keys or templates")
             return 0
-    except (ServiceError, NoFaceError, InvalidImageError, CiphertextError, OSError) as err:
+    except PrivfaceError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:
+        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m fhe_head", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m privface", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--url", default=os.environ.get("PRIVFACE_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--point", default=DEFAULT_POINT, choices=POINTS)
-    parser.add_argument("--key-dir", default="~/.privface/keys", help="where the secret key is kept (mode 0600)")
+    parser.add_argument("--key-dir", default=str(DEFAULT_KEY_DIR), help="where the secret key is kept (mode 0600)")
     parser.add_argument("--tta", default="jitter", choices=("none", "flip", "jitter"))
     sub = parser.add_subparsers(dest="command", required=True)
     compare = sub.add_parser("compare", help="compare two photos under encryption")
     compare.add_argument("a")
     compare.add_argument("b")
+    compare.add_argument("--json", action="store_true", help="print the result as JSON")
     enrol = sub.add_parser("enrol", help="store an encrypted template on the server")
     enrol.add_argument("photo")
     enrol.add_argument("--name", required=True)
@@ -117,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="check a photo against an enrolled template")
     verify.add_argument("photo")
     verify.add_argument("--name", required=True)
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
     identify = sub.add_parser("identify", help="check a photo against every enrolled template")
     identify.add_argument("photo")
     sub.add_parser("list", help="list enrolled templates")

@@ -1,4 +1,5 @@
-"""Run the verification server as a child process on loopback (the app, the tests, the load test)."""
+"""Run the verification server (`python -m fhe_head.service`) as a child process on loopback: the app's
+embedded server, the tests and the load test."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]  # where `fhe_head` is importable from
 
 
 def free_port() -> int:
@@ -22,7 +23,7 @@ def free_port() -> int:
 
 
 class LocalServer:
-    """`python -m fhe_head.serve` over `data_dir` on 127.0.0.1; `start()` waits until it answers."""
+    """`python -m fhe_head.service` over `data_dir` on 127.0.0.1; `start()` waits until it answers."""
 
     def __init__(self, data_dir: str | Path, port: int | None = None, points: tuple[str, ...] | None = None) -> None:
         self.data_dir = Path(data_dir)
@@ -32,7 +33,7 @@ class LocalServer:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout: float = 180) -> LocalServer:
-        command = [sys.executable, "-m", "fhe_head.serve", "--port", str(self.port), "--data-dir", str(self.data_dir)]
+        command = [sys.executable, "-m", "fhe_head.service", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         if self.points:
             command += ["--points", *self.points]
         self.data_dir.mkdir(parents=True, exist_ok=True)

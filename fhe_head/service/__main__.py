@@ -1,6 +1,6 @@
 """Run the verification server.
 
-    python -m fhe_head.serve --host 127.0.0.1 --port 8000 --data-dir ~/.privface/server
+    python -m fhe_head.service --host 127.0.0.1 --port 8000 --data-dir ~/.privface/server
 
 Evaluation keys and encrypted templates live in the data directory and survive restarts.
 Interactive API docs: http://HOST:PORT/docs.

@@ -1,5 +1,5 @@
 import sys
 
-from fhe_head.cli import main
+from privface.cli import main
 
 sys.exit(main())

@@ -1,7 +1,11 @@
-"""Client of the verification server: photo -> encoder -> encrypt -> HTTP -> decrypt.
+"""The user's client of the verification server: photo -> encoder -> encrypt -> HTTP -> decrypt.
 
 The secret key stays in `key_dir` (mode 0600) and in this process; only evaluation keys (public)
 and ciphertexts are sent. The server's answers are encrypted bits that only this client can read.
+
+Each step is a method whose result carries its own timing, so an app can show them one by one:
+`connect()` (keys), `encode(photo)`, `encrypt(...)`, `send_pair(...)`, `decrypt(...)`; `compare`
+and `verify` chain them into one `CompareResult`.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -18,30 +22,39 @@ import numpy as np
 
 from fhe_head.artifacts import DEFAULT_POINT, key_id_of
 from fhe_head.client import FHEClient
+from privface.errors import ServiceError
+from privface.resources import DEFAULT_KEY_DIR
+from privface.result import CompareResult
 
-DEFAULT_KEY_DIR = Path("~/.privface/keys")
+__all__ = ["Encrypted", "ServerAnswer", "VerificationClient"]
+
 UPLOAD_CHUNK = 1 << 20
 
 
-class ServiceError(RuntimeError):
-    """The server refused a request (its message included) or could not be reached."""
+@dataclass
+class Encrypted:
+    """One embedding, quantised and encrypted on its own (a template or a probe)."""
 
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
+    ciphertext: bytes
+    encode_s: float  # photo -> embedding (0 when an embedding was given)
+    encrypt_s: float
+    encoding: object | None = None  # the client_encoder.FaceEncoding, when made from a photo
 
 
 @dataclass
-class Verdict:
-    """A decrypted answer and what it cost."""
+class ServerAnswer:
+    """The server's encrypted bit and what it cost."""
 
-    same: bool
-    fhe_s: float  # server time in the FHE circuit
-    total_s: float  # this call end to end (encoding, encryption, network, decryption)
-    details: dict = field(default_factory=dict)
+    result: bytes
+    server_fhe_s: float  # time in the FHE circuit, measured by the server
+    round_trip_s: float  # HTTP request -> answer, measured here
 
 
 ProgressFn = Callable[[int, int], None]
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 class VerificationClient:
@@ -99,20 +112,32 @@ class VerificationClient:
             self._encoder = FaceEncoder()
         return self._encoder
 
-    def embedding(self, photo) -> np.ndarray:
-        array = np.asarray(photo) if not isinstance(photo, (str, Path, bytes)) else None
-        if array is not None and array.shape == (128,):
-            return array.astype(np.float32)
-        return self.encoder.embed(photo)
+    def encode(self, photo):
+        """The photo's `FaceEncoding` (face found, chip, embedding, timings), on this device."""
+        return self.encoder.encode(photo)
 
-    def encrypt(self, photo) -> bytes:
+    def encrypt(self, photo) -> Encrypted:
+        """A photo, a `FaceEncoding` or a 128-d embedding, quantised and encrypted on its own."""
         start = time.perf_counter()
-        ciphertext = self.fhe.encrypt(self.embedding(photo))
-        self.timings["encode_encrypt_s"] = time.perf_counter() - start
-        return ciphertext
+        encoding = None
+        array = None if isinstance(photo, (str, Path, bytes)) or hasattr(photo, "embedding") else np.asarray(photo)
+        if array is not None and array.shape == (128,):
+            embedding = array.astype(np.float32)
+        else:
+            encoding = photo if hasattr(photo, "embedding") else self.encode(photo)
+            embedding = encoding.embedding
+        encoded = time.perf_counter()
+        ciphertext = self.fhe.encrypt(embedding)
+        return Encrypted(ciphertext, encoded - start, time.perf_counter() - encoded, encoding)
 
-    def _b64(self, data: bytes) -> str:
-        return base64.b64encode(data).decode()
+    def decrypt(self, answer: ServerAnswer | bytes) -> bool:
+        """The server's encrypted bit, decrypted with our secret key (True = same person)."""
+        return self.fhe.decrypt(answer.result if isinstance(answer, ServerAnswer) else answer)
+
+    @property
+    def evaluation_key_bytes(self) -> int:
+        """Size of the evaluation keys this client uploads (after `connect`)."""
+        return len(self.fhe.evaluation_keys())
 
     # ---- keys --------------------------------------------------------------------------------
     def connect(self, progress: ProgressFn | None = None) -> str:
@@ -163,46 +188,73 @@ class VerificationClient:
         self.key_id = None
 
     # ---- verification ------------------------------------------------------------------------
-    def _verdict(self, body: dict, start: float) -> Verdict:
-        same = self.fhe.decrypt(base64.b64decode(body["result"]))
-        return Verdict(same, body["fhe_s"], time.perf_counter() - start, {"result_bytes": len(body["result"]) * 3 // 4})
+    @staticmethod
+    def _answer(body: dict, start: float) -> ServerAnswer:
+        try:
+            result = base64.b64decode(body["result"], validate=True)
+            fhe_s = float(body["fhe_s"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ServiceError("the server's answer is malformed (no encrypted result)") from err
+        return ServerAnswer(result, fhe_s, time.perf_counter() - start)
 
-    def send_pair(self, template: bytes, probe: bytes) -> tuple[bytes, float]:
-        """Two ciphertexts to the server; returns the encrypted bit and the server's FHE time."""
-        body = {"key_id": self.connect(), "template": self._b64(template), "probe": self._b64(probe)}
-        answer = self._request("POST", "/v1/verify", json=body).json()
-        return base64.b64decode(answer["result"]), float(answer["fhe_s"])
+    def send_pair(self, template: Encrypted | bytes, probe: Encrypted | bytes) -> ServerAnswer:
+        """Two ciphertexts to the server; returns its encrypted bit."""
+        template, probe = (c.ciphertext if isinstance(c, Encrypted) else c for c in (template, probe))
+        body = {"key_id": self.connect(), "template": _b64(template), "probe": _b64(probe)}
+        start = time.perf_counter()
+        return self._answer(self._request("POST", "/v1/verify", json=body).json(), start)
 
-    def compare(self, photo_a, photo_b) -> Verdict:
+    def _result(
+        self, answer: ServerAnswer, start: float, parts: list[Encrypted], name: str | None = None
+    ) -> CompareResult:
+        decrypt_start = time.perf_counter()
+        same = self.decrypt(answer)
+        done = time.perf_counter()
+        timings = {
+            "encode_s": sum(p.encode_s for p in parts),
+            "encrypt_s": sum(p.encrypt_s for p in parts),
+            "server_fhe_s": answer.server_fhe_s,
+            "round_trip_s": answer.round_trip_s,
+            "decrypt_s": done - decrypt_start,
+            "total_s": done - start,
+        }
+        sizes = {"result": len(answer.result)}
+        sizes.update(zip(("template", "probe")[-len(parts) :], (len(p.ciphertext) for p in parts), strict=True))
+        return CompareResult(same, self.point, timings=timings, sizes=sizes, name=name)
+
+    def compare(self, photo_a, photo_b) -> CompareResult:
         """Are these two photos of the same person? Both encrypted here, compared on the server."""
         self.connect()
         start = time.perf_counter()
-        result, fhe_s = self.send_pair(self.encrypt(photo_a), self.encrypt(photo_b))
-        return Verdict(self.fhe.decrypt(result), fhe_s, time.perf_counter() - start, {"result_bytes": len(result)})
+        template, probe = self.encrypt(photo_a), self.encrypt(photo_b)
+        return self._result(self.send_pair(template, probe), start, [template, probe])
 
     def enrol(self, photo, name: str, replace: bool = False) -> dict:
         """Store the encrypted embedding of `photo` on the server under `name`."""
         key_id = self.connect()
-        body = {"name": name, "ciphertext": self._b64(self.encrypt(photo)), "replace": replace}
+        body = {"name": name, "ciphertext": _b64(self.encrypt(photo).ciphertext), "replace": replace}
         return self._request("POST", f"/v1/keys/{key_id}/templates", json=body).json()
 
-    def verify(self, photo, name: str) -> Verdict:
+    def verify(self, photo, name: str) -> CompareResult:
         """Is `photo` the person enrolled as `name`?"""
         key_id = self.connect()
         start = time.perf_counter()
-        body = {"probe": self._b64(self.encrypt(photo))}
+        probe = self.encrypt(photo)
         path = f"/v1/keys/{key_id}/templates/{quote(name, safe='')}/verify"
-        return self._verdict(self._request("POST", path, json=body).json(), start)
+        sent = time.perf_counter()
+        answer = self._answer(self._request("POST", path, json={"probe": _b64(probe.ciphertext)}).json(), sent)
+        return self._result(answer, start, [probe], name=name)
 
     def identify(self, photo) -> list[tuple[str, bool]]:
         """Every enrolled name with its decrypted bit (True = this photo matches it)."""
         key_id = self.connect()
         start = time.perf_counter()
-        body = self._request("POST", f"/v1/keys/{key_id}/identify", json={"probe": self._b64(self.encrypt(photo))})
+        probe = self.encrypt(photo).ciphertext
+        body = self._request("POST", f"/v1/keys/{key_id}/identify", json={"probe": _b64(probe)})
         results = body.json()
         self.timings["identify_s"] = time.perf_counter() - start
         self.timings["identify_server_wall_s"] = results["wall_s"]
-        return [(m["name"], self.fhe.decrypt(base64.b64decode(m["result"]))) for m in results["results"]]
+        return [(m["name"], self.decrypt(base64.b64decode(m["result"]))) for m in results["results"]]
 
     def templates(self) -> list[dict]:
         return self._request("GET", f"/v1/keys/{self.connect()}/templates").json()

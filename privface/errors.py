@@ -1,0 +1,75 @@
+"""One exception tree for the whole project: catch `PrivfaceError` to catch every expected failure.
+
+    PrivfaceError
+    ├── InputError            the photo or embedding given cannot be used
+    │   ├── InvalidImageError not an image, truncated, empty, too small or too large, missing file
+    │   └── NoFaceError       no face in the photo
+    ├── ArtifactError         shipped models/heads missing, of another version or another encoder
+    ├── CryptoError           encrypted material that cannot be used
+    │   ├── CiphertextError   corrupted, truncated, foreign or for another circuit
+    │   ├── EvaluationKeyError unreadable evaluation keys
+    │   └── NotABitError      decrypted a non-bit: computed or decrypted under another key
+    └── ServiceError          the verification server refused a request or cannot be reached
+
+Input and crypto errors are also `ValueError`s (bad input, not a crash). Messages are one line,
+written for the person who gave the input.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ArtifactError",
+    "CiphertextError",
+    "CryptoError",
+    "EvaluationKeyError",
+    "InputError",
+    "InvalidImageError",
+    "NoFaceError",
+    "NotABitError",
+    "PrivfaceError",
+    "ServiceError",
+]
+
+
+class PrivfaceError(Exception):
+    """Base of every error this project raises on purpose."""
+
+
+class InputError(PrivfaceError, ValueError):
+    """The photo or embedding given cannot be used."""
+
+
+class InvalidImageError(InputError):
+    """The input could not be read as a photo (or is too small or too large to be one)."""
+
+
+class NoFaceError(InputError):
+    """No face was found in the image."""
+
+
+class ArtifactError(PrivfaceError):
+    """Artifacts missing, of another version, or built for another encoder."""
+
+
+class CryptoError(PrivfaceError, ValueError):
+    """Encrypted material (ciphertexts, keys, results) that cannot be used."""
+
+
+class CiphertextError(CryptoError):
+    """A ciphertext that is corrupted, truncated, or made for another circuit."""
+
+
+class EvaluationKeyError(CryptoError):
+    """Evaluation keys that cannot be read."""
+
+
+class NotABitError(CryptoError):
+    """The decrypted result is not 0 or 1: the ciphertext was run or decrypted under another key."""
+
+
+class ServiceError(PrivfaceError):
+    """The server refused a request (its message included) or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status

@@ -1,0 +1,123 @@
+"""One error tree: every error class a user can meet ends in one clear line in both CLIs and the app."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from privface import errors
+from privface.errors import (
+    ArtifactError,
+    CiphertextError,
+    CryptoError,
+    EvaluationKeyError,
+    InputError,
+    InvalidImageError,
+    NoFaceError,
+    NotABitError,
+    PrivfaceError,
+    ServiceError,
+)
+from tests.conftest import ASTRONAUT, CAMERAMAN, CAT
+
+USER_ERRORS = [
+    InvalidImageError("photo.jpg: not an image (or an unsupported format)"),
+    NoFaceError("photo.jpg: no face found in the image"),
+    ArtifactError("artifacts/fhe_head/accurate: missing server.zip"),
+    CiphertextError("result is corrupted or truncated"),
+    EvaluationKeyError("evaluation keys are corrupted or truncated"),
+    NotABitError("decrypted 7, not a bit"),
+    ServiceError("cannot reach the server at http://127.0.0.1:1", None),
+]
+
+
+def test_every_error_is_a_privface_error_in_its_branch():
+    assert set(errors.__all__) == {name for name in dir(errors) if name.endswith("Error")}
+    for err in USER_ERRORS:
+        assert isinstance(err, PrivfaceError)
+    assert issubclass(InvalidImageError, InputError) and issubclass(NoFaceError, InputError)
+    assert all(issubclass(c, CryptoError) for c in (CiphertextError, EvaluationKeyError, NotABitError))
+    assert issubclass(InputError, ValueError) and issubclass(CryptoError, ValueError)
+    assert ServiceError("refused", 429).status == 429
+
+
+@pytest.mark.parametrize("error", USER_ERRORS, ids=lambda e: type(e).__name__)
+def test_privface_cli_prints_one_line_per_error(error, monkeypatch, capsys):
+    from privface import cli
+
+    class Failing:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            return None
+
+        def connect(self, progress=None):
+            raise error
+
+    monkeypatch.setattr(cli, "_client", lambda args: Failing())
+    status = cli.main(["compare", str(ASTRONAUT), str(CAMERAMAN)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert err[-1] == f"error: {error}"
+    assert not any("Traceback" in line for line in err)
+
+
+def _encoder_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "client_encoder", *args], capture_output=True, text=True, timeout=300, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "/no/such/model.onnx", "compare", str(ASTRONAUT), str(CAMERAMAN)], "ONNX encoder not found"),
+        (["--tta", "none", "compare", str(ASTRONAUT), "/no/such/photo.jpg"], "no such file"),
+        (["--tta", "none", "compare", str(ASTRONAUT), str(CAT)], "no face"),
+    ],
+    ids=["ArtifactError", "InvalidImageError", "NoFaceError"],
+)
+def test_encoder_cli_prints_one_line_per_error(args, expected):
+    result = _encoder_cli(*args)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+
+
+APP = str(Path(__file__).parents[1] / "streamlit_app.py")
+
+
+@pytest.mark.parametrize("error", USER_ERRORS[2:], ids=lambda e: type(e).__name__)
+def test_app_shows_one_line_per_error(error, monkeypatch):
+    """Crypto, artifact and service failures after the photos were encoded: a red line, no traceback."""
+    AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+    import streamlit as st
+
+    from privface.client import VerificationClient
+
+    def connect(self, progress=None):
+        self.key_id = "0" * 32
+        return self.key_id
+
+    def fail(*_args, **_kwargs):
+        raise error
+
+    monkeypatch.setenv("PRIVFACE_URL", "http://127.0.0.1:9")  # never reached: the steps are replaced
+    monkeypatch.setattr(VerificationClient, "connect", connect)
+    monkeypatch.setattr(VerificationClient, "evaluation_key_bytes", property(lambda self: 1))
+    monkeypatch.setattr(VerificationClient, "send_pair", fail)
+    st.cache_resource.clear()
+    try:
+        app = AppTest.from_file(APP, default_timeout=300)
+        app.run()
+        app.selectbox[1].set_value("fast")
+        app.button[0].click()
+        app.run()
+        assert not app.exception, app.exception
+        assert [e.value for e in app.error] and all(str(error) in e.value for e in app.error)
+    finally:
+        st.cache_resource.clear()
