@@ -9,39 +9,30 @@ from pathlib import Path
 import pytest
 
 from privface import errors
-from privface.errors import (
-    ArtifactError,
-    CiphertextError,
-    CryptoError,
-    EvaluationKeyError,
-    InputError,
-    InvalidImageError,
-    NoFaceError,
-    NotABitError,
-    PrivfaceError,
-    ServiceError,
-)
 from tests.conftest import ASTRONAUT, CAMERAMAN, CAT
 
 USER_ERRORS = [
-    InvalidImageError("photo.jpg: not an image (or an unsupported format)"),
-    NoFaceError("photo.jpg: no face found in the image"),
-    ArtifactError("artifacts/fhe_head/accurate: missing server.zip"),
-    CiphertextError("result is corrupted or truncated"),
-    EvaluationKeyError("evaluation keys are corrupted or truncated"),
-    NotABitError("decrypted 7, not a bit"),
-    ServiceError("cannot reach the server at http://127.0.0.1:1", None),
+    errors.InvalidImageError("photo.jpg: not an image (or an unsupported format)"),
+    errors.NoFaceError("photo.jpg: no face found in the image"),
+    errors.ArtifactError("artifacts/fhe_head/accurate: missing server.zip"),
+    errors.CiphertextError("result is corrupted or truncated"),
+    errors.EvaluationKeyError("evaluation keys are corrupted or truncated"),
+    errors.NotABitError("decrypted 7, not a bit"),
+    errors.ServiceError("cannot reach the server at http://127.0.0.1:1", None),
 ]
 
 
 def test_every_error_is_a_privface_error_in_its_branch():
     assert set(errors.__all__) == {name for name in dir(errors) if name.endswith("Error")}
     for err in USER_ERRORS:
-        assert isinstance(err, PrivfaceError)
-    assert issubclass(InvalidImageError, InputError) and issubclass(NoFaceError, InputError)
-    assert all(issubclass(c, CryptoError) for c in (CiphertextError, EvaluationKeyError, NotABitError))
-    assert issubclass(InputError, ValueError) and issubclass(CryptoError, ValueError)
-    assert ServiceError("refused", 429).status == 429
+        assert isinstance(err, errors.PrivfaceError)
+    assert all(issubclass(c, errors.InputError) for c in (errors.InvalidImageError, errors.NoFaceError))
+    assert all(
+        issubclass(c, errors.CryptoError)
+        for c in (errors.CiphertextError, errors.EvaluationKeyError, errors.NotABitError)
+    )
+    assert issubclass(errors.InputError, ValueError) and issubclass(errors.CryptoError, ValueError)
+    assert errors.ServiceError("refused", 429).status == 429
 
 
 @pytest.mark.parametrize("error", USER_ERRORS, ids=lambda e: type(e).__name__)
@@ -79,7 +70,7 @@ def _encoder_cli(*args: str) -> subprocess.CompletedProcess:
         (["--tta", "none", "compare", str(ASTRONAUT), "/no/such/photo.jpg"], "no such file"),
         (["--tta", "none", "compare", str(ASTRONAUT), str(CAT)], "no face"),
     ],
-    ids=["ArtifactError", "InvalidImageError", "NoFaceError"],
+    ids=["errors.ArtifactError", "errors.InvalidImageError", "errors.NoFaceError"],
 )
 def test_encoder_cli_prints_one_line_per_error(args, expected):
     result = _encoder_cli(*args)
