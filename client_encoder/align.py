@@ -1,6 +1,6 @@
 """Face chips the way dlib's ResNet expects them: `get_face_chip(size=150, padding=0.25)`
 from 5 landmarks, with dlib's own geometry and sampling (small geometric differences move
-descriptors far more than they seem to: a least-squares warp shifted them by ~0.08).
+descriptors far more than they seem to).
 
 Test-time augmentation views are produced here too: the mirror image of the chip, and
 small deterministic jitters (shift, zoom, rotation) of the crop taken from the source photo

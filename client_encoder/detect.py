@@ -14,7 +14,7 @@ from client_encoder.models import cnn_detector_path, shape_predictor_5_path
 
 # Detection runs on a copy no larger than this (long side); landmarks use the full image.
 DETECT_MAX_SIDE = 1600
-# HOG fires weakly on textures (score ~0.1 where real faces score 1-3): a detection scoring under
+# HOG fires weakly on textures, far below real faces' scores: a detection scoring under
 # this fraction of the best one in the same photo is dropped as a false positive.
 MIN_RELATIVE_SCORE = 0.5
 

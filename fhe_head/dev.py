@@ -27,11 +27,10 @@ from concrete.fhe.version import __version__ as concrete_version
 
 from fhe_head.head import HeadParams
 
-DEFAULT_GLOBAL_P_ERROR = 1e-5  # per circuit run: ~0.06 expected wrong bits over 6000 pairs (1e-6 doubled the run time)
-# One parameter set for the whole circuit. The default (multi) strategy gives the 5-bit table lookups
-# their own cheaper bootstrap key beside the one the 10-bit sum needs: measured at d = 64, 74.3 MB of
-# evaluation keys and ~1.11e10 cost units, against 55.1 MB and ~1.15e10 for a single set (server run
-# 1.70 -> 1.74 s, LFW run medians). The second key bought 2-4% of run time for 19 MB.
+# Error probability of one circuit run (one answer); a smaller one costs run time (README, FHE head).
+DEFAULT_GLOBAL_P_ERROR = 1e-5
+# One parameter set for the whole circuit: a second bootstrap key for the small lookups saves a few
+# percent of run time for much larger evaluation keys (figures in the README, FHE head section).
 PARAMETER_STRATEGY = fhe.ParameterSelectionStrategy.MONO
 
 
