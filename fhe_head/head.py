@@ -21,6 +21,11 @@ import numpy as np
 FORMAT_VERSION = 1
 
 
+def round_half_up(s: np.ndarray, lsbs: int) -> np.ndarray:
+    """Integer sums `s` rounded to a multiple of 2**lsbs, halves up: the rounding the circuit computes."""
+    return ((s + (1 << lsbs >> 1)) >> lsbs) << lsbs if lsbs else s
+
+
 @dataclass
 class HeadParams:
     mean: np.ndarray  # (128,) float32
@@ -64,9 +69,7 @@ class HeadParams:
 
     def decide(self, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
         """1 = same person, as the circuit computes it with exact rounding (round half up)."""
-        s = self.score(qa, qb)
-        rounded = ((s + (1 << self.lsbs >> 1)) >> self.lsbs) << self.lsbs if self.lsbs else s
-        return (rounded < self.threshold).astype(np.int64)
+        return (round_half_up(self.score(qa, qb), self.lsbs) < self.threshold).astype(np.int64)
 
     @property
     def max_sum(self) -> int:

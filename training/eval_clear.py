@@ -19,24 +19,34 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
-
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import CENTRE_BOX, DLIB_THRESHOLD, FaceEncoder, calibration_path
 from privface.resources import artifacts_dir
 from training.embeddings import ImageEmbeddings, embed_images
 from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
+from training.pairs import PairData, folds, labels
 from training.protocol import accuracy, best_threshold, ten_fold
 
-DEFAULT_TTA = "jitter"  # View 1 ties all modes (98.8%); more views = lower-variance descriptors, as dlib does
+# View 1 ties the TTA modes (by_tta in lfw_clear.json); more views = lower-variance descriptors, as dlib does.
+DEFAULT_TTA = "jitter"
 
 
-def pair_distances(pairs: list[Pair], emb: ImageEmbeddings, tta: str) -> np.ndarray:
-    index = {p: i for i, p in enumerate(emb.paths)}
-    vectors = emb.tta(tta).astype(np.float64)
-    left = vectors[[index[p.left] for p in pairs]]
-    right = vectors[[index[p.right] for p in pairs]]
-    return np.linalg.norm(left - right, axis=1)
+def tta_modes(emb: ImageEmbeddings, view2: list[Pair], dev_train: list[Pair], dev_test: list[Pair]) -> dict:
+    """Per TTA mode: the 10-fold result, accuracy at dlib's threshold, the all-folds threshold and,
+    where View 1 is given, its dev-test accuracy at the dev-train threshold."""
+    modes = {}
+    for tta in TTA_VIEWS:
+        data = PairData(emb, tta)
+        d, same = data.distances(view2), labels(view2)
+        result = ten_fold(d, same, folds(view2))
+        result["accuracy_at_dlib_threshold_0.6"] = accuracy(d, same, DLIB_THRESHOLD)
+        result["threshold_all_folds"] = best_threshold(d, same)
+        if dev_train:
+            t = best_threshold(data.distances(dev_train), labels(dev_train))
+            result["view1_dev_test_accuracy"] = accuracy(data.distances(dev_test), labels(dev_test), t)
+            result["view1_threshold"] = t
+        modes[tta] = result
+    return modes
 
 
 def evaluate(lfw: LFW, progress: bool = True, cache: Path | None = None) -> dict:
@@ -47,21 +57,7 @@ def evaluate(lfw: LFW, progress: bool = True, cache: Path | None = None) -> dict
     encoder = FaceEncoder(tta="jitter")
     started = time.time()
     emb = embed_images(paths, encoder, cache_path=cache, progress=progress, desc=f"LFW {lfw.variant()}")
-    same = np.array([p.same for p in view2])
-    folds = np.array([p.fold for p in view2])
-
-    modes = {}
-    for tta in TTA_VIEWS:
-        d = pair_distances(view2, emb, tta)
-        result = ten_fold(d, same, folds)
-        result["accuracy_at_dlib_threshold_0.6"] = accuracy(d, same, DLIB_THRESHOLD)
-        result["threshold_all_folds"] = best_threshold(d, same)
-        if has_view1:
-            t = best_threshold(pair_distances(dev_train, emb, tta), np.array([p.same for p in dev_train]))
-            d_test = pair_distances(dev_test, emb, tta)
-            result["view1_dev_test_accuracy"] = accuracy(d_test, np.array([p.same for p in dev_test]), t)
-            result["view1_threshold"] = t
-        modes[tta] = result
+    modes = tta_modes(emb, view2, dev_train, dev_test)
 
     view2_images = set(unique_images(view2))
     in_view2 = [i for i, p in enumerate(emb.paths) if p in view2_images]

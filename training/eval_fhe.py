@@ -18,6 +18,7 @@ import hashlib
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,109 +31,127 @@ from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_hea
 from fhe_head.server import FHEServer
 from privface.resources import artifacts_dir
 from training.embeddings import embed_images
-from training.head_fit import HeadConfig, fit_head
-from training.lfw import open_lfw_for_cli, unique_images
+from training.folds import fit_without_fold
+from training.head_fit import HeadConfig
+from training.lfw import Pair, open_lfw_for_cli, unique_images
+from training.pairs import PairData
 from training.protocol import ten_fold
-from training.train_head import PairData
 
 RESULTS_DIR = artifacts_dir() / "metrics" / "eval_fhe"
+# Everything that decides the circuits and their keys, beside the head's configuration: a change starts a new run.
+COMPILED_WITH = {"parameter_selection_strategy": PARAMETER_STRATEGY.value, "global_p_error": DEFAULT_GLOBAL_P_ERROR}
 
 
-def _shipped_config(point: str) -> HeadConfig:
+def shipped_config(point: str) -> HeadConfig:
     meta = json.loads((artifacts_dir() / "fhe_head" / point / "meta.json").read_text())
     return HeadConfig(**meta["config"])
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR); use the original release")
-    parser.add_argument("--point", default="accurate", help="shipped point whose configuration is evaluated")
-    parser.add_argument(
-        "--pairs-per-fold", type=int, default=600, help="N pairs of each fold, half same, half different (600 = all)"
-    )
-    parser.add_argument("--out", type=Path, help="default: artifacts/metrics/lfw_fhe.json (lfw_fhe_<point>.json)")
-    parser.add_argument(
-        "--report-only", action="store_true", help="write the report from the pairs done so far, run nothing"
-    )
-    args = parser.parse_args(argv)
-    suffix = "" if args.point == "accurate" else f"_{args.point}"
-    args.out = args.out or artifacts_dir() / "metrics" / f"lfw_fhe{suffix}.json"
-    lfw = open_lfw_for_cli(args.lfw_dir)
+@dataclass
+class FheRun:
+    """One resumable evaluation: the pairs, their embeddings, the configuration and where decisions go."""
 
-    config = _shipped_config(args.point)
-    view2 = lfw.view2()
-    encoder = FaceEncoder(tta="jitter")
-    data = PairData(embed_images(unique_images(view2), encoder, desc=f"LFW {lfw.variant()}"))
-    # Everything that decides the circuits and their keys names the run: a change starts a new one.
-    compiled_with = {"parameter_selection_strategy": PARAMETER_STRATEGY.value, "global_p_error": DEFAULT_GLOBAL_P_ERROR}
-    run_key = hashlib.sha256(
-        json.dumps([config.to_dict(), encoder.model_sha256, lfw.variant(), compiled_with]).encode()
-    ).hexdigest()
-    work = cache_dir() / "eval_fhe" / run_key[:16]
-    work.mkdir(parents=True, exist_ok=True)
-    checkpoint = work / "decisions.jsonl"
-    # The decisions also live in the repository (small: ~100 bytes a pair), so a run of several
-    # hours survives a lost cache or a fresh machine: both are read, the union is kept.
-    committed = RESULTS_DIR / f"{run_key[:16]}.jsonl"
-    done = {}
-    for path in (committed, checkpoint):
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    done[record["pair"]] = record
+    point: str
+    variant: str
+    config: HeadConfig
+    view2: list[Pair]
+    data: PairData
+    encoder_sha256: str
+    selected: list[int]  # indices into view2 of the pairs to run
 
-    a_all, b_all, same_all, _ = data.arrays(view2)
-    half = args.pairs_per_fold // 2  # as many same-person as different-person pairs per fold
-    selected = [i for i, p in enumerate(view2) if (i - 600 * p.fold) % 300 < half]
-    with checkpoint.open("a") as log, tqdm(total=len(selected), initial=sum(i in done for i in selected)) as bar:
-        for fold in range(0 if args.report_only else 10):
-            todo = [i for i in selected if view2[i].fold == fold and i not in done]
-            if not todo:
-                continue
-            train = [p for p in view2 if p.fold != fold]
-            a, b, same, images = data.arrays(train)
-            params = fit_head(config, images, a, b, same, name=f"{args.point}-fold{fold}")
-            point_dir = work / f"fold{fold}"
-            if not (point_dir / "meta.json").is_file():
-                save_artifacts(params, point_dir, encoder.model_sha256, extra_meta={"config": config.to_dict()})
-            client, server = FHEClient(point_dir), FHEServer(point_dir)
-            bar.set_description(f"fold {fold}: keygen")
-            client.generate_keys()
-            keys = server.load_evaluation_keys(client.evaluation_keys())
-            circuit = compile_head(params)  # for the simulated decision beside the real one
-            bar.set_description(f"fold {fold}: FHE")
-            for i in todo:
-                template, probe = client.encrypt(a_all[i]), client.encrypt(b_all[i])
-                start = time.perf_counter()
-                result = server.run(template, probe, keys)
-                seconds = time.perf_counter() - start
-                qa, qb = params.quantize(a_all[i]), params.quantize(b_all[i])
-                record = {
-                    "pair": i,
-                    "fold": fold,
-                    "same": bool(same_all[i]),
-                    "fhe": int(client.decrypt(result)),
-                    "clear": int(params.decide(qa, qb)),
-                    "simulated": int(circuit.simulate(qa, qb)),
-                    "server_s": round(seconds, 4),
-                }
-                log.write(json.dumps(record) + "\n")
-                log.flush()
-                done[i] = record
-                bar.update(1)
+    @property
+    def run_key(self) -> str:
+        key = [self.config.to_dict(), self.encoder_sha256, self.variant, COMPILED_WITH]
+        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    committed.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
+    @property
+    def work(self) -> Path:
+        return cache_dir() / "eval_fhe" / self.run_key
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.work / "decisions.jsonl"
+
+    @property
+    def committed(self) -> Path:
+        # The decisions also live in the repository (small), so a run of several hours survives a
+        # lost cache or a fresh machine: both are read, the union is kept.
+        return RESULTS_DIR / f"{self.run_key}.jsonl"
+
+    def load_done(self) -> dict[int, dict]:
+        done = {}
+        for path in (self.committed, self.checkpoint):
+            if path.is_file():
+                for line in path.read_text().splitlines():
+                    if line.strip():
+                        record = json.loads(line)
+                        done[record["pair"]] = record
+        return done
+
+
+def select_pairs(view2: list[Pair], pairs_per_fold: int) -> list[int]:
+    """The first N/2 same-person and N/2 different-person pairs of each fold (LFW lists 300 of each)."""
+    half = pairs_per_fold // 2
+    return [i for i, p in enumerate(view2) if (i - 600 * p.fold) % 300 < half]
+
+
+def run_fold(run: FheRun, fold: int, todo: list[int], done: dict[int, dict], log, bar) -> None:
+    """Fit the head without `fold`, ship it to a work folder, and decide `todo` in real FHE."""
+    params = fit_without_fold(run.data, run.view2, run.config, fold, name=f"{run.point}-fold{fold}")
+    point_dir = run.work / f"fold{fold}"
+    if not (point_dir / "meta.json").is_file():
+        save_artifacts(params, point_dir, run.encoder_sha256, extra_meta={"config": run.config.to_dict()})
+    client, server = FHEClient(point_dir), FHEServer(point_dir)
+    bar.set_description(f"fold {fold}: keygen")
+    client.generate_keys()
+    keys = server.load_evaluation_keys(client.evaluation_keys())
+    circuit = compile_head(params)  # for the simulated decision beside the real one
+    bar.set_description(f"fold {fold}: FHE")
+    a_all, b_all = run.data.sides(run.view2)
+    for i in todo:
+        template, probe = client.encrypt(a_all[i]), client.encrypt(b_all[i])
+        start = time.perf_counter()
+        result = server.run(template, probe, keys)
+        seconds = time.perf_counter() - start
+        qa, qb = params.quantize(a_all[i]), params.quantize(b_all[i])
+        record = {
+            "pair": i,
+            "fold": fold,
+            "same": bool(run.view2[i].same),
+            "fhe": int(client.decrypt(result)),
+            "clear": int(params.decide(qa, qb)),
+            "simulated": int(circuit.simulate(qa, qb)),
+            "server_s": round(seconds, 4),
+        }
+        log.write(json.dumps(record) + "\n")
+        log.flush()
+        done[i] = record
+        bar.update(1)
+
+
+def run_pairs(run: FheRun, done: dict[int, dict]) -> None:
+    """Every selected pair not yet done, fold by fold, appended to the checkpoint as it goes."""
+    run.work.mkdir(parents=True, exist_ok=True)
+    initial = sum(i in done for i in run.selected)
+    with run.checkpoint.open("a") as log, tqdm(total=len(run.selected), initial=initial) as bar:
+        for fold in range(10):
+            todo = [i for i in run.selected if run.view2[i].fold == fold and i not in done]
+            if todo:
+                run_fold(run, fold, todo, done, log, bar)
+
+
+def report(run: FheRun, done: dict[int, dict]) -> dict | None:
+    """The figures of the complete folds (None when no fold is complete)."""
     # A stopped run is reported on its complete folds only: a fold runs its same-person pairs
     # first, so a half-done fold would skew the accuracy. Agreement counts use every pair done.
+    selected, view2 = run.selected, run.view2
     all_done = [done[i] for i in selected if i in done]
     run_folds = [f for f in range(10) if all(i in done for i in selected if view2[i].fold == f)]
     finished = [i for i in selected if i in done and view2[i].fold in run_folds]
     records = [done[i] for i in finished]
     if not records:
         print(f"no fold complete yet ({len(all_done)} pairs done)", file=sys.stderr)
-        return 1
+        return None
     same = np.array([r["same"] for r in records])
     folds = np.array([r["fold"] for r in records])
 
@@ -141,15 +160,15 @@ def main(argv: list[str] | None = None) -> int:
         return [float(np.mean(decisions[folds == f] == same[folds == f])) for f in run_folds]
 
     fhe_folds = fold_accuracy("fhe")
-    a_sel, b_sel = a_all[finished], b_all[finished]
-    float_result = ten_fold(np.linalg.norm(a_sel - b_sel, axis=1), same, folds) if len(run_folds) == 10 else {}
-    report = {
+    distances = run.data.distances([view2[i] for i in finished])
+    float_result = ten_fold(distances, same, folds) if len(run_folds) == 10 else {}
+    return {
         "protocol": "LFW View 2: head fitted on 9 folds, real FHE on the 10th, for each of the 10 folds",
-        "variant": lfw.variant(),
-        "point": args.point,
-        "config": config.to_dict(),
-        "compiled_with": compiled_with,
-        "run_key": run_key[:16],
+        "variant": run.variant,
+        "point": run.point,
+        "config": run.config.to_dict(),
+        "compiled_with": COMPILED_WITH,
+        "run_key": run.run_key,
         "n_pairs_fhe": len(records),
         "n_pairs_selected": len(selected),
         "n_pairs_done_including_incomplete_folds": len(all_done),
@@ -165,17 +184,57 @@ def main(argv: list[str] | None = None) -> int:
         "server_run_s_median": float(np.median([r["server_s"] for r in all_done])),
         "complete": len(records) == 6000,
     }
+
+
+def update_frontier(frontier_path: Path, result: dict) -> None:
+    """The frontier's "accuracy_fhe (where run)" for this point."""
+    if not frontier_path.is_file():
+        return
+    frontier = json.loads(frontier_path.read_text())
+    for point in frontier["points"]:
+        if point["name"] == result["point"]:
+            point["accuracy_fhe"] = result["fhe_accuracy"]
+            point["accuracy_fhe_pairs"] = result["n_pairs_fhe"]
+    frontier_path.write_text(json.dumps(frontier, indent=1) + "\n")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR); use the original release")
+    parser.add_argument("--point", default="accurate", help="shipped point whose configuration is evaluated")
+    parser.add_argument(
+        "--pairs-per-fold", type=int, default=600, help="N pairs of each fold, half same, half different (600 = all)"
+    )
+    parser.add_argument("--out", type=Path, help="default: artifacts/metrics/lfw_fhe.json (lfw_fhe_<point>.json)")
+    parser.add_argument(
+        "--report-only", action="store_true", help="write the report from the pairs done so far, run nothing"
+    )
+    args = parser.parse_args(argv)
+    suffix = "" if args.point == "accurate" else f"_{args.point}"
+    args.out = args.out or artifacts_dir() / "metrics" / f"lfw_fhe{suffix}.json"
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    lfw = open_lfw_for_cli(args.lfw_dir)
+    view2 = lfw.view2()
+    encoder = FaceEncoder(tta="jitter")
+    data = PairData(embed_images(unique_images(view2), encoder, desc=f"LFW {lfw.variant()}"))
+    selected = select_pairs(view2, args.pairs_per_fold)
+    run = FheRun(args.point, lfw.variant(), shipped_config(args.point), view2, data, encoder.model_sha256, selected)
+    done = run.load_done()
+    if not args.report_only:
+        run_pairs(run, done)
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    run.committed.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
+    result = report(run, done)
+    if result is None:
+        return 1
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    frontier_path = args.out.parent / "fhe_frontier.json"
-    if frontier_path.is_file():  # the frontier's "accuracy_fhe (where run)"
-        frontier = json.loads(frontier_path.read_text())
-        for point in frontier["points"]:
-            if point["name"] == args.point:
-                point["accuracy_fhe"] = report["fhe_accuracy"]
-                point["accuracy_fhe_pairs"] = report["n_pairs_fhe"]
-        frontier_path.write_text(json.dumps(frontier, indent=1) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if "fold" not in k}, indent=1))
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    update_frontier(args.out.parent / "fhe_frontier.json", result)
+    print(json.dumps({k: v for k, v in result.items() if "fold" not in k}, indent=1))
     return 0
 
 

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fhe_head.head import HeadParams
+from fhe_head.head import HeadParams, round_half_up
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ class HeadConfig:
         return asdict(self)
 
 
-def _pca(images: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+def pca(images: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, projection): the mean of `images` (n, k) and their top `dims` principal axes (dims, k)."""
     mean = images.mean(axis=0)
     _, _, vt = np.linalg.svd(images - mean, full_matrices=False)
     return mean, vt[:dims]
@@ -49,7 +50,7 @@ def _pca(images: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _best_rounded_threshold(scores: np.ndarray, same: np.ndarray, lsbs: int) -> int:
     """Threshold (a multiple of 2**lsbs) maximising accuracy of `rounded score < threshold`."""
-    rounded = ((scores + (1 << lsbs >> 1)) >> lsbs) << lsbs if lsbs else scores
+    rounded = round_half_up(scores, lsbs)
     candidates = np.arange(0, int(rounded.max()) + (2 << lsbs), 1 << lsbs)
     correct = [np.sum((rounded < t) == same) for t in candidates]
     best = np.flatnonzero(np.array(correct) == max(correct))
@@ -60,7 +61,7 @@ def fit_head(
     config: HeadConfig, images: np.ndarray, a: np.ndarray, b: np.ndarray, same: np.ndarray, name: str = "head"
 ) -> HeadParams:
     """Fit on training data: `images` (n, 128) for PCA/scales, pairs (a, b, same) for the rest."""
-    mean, projection = _pca(images.astype(np.float64), config.dims)
+    mean, projection = pca(images.astype(np.float64), config.dims)
     spread = ((images - mean) @ projection.T).std(axis=0)
     q_max = 2 ** (config.n_bits - 1) - 1
     step = config.clip_sigma * (spread if config.per_dim else np.full(config.dims, spread.mean())) / q_max

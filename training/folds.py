@@ -1,0 +1,61 @@
+"""The head under LFW View 2's protocol: for each fold, fitted on the other 9, tested on it."""
+
+from __future__ import annotations
+
+import numpy as np
+from tqdm import tqdm
+
+from fhe_head.dev import compile_head
+from fhe_head.head import HeadParams
+from training.head_fit import HeadConfig, fit_head
+from training.lfw import Pair
+from training.pairs import PairData, folds
+
+
+def fit_without_fold(
+    data: PairData, pairs: list[Pair], config: HeadConfig, fold: int, name: str = "head"
+) -> HeadParams:
+    """The head fitted on every pair (and its images) outside `fold`."""
+    a, b, same, images = data.arrays([p for p in pairs if p.fold != fold])
+    return fit_head(config, images, a, b, same, name=name)
+
+
+def simulate(params: HeadParams, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
+    """Decisions of Concrete's simulation of the compiled circuit, one per pair."""
+    circuit = compile_head(params)
+    return np.array([int(circuit.simulate(x, y)) for x, y in zip(qa, qb, strict=True)])
+
+
+def _per_fold(decisions: np.ndarray, same: np.ndarray, fold_of: np.ndarray) -> list[float]:
+    return [float(np.mean(decisions[fold_of == f] == same[fold_of == f])) for f in range(10)]
+
+
+def view2_folds(data: PairData, pairs: list[Pair], config: HeadConfig, with_simulation: bool) -> dict:
+    """Clear integer-model (and optionally simulated) accuracy per fold, mean and std, thresholds."""
+    fold_of = folds(pairs)
+    a_all, b_all, same_all, _ = data.arrays(pairs)
+    quantised = np.zeros(len(pairs), bool)
+    simulated = np.zeros(len(pairs), bool)
+    thresholds = []
+    for fold in tqdm(range(10), desc=f"View 2 {config.label()}", leave=False):
+        params = fit_without_fold(data, pairs, config, fold)
+        thresholds.append(params.threshold)
+        test = fold_of == fold
+        qa, qb = params.quantize(a_all[test]), params.quantize(b_all[test])
+        quantised[test] = params.decide(qa, qb).astype(bool)
+        if with_simulation:
+            simulated[test] = simulate(params, qa, qb).astype(bool)
+    per_fold = _per_fold(quantised, same_all, fold_of)
+    result = {
+        "config": config.to_dict(),
+        "accuracy_clear_quantised": float(np.mean(per_fold)),
+        "std_clear_quantised": float(np.std(per_fold, ddof=1)),
+        "fold_accuracies_clear_quantised": per_fold,
+        "fold_thresholds": thresholds,
+    }
+    if with_simulation:
+        sim_fold = _per_fold(simulated, same_all, fold_of)
+        result["accuracy_simulated"] = float(np.mean(sim_fold))
+        result["fold_accuracies_simulated"] = sim_fold
+        result["simulation_vs_clear_disagreements"] = int(np.sum(simulated != quantised))
+    return result
