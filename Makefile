@@ -38,12 +38,12 @@ test: setup
 # Figures quoted in the README. LFW_DIR must point at an LFW copy (the original release) for
 # everything but bench-encoder, which falls back to a bundled photo.
 bench: setup
-	$(PY) -m training.bench_encoder
-	$(PY) -m training.bench_head
+	$(PY) -m training.bench.encoder
+	$(PY) -m training.bench.head
 
 # Load test of the service on loopback: 4 clients x 25 verifications (fast point).
 bench-service: setup
-	$(PY) -m training.bench_service --clients 4 --verifies 25
+	$(PY) -m training.bench.service --clients 4 --verifies 25
 
 eval: setup
 	$(PY) -m training.eval_clear --calibrate
@@ -54,8 +54,9 @@ train: setup
 	@if [ -n "$(LFW_DEEPFUNNELED_DIR)" ]; then \
 		$(PY) -m training.train_head --lfw-dir "$(LFW_DEEPFUNNELED_DIR)" --dims 10 64; fi
 
-# Real FHE over all 6000 pairs, both points (accurate: ~3 h on 2 cores at ~1.8 s a pair; fast:
-# ~1 h); resumable from a checkpoint in ~/.cache/privface/eval_fhe (run it again to go on).
+# Real FHE over all 6000 pairs, both points: hours on 2 cores (the server time per pair is in
+# artifacts/metrics/lfw_fhe*.json); resumable from a checkpoint in ~/.cache/privface/eval_fhe
+# (run it again to go on).
 eval-fhe: setup
 	$(PY) -m training.eval_fhe --point fast
 	$(PY) -m training.eval_fhe --point accurate

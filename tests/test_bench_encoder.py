@@ -1,6 +1,6 @@
 import json
 
-from training.bench_encoder import main
+from training.bench.encoder import main
 
 
 def test_benchmark_writes_latency_size_and_fidelity(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from training.benchmark import headline, write_markdown, write_outputs
+from training.bench.report import headline, write_markdown, write_outputs
 
 
 def _synthetic_result(with_baseline: bool = True) -> dict:
@@ -108,12 +108,12 @@ def test_writer_makes_json_markdown_and_plots(tmp_path) -> None:
 def test_markdown_without_baseline_says_how_to_run_it() -> None:
     result = _synthetic_result(with_baseline=False)
     result["headline"] = headline(result)
-    assert "python -m training.benchmark_baseline" in write_markdown(result)
+    assert "python -m training.bench.baseline" in write_markdown(result)
 
 
 def test_ckks_distance_matches_clear() -> None:
     pytest.importorskip("tenseal", reason="tenseal not installed (pip install tenseal)")
-    from training.benchmark import ckks_context, ckks_decrypt, ckks_encrypt, ckks_server_distance, public_context
+    from training.bench.ckks import ckks_context, ckks_decrypt, ckks_encrypt, ckks_server_distance, public_context
 
     rng = np.random.default_rng(0)
     a, b = rng.normal(scale=0.1, size=128), rng.normal(scale=0.1, size=128)
@@ -126,7 +126,7 @@ def test_ckks_distance_matches_clear() -> None:
 
 def test_baseline_model_shapes_and_fhe_simulation() -> None:
     torch = pytest.importorskip("torch")
-    from training.benchmark_baseline import build_model, circuit_stats, compile_model, normalise, shrink
+    from training.bench.fullimage import build_model, circuit_stats, compile_model, normalise, shrink
 
     crops = np.random.default_rng(0).integers(0, 256, size=(24, 8, 8)).astype(np.uint8)
     x = normalise(shrink(crops.astype(np.float32), 4))
@@ -147,7 +147,7 @@ def test_baseline_model_shapes_and_fhe_simulation() -> None:
 
 
 def test_training_pairs_balanced_and_person_disjoint(lfw_dir) -> None:
-    from training.benchmark_baseline import training_pairs
+    from training.bench.baseline import training_pairs
     from training.lfw import LFW
 
     pairs = LFW(lfw_dir).view2()

@@ -98,7 +98,7 @@ def test_enrol_verify_identify(client, mirrored_astronaut):
 @pytest.mark.lfw
 def test_lfw_pairs_decrypt_to_the_clear_decision(client, fold0):
     """Same-person pairs -> 1, different -> 0, on real LFW pairs (fold 0 embeddings)."""
-    from training.train_head import PairData
+    from training.pairs import PairData
 
     pairs, emb = fold0
     a, b, same, _ = PairData(emb).arrays(pairs)

@@ -1,6 +1,6 @@
 """Client encoder benchmark: latency per stage and TTA mode, ONNX size, fidelity to dlib.
 
-    python -m training.bench_encoder [--lfw-dir PATH] [--runs 30] [--out artifacts/metrics/encoder_bench.json]
+    python -m training.bench.encoder [--lfw-dir PATH] [--runs 30] [--out artifacts/metrics/encoder_bench.json]
 
 Latency is for one 250x250 photo (an LFW image when LFW is available, else the bundled
 astronaut portrait resized to 250x250): decode, detect, align, embed; median and p90 over
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import platform
 import sys
 import time
@@ -22,24 +21,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from client_encoder.align import TTA_VIEWS, align
+from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import FaceEncoder
-from client_encoder.images import load_image
 from client_encoder.models import dlib_resnet_source_path
-from privface.resources import EXAMPLES_DIR, artifacts_dir
+from privface.errors import NoFaceError
+from privface.resources import EXAMPLES_DIR
 from training.lfw import LFW, LFWNotFound, unique_images
+from training.machine import machine_info
+from training.paths import METRICS
 
 BUNDLED_PHOTO = EXAMPLES_DIR / "astronaut.jpg"
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _photos(lfw_dir: str | None, count: int) -> tuple[list[bytes], str]:
@@ -82,10 +73,10 @@ def fidelity(photos: list[bytes]) -> dict:
     encoder = FaceEncoder(tta="jitter")
     chips = []
     for photo in photos:
-        pixels = load_image(photo)
-        faces = encoder.detector.detect(pixels)
-        if faces:
-            chips.append(align(pixels, faces[0], TTA_VIEWS["jitter"][:4]))
+        try:
+            chips.append(encoder.locate(photo).chips[:4])  # the plain chip and three jittered views
+        except NoFaceError:
+            continue  # fidelity compares chips; a photo without a face has none
     chips_arr = np.concatenate(chips)
     ours = encoder.embedder.embed_chips(chips_arr).astype(np.float64)
     theirs = np.array([resnet.compute_face_descriptor(np.ascontiguousarray(c)) for c in chips_arr])
@@ -102,13 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR; the bundled photo without it)")
     parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=artifacts_dir() / "metrics" / "encoder_bench.json")
+    parser.add_argument("--out", type=Path, default=METRICS / "encoder_bench.json")
     args = parser.parse_args(argv)
 
     photos, photo_source = _photos(args.lfw_dir, 40)
     encoder = FaceEncoder(tta="none")
     report = {
-        "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version()},
+        "machine": {**machine_info(), "python": platform.python_version()},
         "photo": photo_source,
         "runs": args.runs,
         "onnx_file": encoder.embedder.model_path.name,

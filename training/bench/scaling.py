@@ -1,6 +1,6 @@
 """How the FHE head scales with embedding dimension and input bit width (for the benchmark).
 
-    python -m training.bench_scaling --lfw-dir PATH [--runs 3]
+    python -m training.bench.scaling --lfw-dir PATH [--runs 3]
 
 One fixed head configuration (the frontier's d = 32 one: clip 3.5 sigma, 16 saturated levels,
 5 kept bits) with only d or the input bit width changed: d in {32, 64, 128} at 4 bits, and
@@ -8,7 +8,7 @@ One fixed head configuration (the frontier's d = 32 one: clip 3.5 sigma, 16 satu
 circuit computes; simulation equals it on every frontier point). Cost: the compiled circuit's
 bootstraps, key size and median server run on this machine. Hyper-parameters are not re-tuned per
 cell (the frontier does that for 4 bits): this isolates the effect of d and bits.
-Writes artifacts/bench/scaling.json; `python -m training.benchmark` puts it in its report.
+Writes artifacts/bench/scaling.json; `python -m training.bench.benchmark` puts it in its report.
 """
 
 from __future__ import annotations
@@ -20,13 +20,15 @@ import sys
 import time
 from pathlib import Path
 
-from privface.resources import artifacts_dir
 from training.embeddings import embed_images
+from training.folds import view2_folds
 from training.head_fit import HeadConfig, fit_head
 from training.lfw import open_lfw_for_cli, unique_images
-from training.train_head import PairData, measure_circuit, view2_folds
+from training.measure import measure_circuit
+from training.pairs import PairData
+from training.paths import BENCH_DIR
 
-OUT = artifacts_dir() / "bench" / "scaling.json"
+OUT = BENCH_DIR / "scaling.json"
 CELLS = [(32, 4), (64, 4), (128, 4), (32, 3), (32, 5)]  # (dims, input bits)
 
 
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     report = {
-        "command": "python -m training.bench_scaling",
+        "command": "python -m training.bench.scaling",
         "protocol": "LFW original View 2, 10 folds, clear integer model (= FHE simulation); fixed hyper-parameters",
         "config": {"clip_sigma": 3.5, "levels": 16, "saturation": 0.25, "target_bits": 5},
         "server_runs": args.runs,

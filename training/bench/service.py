@@ -1,6 +1,6 @@
 """Bounded load test of the verification service on loopback.
 
-    python -m training.bench_service [--clients 4] [--verifies 25] [--point fast] [--url URL]
+    python -m training.bench.service [--clients 4] [--verifies 25] [--point fast] [--url URL]
 
 Starts `python -m fhe_head.service` on a free loopback port with a temporary data directory (or
 uses --url), gives each client its own keys, and has every client run its verifications at the
@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,22 +30,109 @@ from tqdm import tqdm
 
 from privface.client import VerificationClient
 from privface.local_server import LocalServer
-from privface.resources import EXAMPLES_DIR, artifacts_dir
+from privface.resources import EXAMPLES_DIR
+from training.machine import cpu_name
+from training.paths import METRICS
 
-OUT = artifacts_dir() / "metrics" / "service_load.json"
+OUT = METRICS / "service_load.json"
 PHOTOS = EXAMPLES_DIR
 
 
-def machine() -> str:
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if "model name" in line
-        ),
-        platform.processor() or "unknown CPU",
+@dataclass
+class LoadResult:
+    """What the clients saw: per-verification latency and server FHE time, failures, wall time."""
+
+    latencies: list[float] = field(default_factory=list)
+    fhe_times: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+    setup_s: float = 0.0
+
+
+def sample_pairs() -> list[tuple[tuple[np.ndarray, np.ndarray], bool]]:
+    """(astronaut, its mirror image) -> same; (astronaut, cameraman) -> different; embedded once."""
+    from client_encoder.encoder import FaceEncoder
+
+    mirrored = io.BytesIO()
+    ImageOps.mirror(Image.open(PHOTOS / "astronaut.jpg")).save(mirrored, format="PNG")
+    astronaut, mirror, cameraman = FaceEncoder().embed_many(
+        [PHOTOS / "astronaut.jpg", mirrored.getvalue(), PHOTOS / "cameraman.jpg"]
     )
-    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
+    return [((astronaut, mirror), True), ((astronaut, cameraman), False)]
+
+
+def run_clients(clients: list[VerificationClient], verifies: int, pairs: list, out: LoadResult) -> None:
+    """Every client runs its `verifies` verifications in its own thread, all at the same time."""
+    lock = threading.Lock()
+    bar = tqdm(total=len(clients) * verifies, desc=f"{len(clients)} clients x {verifies} verifies")
+
+    def work(client: VerificationClient) -> None:
+        for i in range(verifies):
+            (a, b), expected = pairs[i % 2]
+            try:
+                verdict = client.compare(a, b)
+                ok = verdict.same == expected
+            except Exception as err:  # a load test records every failure and goes on
+                verdict, ok = None, False
+                out.failures.append(repr(err))
+            with lock:
+                if verdict is not None:
+                    out.latencies.append(verdict.total_s)
+                    out.fhe_times.append(verdict.fhe_s)
+                    if not ok:
+                        out.failures.append(f"wrong answer: expected {expected}")
+                bar.update()
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=work, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.wall_s = time.perf_counter() - start
+    bar.close()
+
+
+def load_test(url: str, args: argparse.Namespace, keys_dir: Path, pairs: list) -> LoadResult:
+    """Clients with their own keys (generated and uploaded first, timed), then the concurrent run."""
+    out = LoadResult()
+    clients = [VerificationClient(url, args.point, keys_dir / f"keys{i}") for i in range(args.clients)]
+    setup_start = time.perf_counter()
+    for client in tqdm(clients, desc="keys: generate + upload"):
+        client.connect()
+    out.setup_s = time.perf_counter() - setup_start
+    run_clients(clients, args.verifies, pairs, out)
+    for client in clients:
+        client.forget_me()
+        client.close()
+    return out
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    return float(np.percentile(values, q)) if values else None
+
+
+def report(args: argparse.Namespace, argv: list[str] | None, result: LoadResult) -> dict:
+    done = len(result.latencies)
+    return {
+        "command": "python -m training.bench.service " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}",
+        "server": args.url or "loopback subprocess (python -m fhe_head.service), same machine as the clients",
+        "point": args.point,
+        "clients": args.clients,
+        "verifies_per_client": args.verifies,
+        "requests": args.clients * args.verifies,
+        "completed": done,
+        "failures": len(result.failures),
+        "failure_examples": result.failures[:5],
+        "wall_s": result.wall_s,
+        "throughput_per_s": done / result.wall_s,
+        "latency_s_p50": percentile(result.latencies, 50),
+        "latency_s_p95": percentile(result.latencies, 95),
+        "server_fhe_s_median": float(np.median(result.fhe_times)) if result.fhe_times else None,
+        "key_setup_s_all_clients": result.setup_s,
+        "latency_includes": "encryption of both embeddings, HTTP on loopback, server FHE, decryption",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,86 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="an already running server (default: start one on loopback)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-
-    from client_encoder.encoder import FaceEncoder
-
-    encoder = FaceEncoder()
-    mirrored = io.BytesIO()
-    ImageOps.mirror(Image.open(PHOTOS / "astronaut.jpg")).save(mirrored, format="PNG")
-    astronaut, mirror, cameraman = encoder.embed_many(
-        [PHOTOS / "astronaut.jpg", mirrored.getvalue(), PHOTOS / "cameraman.jpg"]
-    )
-    pairs = [((astronaut, mirror), True), ((astronaut, cameraman), False)]
-
+    pairs = sample_pairs()
     with tempfile.TemporaryDirectory() as tmp:
         server = None if args.url else LocalServer(Path(tmp) / "server", points=(args.point,)).start()
-        url = args.url or server.url
         try:
-            clients = [VerificationClient(url, args.point, Path(tmp) / f"keys{i}") for i in range(args.clients)]
-            setup_start = time.perf_counter()
-            for client in tqdm(clients, desc="keys: generate + upload"):
-                client.connect()
-            setup_s = time.perf_counter() - setup_start
-            latencies, fhe_times, failures = [], [], []
-            lock = threading.Lock()
-            bar = tqdm(total=args.clients * args.verifies, desc=f"{args.clients} clients x {args.verifies} verifies")
-
-            def work(client: VerificationClient) -> None:
-                for i in range(args.verifies):
-                    (a, b), expected = pairs[i % 2]
-                    try:
-                        verdict = client.compare(a, b)
-                        ok = verdict.same == expected
-                    except Exception as err:  # a load test records every failure and goes on
-                        verdict, ok = None, False
-                        failures.append(repr(err))
-                    with lock:
-                        if verdict is not None:
-                            latencies.append(verdict.total_s)
-                            fhe_times.append(verdict.fhe_s)
-                            if not ok:
-                                failures.append(f"wrong answer: expected {expected}")
-                        bar.update()
-
-            start = time.perf_counter()
-            threads = [threading.Thread(target=work, args=(c,)) for c in clients]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            wall = time.perf_counter() - start
-            bar.close()
-            for client in clients:
-                client.forget_me()
-                client.close()
+            result = load_test(args.url or server.url, args, Path(tmp), pairs)
         finally:
             if server is not None:
                 server.stop()
-
-    done = len(latencies)
-    report = {
-        "command": "python -m training.bench_service " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
-        "server": args.url or "loopback subprocess (python -m fhe_head.service), same machine as the clients",
-        "point": args.point,
-        "clients": args.clients,
-        "verifies_per_client": args.verifies,
-        "requests": args.clients * args.verifies,
-        "completed": done,
-        "failures": len(failures),
-        "failure_examples": failures[:5],
-        "wall_s": wall,
-        "throughput_per_s": done / wall,
-        "latency_s_p50": float(np.percentile(latencies, 50)) if latencies else None,
-        "latency_s_p95": float(np.percentile(latencies, 95)) if latencies else None,
-        "server_fhe_s_median": float(np.median(fhe_times)) if fhe_times else None,
-        "key_setup_s_all_clients": setup_s,
-        "latency_includes": "encryption of both embeddings, HTTP on loopback, server FHE, decryption",
-    }
+    out = report(args, argv, result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
-    print(json.dumps({k: report[k] for k in ("throughput_per_s", "latency_s_p50", "latency_s_p95", "failures")}))
-    return 0 if not failures else 1
+    args.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({k: out[k] for k in ("throughput_per_s", "latency_s_p50", "latency_s_p95", "failures")}))
+    return 0 if not result.failures else 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,11 @@
+"""Where training and the benchmarks write their figures: under the artifacts tree (committed in a checkout)."""
+
+from __future__ import annotations
+
+from privface.resources import artifacts_dir
+
+METRICS = artifacts_dir() / "metrics"
+BENCH_DIR = artifacts_dir() / "bench"
+FRONTIER = METRICS / "fhe_frontier.json"
+HEAD_BENCH = METRICS / "fhe_head_bench.json"
+LFW_FHE = METRICS / "lfw_fhe.json"
