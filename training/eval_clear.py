@@ -21,10 +21,10 @@ from pathlib import Path
 
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import CENTRE_BOX, DLIB_THRESHOLD, FaceEncoder, calibration_path
-from privface.resources import artifacts_dir
 from training.embeddings import ImageEmbeddings, embed_images
 from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
 from training.pairs import PairData, folds, labels
+from training.paths import METRICS
 from training.protocol import accuracy, best_threshold, ten_fold
 
 # View 1 ties the TTA modes (by_tta in lfw_clear.json); more views = lower-variance descriptors, as dlib does.
@@ -93,7 +93,7 @@ def evaluate(lfw: LFW, progress: bool = True, cache: Path | None = None) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR)")
-    parser.add_argument("--out", type=Path, default=artifacts_dir() / "metrics" / "lfw_clear.json")
+    parser.add_argument("--out", type=Path, default=METRICS / "lfw_clear.json")
     parser.add_argument("--cache", type=Path, default=None, help="embedding cache (default: user cache dir)")
     parser.add_argument(
         "--calibrate", action="store_true", help=f"also write per-TTA thresholds (all 10 folds) to {calibration_path()}"

@@ -26,24 +26,25 @@ from tqdm import tqdm
 
 from client_encoder.encoder import FaceEncoder
 from client_encoder.models import cache_dir
+from fhe_head.artifacts import ARTIFACTS_ROOT
 from fhe_head.client import FHEClient
 from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_head, save_artifacts
 from fhe_head.server import FHEServer
-from privface.resources import artifacts_dir
 from training.embeddings import embed_images
 from training.folds import fit_without_fold
 from training.head_fit import HeadConfig
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.pairs import PairData
+from training.paths import METRICS
 from training.protocol import ten_fold
 
-RESULTS_DIR = artifacts_dir() / "metrics" / "eval_fhe"
+RESULTS_DIR = METRICS / "eval_fhe"
 # Everything that decides the circuits and their keys, beside the head's configuration: a change starts a new run.
 COMPILED_WITH = {"parameter_selection_strategy": PARAMETER_STRATEGY.value, "global_p_error": DEFAULT_GLOBAL_P_ERROR}
 
 
 def shipped_config(point: str) -> HeadConfig:
-    meta = json.loads((artifacts_dir() / "fhe_head" / point / "meta.json").read_text())
+    meta = json.loads((ARTIFACTS_ROOT / point / "meta.json").read_text())
     return HeadConfig(**meta["config"])
 
 
@@ -211,7 +212,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     suffix = "" if args.point == "accurate" else f"_{args.point}"
-    args.out = args.out or artifacts_dir() / "metrics" / f"lfw_fhe{suffix}.json"
+    args.out = args.out or METRICS / f"lfw_fhe{suffix}.json"
     return args
 
 

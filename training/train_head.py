@@ -21,18 +21,18 @@ import json
 import sys
 from pathlib import Path
 
+from fhe_head.artifacts import ARTIFACTS_ROOT
 from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, save_artifacts
 from fhe_head.head import HeadParams
-from privface.resources import artifacts_dir
 from training.embeddings import embed_images
 from training.folds import view2_folds
 from training.head_fit import HeadConfig, accuracy_of, fit_head
 from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
 from training.measure import measure_circuit
 from training.pairs import PairData, folds, labels
+from training.paths import FRONTIER, METRICS
 from training.protocol import ten_fold
 
-METRICS = artifacts_dir() / "metrics"
 FRONTIER_DIMS = (10, 16, 32, 48, 64)
 SHIPPED = {"accurate": 64, "fast": 10}
 # Levels and kept bits are capped for cost: the per-dimension lookups are read into the sum's
@@ -83,7 +83,7 @@ def fit_on_all(data: PairData, pairs: list[Pair], config: HeadConfig) -> HeadPar
 def ship(params: HeadParams, name: str, config: HeadConfig, encoder_sha256: str) -> None:
     meta = save_artifacts(
         params,
-        artifacts_dir() / "fhe_head" / name,
+        ARTIFACTS_ROOT / name,
         encoder_sha256,
         extra_meta={"config": config.to_dict(), "trained_on": "LFW original View 2, all 6000 pairs"},
     )
@@ -124,8 +124,7 @@ def plot_if_simulated(points: list[dict]) -> None:
 def retime(data: PairData, view2: list[Pair], runs: int, encoder_sha256: str) -> int:
     """Recompile and re-measure without redoing the accuracy work: timings are only honest on an idle
     machine, and compile settings (fhe_head/dev.py) change keys and times but not the integer model."""
-    path = METRICS / "fhe_frontier.json"
-    frontier = json.loads(path.read_text())
+    frontier = json.loads(FRONTIER.read_text())
     for point in frontier["points"]:
         config = HeadConfig(**point["view2"]["config"])
         params = fit_on_all(data, view2, config)
@@ -133,7 +132,7 @@ def retime(data: PairData, view2: list[Pair], runs: int, encoder_sha256: str) ->
         print(f"d={config.dims}: server {point['server_run_s_median']:.3f} s, keys {point['eval_keys_mb']:.1f} MB")
         if point["name"] in SHIPPED:
             ship(params, point["name"], config, encoder_sha256)
-    path.write_text(json.dumps(frontier, indent=1) + "\n")
+    FRONTIER.write_text(json.dumps(frontier, indent=1) + "\n")
     plot_if_simulated(frontier["points"])
     return 0
 
