@@ -2,6 +2,8 @@
 
 The secret key stays in `key_dir` (mode 0600) and in this process; only evaluation keys (public)
 and ciphertexts are sent. The server's answers are encrypted bits that only this client can read.
+Every request on our data is signed with an Ed25519 key kept beside the FHE keys (privface/auth.py):
+the server lets nobody else read, write or run anything under our key id.
 
 Each step is a method whose result carries its own timing, so an app can show them one by one:
 `connect()` (keys), `encode(photo)`, `encrypt(...)`, `send_pair(...)`, `decrypt(...)`; `compare`
@@ -11,17 +13,19 @@ and `verify` chain them into one `CompareResult`.
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
 
 import httpx
 import numpy as np
 
-from fhe_head.artifacts import DEFAULT_POINT, key_id_of
+from fhe_head.artifacts import DEFAULT_POINT
 from fhe_head.client import FHEClient
+from privface.auth import Signer, key_id_for
 from privface.errors import ServiceError
 from privface.resources import DEFAULT_KEY_DIR
 from privface.result import CompareResult
@@ -79,6 +83,8 @@ class VerificationClient:
         self.fhe = FHEClient(point, key_dir=key_dir)
         self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
         self.key_id: str | None = None
+        self.signer: Signer | None = None
+        self._keys = b""
         self.timings: dict[str, float] = {}
 
     # ---- plumbing ----------------------------------------------------------------------------
@@ -103,6 +109,24 @@ class VerificationClient:
                 detail = response.text
             raise ServiceError(f"server said {response.status_code}: {detail}", response.status_code)
         return response
+
+    def _signed(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
+        """A request signed as the key owner; keys the server evicted or lost are uploaded again, once."""
+        for attempt in (0, 1):
+            key_id = self.connect()
+            content = json.dumps(body).encode() if body is not None else b""
+            headers = self.signer.headers(method, path, "", hashlib.sha256(content).digest(), key_id)
+            if body is not None:
+                headers["content-type"] = "application/json"
+            try:
+                return self._request(method, path, content=content, headers=headers)
+            except ServiceError as err:
+                gone = err.status == 410 or (err.status == 404 and "unknown key id" in str(err))
+                if not gone or attempt:
+                    raise
+                self.key_id = None
+                self._upload_keys(None)
+        raise AssertionError("unreachable")
 
     @property
     def encoder(self):
@@ -144,28 +168,48 @@ class VerificationClient:
         """Generate (or load) keys and make sure the server holds the evaluation keys. Returns the key id."""
         if self.key_id:
             return self.key_id
+        self._load_keys()
+        if not self._server_has(self._key_id()):
+            self._upload_keys(progress)
+        self.key_id = self._key_id()
+        return self.key_id
+
+    def _load_keys(self) -> None:
+        """FHE keys and the signing key made with them (both stay in `key_dir`, mode 0600)."""
+        if self.signer is not None:
+            return
         start = time.perf_counter()
+        key_file = self.fhe.key_file
+        existed = bool(key_file and key_file.is_file())
         self.fhe.generate_keys()
+        sign_file = key_file.with_suffix(".sign") if key_file else None
+        if sign_file and not existed:  # new FHE keys get a new signing key
+            sign_file.unlink(missing_ok=True)
+        self.signer = Signer.load_or_create(sign_file)
+        self._keys = self.fhe.evaluation_keys()
         self.timings["keygen_s"] = time.perf_counter() - start
-        keys = self.fhe.evaluation_keys()
-        key_id = key_id_of(keys)
-        if not self._server_has(key_id):
-            start = time.perf_counter()
-            record = self._upload(keys, progress).json()
-            self.timings["key_upload_s"] = time.perf_counter() - start
-            if record["key_id"] != key_id:
-                raise ServiceError("the server computed another key id for our keys")
-        self.key_id = key_id
-        return key_id
+
+    def _key_id(self) -> str:
+        return key_id_for(self.signer.public_key, hashlib.sha256(self._keys).digest())
 
     def _server_has(self, key_id: str) -> bool:
+        headers = self.signer.headers("GET", "/v1/keys/me", "", hashlib.sha256(b"").digest(), key_id)
         try:
-            self._request("GET", f"/v1/keys/{key_id}")
+            self._request("GET", "/v1/keys/me", headers=headers)
         except ServiceError as err:
-            if err.status == 404:
+            if err.status in (404, 410):
                 return False
             raise
         return True
+
+    def _upload_keys(self, progress: ProgressFn | None) -> None:
+        self._load_keys()
+        start = time.perf_counter()
+        record = self._upload(self._keys, progress).json()
+        self.timings["key_upload_s"] = time.perf_counter() - start
+        if record["key_id"] != self._key_id():
+            raise ServiceError("the server computed another key id for our keys")
+        self.key_id = record["key_id"]
 
     def _upload(self, keys: bytes, progress: ProgressFn | None) -> httpx.Response:
         def chunks() -> Iterator[bytes]:
@@ -174,17 +218,14 @@ class VerificationClient:
                 if progress:
                     progress(min(offset + UPLOAD_CHUNK, len(keys)), len(keys))
 
-        return self._request(
-            "POST",
-            "/v1/keys",
-            params={"point": self.point},
-            content=chunks(),
-            headers={"content-type": "application/octet-stream", "content-length": str(len(keys))},
-        )
+        query = f"point={self.point}"
+        headers = self.signer.headers("POST", "/v1/keys", query, hashlib.sha256(keys).digest(), None)
+        headers.update({"content-type": "application/octet-stream", "content-length": str(len(keys))})
+        return self._request("POST", f"/v1/keys?{query}", content=chunks(), headers=headers)
 
     def forget_me(self) -> None:
-        """Delete our evaluation keys and all our templates from the server."""
-        self._request("DELETE", f"/v1/keys/{self.connect()}")
+        """Delete our evaluation keys, our signing key's registration and all our templates from the server."""
+        self._signed("DELETE", "/v1/keys/me")
         self.key_id = None
 
     # ---- verification ------------------------------------------------------------------------
@@ -200,9 +241,10 @@ class VerificationClient:
     def send_pair(self, template: Encrypted | bytes, probe: Encrypted | bytes) -> ServerAnswer:
         """Two ciphertexts to the server; returns its encrypted bit."""
         template, probe = (c.ciphertext if isinstance(c, Encrypted) else c for c in (template, probe))
-        body = {"key_id": self.connect(), "template": _b64(template), "probe": _b64(probe)}
+        self.connect()
+        body = {"template": _b64(template), "probe": _b64(probe)}
         start = time.perf_counter()
-        return self._answer(self._request("POST", "/v1/verify", json=body).json(), start)
+        return self._answer(self._signed("POST", "/v1/verify", body).json(), start)
 
     def _result(
         self, answer: ServerAnswer, start: float, parts: list[Encrypted], name: str | None = None
@@ -231,33 +273,33 @@ class VerificationClient:
 
     def enrol(self, photo, name: str, replace: bool = False) -> dict:
         """Store the encrypted embedding of `photo` on the server under `name`."""
-        key_id = self.connect()
+        self.connect()
         body = {"name": name, "ciphertext": _b64(self.encrypt(photo).ciphertext), "replace": replace}
-        return self._request("POST", f"/v1/keys/{key_id}/templates", json=body).json()
+        return self._signed("POST", "/v1/templates", body).json()
 
     def verify(self, photo, name: str) -> CompareResult:
         """Is `photo` the person enrolled as `name`?"""
-        key_id = self.connect()
+        self.connect()
         start = time.perf_counter()
         probe = self.encrypt(photo)
-        path = f"/v1/keys/{key_id}/templates/{quote(name, safe='')}/verify"
+        body = {"name": name, "probe": _b64(probe.ciphertext)}
         sent = time.perf_counter()
-        answer = self._answer(self._request("POST", path, json={"probe": _b64(probe.ciphertext)}).json(), sent)
+        answer = self._answer(self._signed("POST", "/v1/templates/verify", body).json(), sent)
         return self._result(answer, start, [probe], name=name)
 
     def identify(self, photo) -> list[tuple[str, bool]]:
         """Every enrolled name with its decrypted bit (True = this photo matches it)."""
-        key_id = self.connect()
+        self.connect()
         start = time.perf_counter()
         probe = self.encrypt(photo).ciphertext
-        body = self._request("POST", f"/v1/keys/{key_id}/identify", json={"probe": _b64(probe)})
+        body = self._signed("POST", "/v1/identify", {"probe": _b64(probe)})
         results = body.json()
         self.timings["identify_s"] = time.perf_counter() - start
         self.timings["identify_server_wall_s"] = results["wall_s"]
         return [(m["name"], self.decrypt(base64.b64decode(m["result"]))) for m in results["results"]]
 
     def templates(self) -> list[dict]:
-        return self._request("GET", f"/v1/keys/{self.connect()}/templates").json()
+        return self._signed("GET", "/v1/templates").json()
 
     def delete(self, name: str) -> None:
-        self._request("DELETE", f"/v1/keys/{self.connect()}/templates/{quote(name, safe='')}")
+        self._signed("POST", "/v1/templates/delete", {"name": name})

@@ -25,7 +25,14 @@ def free_port() -> int:
 class LocalServer:
     """`python -m fhe_head.service` over `data_dir` on 127.0.0.1; `start()` waits until it answers."""
 
-    def __init__(self, data_dir: str | Path, port: int | None = None, points: tuple[str, ...] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        port: int | None = None,
+        points: tuple[str, ...] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.extra_args = extra_args  # e.g. ("--limit", "max_keys=2")
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.points = points
@@ -40,7 +47,11 @@ class LocalServer:
         self.log_path = self.data_dir / "server.log"  # a file, not a pipe: a full pipe would block the server
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                command + ["--log-level", "warning"], cwd=REPO_ROOT, start_new_session=True, stdout=log, stderr=log
+                [*command, "--log-level", "warning", *self.extra_args],
+                cwd=REPO_ROOT,
+                start_new_session=True,
+                stdout=log,
+                stderr=log,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

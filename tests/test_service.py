@@ -28,6 +28,7 @@ from privface.client import VerificationClient
 from privface.errors import ServiceError
 from privface.local_server import LocalServer
 from tests.conftest import ASTRONAUT, CAMERAMAN
+from tests.service_helpers import key_dir, signed
 
 POINT = "fast"
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +43,7 @@ def server(tmp_path_factory) -> LocalServer:
 
 @pytest.fixture(scope="module")
 def client(server, encoder, tmp_path_factory) -> VerificationClient:
-    with VerificationClient(server.url, POINT, tmp_path_factory.mktemp("keys"), encoder=encoder) as c:
+    with VerificationClient(server.url, POINT, key_dir(tmp_path_factory, "owner"), encoder=encoder) as c:
         c.connect()
         yield c
 
@@ -59,15 +60,20 @@ def test_health_version_and_docs(server):
     version = httpx.get(server.url + "/version").json()
     assert set(version["points"]) == {"accurate", "fast"}
     paths = httpx.get(server.url + "/openapi.json").json()["paths"]
-    assert {"/v1/keys", "/v1/verify", "/v1/keys/{key_id}/identify"} <= set(paths)
+    assert {"/v1/keys", "/v1/verify", "/v1/identify", "/v1/templates"} <= set(paths)
     assert httpx.get(server.url + "/docs").status_code == 200
 
 
 def test_secret_key_stays_local(client, server):
-    key_files = list(Path(client.fhe.key_file).parent.iterdir())
-    assert [oct(f.stat().st_mode & 0o777) for f in key_files] == ["0o600"]
+    key_files = sorted(Path(client.fhe.key_file).parent.iterdir())
+    assert [(f.suffix, oct(f.stat().st_mode & 0o777)) for f in key_files] == [(".keys", "0o600"), (".sign", "0o600")]
     stored = list((server.data_dir / "keys").iterdir())
-    assert [p.name for p in stored] == [f"{client.key_id}.bin"]
+    # Files are private to the server's user and named so that listing them reveals no key id.
+    assert len(stored) == 1 and client.key_id not in stored[0].name
+    assert oct(stored[0].stat().st_mode & 0o777) == "0o600"
+    assert oct((server.data_dir / "keys").stat().st_mode & 0o777) == "0o700"
+    assert oct(server.data_dir.stat().st_mode & 0o777) == "0o700"
+    assert oct((server.data_dir / "privface.sqlite").stat().st_mode & 0o777) == "0o600"
     # What the server holds parses as evaluation keys only: it is what the client chose to send.
     assert stored[0].read_bytes() == client.fhe.evaluation_keys()
 
@@ -111,38 +117,36 @@ def test_lfw_pairs_decrypt_to_the_clear_decision(client, fold0):
 
 
 def test_bad_requests_are_4xx_and_server_stays_up(client, server):
-    url, key_id = server.url, client.key_id
+    url = server.url
     good = base64.b64encode(client.encrypt(ASTRONAUT).ciphertext).decode()
-    verify = url + "/v1/verify"
 
-    def status(body=None, **kwargs) -> int:
-        return httpx.post(verify, json=body, timeout=60, **kwargs).status_code if body is not None else 0
+    def status(body: dict) -> int:
+        return signed(client, "POST", "/v1/verify", body).status_code
 
-    assert status({"key_id": "0" * 32, "template": good, "probe": good}) == 404  # unknown key id
-    assert status({"key_id": key_id, "template": good[:100], "probe": good}) == 400  # truncated
-    assert status({"key_id": key_id, "template": "not base64!", "probe": good}) == 400
-    assert status({"key_id": key_id, "template": base64.b64encode(b"x" * 3000).decode(), "probe": good}) == 400
-    assert status({"key_id": key_id}) == 422  # missing fields
-    assert httpx.post(verify, content=b"{}", headers={"content-type": "text/plain"}).status_code == 415
-    assert httpx.post(verify, content=b"x" * (2 << 20), headers={"content-type": "application/json"}).status_code == 413
+    unknown = client.signer.headers("POST", "/v1/verify", "", b"", "0" * 32)
+    assert httpx.post(url + "/v1/verify", json={}, headers=unknown).status_code == 404  # unknown key id
+    assert status({"template": good[:100], "probe": good}) == 400  # truncated
+    assert status({"template": "not base64!", "probe": good}) == 400
+    assert status({"template": base64.b64encode(b"x" * 3000).decode(), "probe": good}) == 400
+    assert status({"template": good}) == 422  # missing field
+    assert status({"template": good, "probe": good, "key_id": "x"}) == 422  # unknown field
+    assert signed(client, "POST", "/v1/verify", raw=b"{not json").status_code == 422
+    assert httpx.post(url + "/v1/verify", content=b"{}", headers={"content-type": "text/plain"}).status_code == 401
+    big = client.signer.headers("POST", "/v1/verify", "", b"", client.key_id) | {"content-type": "application/json"}
+    assert httpx.post(url + "/v1/verify", content=b"x" * (2 << 20), headers=big).status_code == 413
     # A ciphertext of the other point's circuit (foreign format) is refused, not run.
     with VerificationClient(url, "accurate", key_dir=None) as other:
         other.fhe.generate_keys()
         foreign = base64.b64encode(other.fhe.encrypt(np.zeros(128, np.float32))).decode()
-    assert status({"key_id": key_id, "template": foreign, "probe": good}) == 400
-    # Keys: wrong type, garbage, unknown point; no partial key file left behind.
+    assert status({"template": foreign, "probe": good}) == 400
+    # Keys: no signature, wrong type, garbage, unknown point; no partial key file left behind.
     keys = url + "/v1/keys"
-    assert httpx.post(keys, content=b"abc", headers={"content-type": "application/json"}).status_code == 415
-    assert (
-        httpx.post(keys, content=os.urandom(5000), headers={"content-type": "application/octet-stream"}).status_code
-        == 400
-    )
-    assert (
-        httpx.post(
-            keys + "?point=nope", content=b"abc", headers={"content-type": "application/octet-stream"}
-        ).status_code
-        == 404
-    )
+    octet = {"content-type": "application/octet-stream"}
+    assert httpx.post(keys + "?point=fast", content=b"abc", headers=octet).status_code == 401
+    pub = {"x-privface-public-key": client.signer.public_key_b64}
+    assert httpx.post(keys + "?point=fast", content=b"abc", headers=pub).status_code == 415
+    assert httpx.post(keys + "?point=fast", content=os.urandom(5000), headers=octet | pub).status_code == 400
+    assert httpx.post(keys + "?point=nope", content=b"abc", headers=octet | pub).status_code == 404
     assert not list((server.data_dir / "keys").glob("*.part"))
     assert server.alive()
 
@@ -151,7 +155,8 @@ def test_client_disconnecting_mid_upload_leaves_nothing(server):
     with socket.create_connection(("127.0.0.1", server.port)) as raw:
         raw.sendall(
             b"POST /v1/keys?point=fast HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
-            b"Content-Length: 30000000\r\n\r\n" + os.urandom(1 << 20)
+            b"X-Privface-Public-Key: " + base64.b64encode(os.urandom(32)) + b"\r\n"
+            b"Content-Length: 27148652\r\n\r\n" + os.urandom(1 << 20)
         )
     deadline = time.monotonic() + 20
     while list((server.data_dir / "keys").glob("*.part")) and time.monotonic() < deadline:
@@ -160,8 +165,10 @@ def test_client_disconnecting_mid_upload_leaves_nothing(server):
     assert server.alive()
 
 
-def test_concurrent_clients_with_different_keys(server, encoder, tmp_path, mirrored_astronaut):
-    clients = [VerificationClient(server.url, POINT, tmp_path / f"k{i}", encoder=encoder) for i in range(2)]
+def test_concurrent_clients_with_different_keys(server, encoder, tmp_path_factory, mirrored_astronaut):
+    clients = [
+        VerificationClient(server.url, POINT, key_dir(tmp_path_factory, f"k{i}"), encoder=encoder) for i in range(2)
+    ]
     results: dict[int, list[bool]] = {}
 
     def work(i: int) -> None:
@@ -181,19 +188,19 @@ def test_concurrent_clients_with_different_keys(server, encoder, tmp_path, mirro
         c.close()
 
 
-def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astronaut):
+def test_restart_and_kill_mid_work_lose_nothing(tmp_path, tmp_path_factory, encoder, mirrored_astronaut):
     data_dir = tmp_path / "data"
     first = LocalServer(data_dir).start()
-    with VerificationClient(first.url, POINT, tmp_path / "keys", encoder=encoder) as c:
-        c.enrol(ASTRONAUT, "eileen")
-        c.enrol(CAMERAMAN, "cameraman")
-        probe = base64.b64encode(c.encrypt(mirrored_astronaut).ciphertext).decode()
-        key_id = c.key_id
+    keys = key_dir(tmp_path_factory, "restart")
+    c = VerificationClient(first.url, POINT, keys, encoder=encoder)
+    c.enrol(ASTRONAUT, "eileen")
+    c.enrol(CAMERAMAN, "cameraman")
+    probe = base64.b64encode(c.encrypt(mirrored_astronaut).ciphertext).decode()
     # Killed (SIGKILL) while an identification runs.
 
     def identify_until_killed() -> None:
         with contextlib.suppress(httpx.HTTPError):
-            httpx.post(f"{first.url}/v1/keys/{key_id}/identify", json={"probe": probe}, timeout=60)
+            signed(c, "POST", "/v1/identify", {"probe": probe}, timeout=60)
 
     busy = threading.Thread(target=identify_until_killed, daemon=True)
     busy.start()
@@ -203,18 +210,19 @@ def test_restart_and_kill_mid_work_lose_nothing(tmp_path, encoder, mirrored_astr
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     second = LocalServer(data_dir, port=first.port).start()
     try:
-        with VerificationClient(second.url, POINT, tmp_path / "keys", encoder=encoder) as c:
+        with VerificationClient(second.url, POINT, keys, encoder=encoder) as c:
             c.connect()
             assert "key_upload_s" not in c.timings  # the server still had our keys
             assert [t["name"] for t in c.templates()] == ["cameraman", "eileen"]
             assert dict(c.identify(mirrored_astronaut)) == {"cameraman": False, "eileen": True}
     finally:
         second.stop()
+        c.close()
 
 
 def test_server_side_imports_nothing_that_decrypts():
     code = (
-        "import sys, fhe_head.service.api, fhe_head.service.__main__; "
+        "import sys, fhe_head.service.app, fhe_head.service.routes, fhe_head.service.__main__; "
         "bad = [m for m in ('fhe_head.client', 'privface.client') if m in sys.modules]; "
         "assert not bad, bad"
     )

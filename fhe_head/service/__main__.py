@@ -2,18 +2,27 @@
 
     python -m fhe_head.service --host 127.0.0.1 --port 8000 --data-dir ~/.privface/server
 
-Evaluation keys and encrypted templates live in the data directory and survive restarts.
-Interactive API docs: http://HOST:PORT/docs.
+Evaluation keys, owners' public signing keys and encrypted templates live in the data directory
+(0700) and survive restarts. Limits: `--limit max_keys=8 --limit max_identify_templates=32 ...`
+(names and defaults: fhe_head/service/app.py, class Limits). Interactive API docs: http://HOST:PORT/docs.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 import uvicorn
 
 from fhe_head.artifacts import POINTS
+from privface.errors import ArtifactError
+
+# Keep-alive connections idle longer than this are closed; connections beyond the concurrency
+# limit get 503 rather than queueing without bound.
+KEEP_ALIVE_S = 5
+MAX_CONNECTIONS = 256
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,12 +32,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default="~/.privface/server", help="keys + SQLite template store")
     parser.add_argument("--points", nargs="+", default=list(POINTS), choices=POINTS, help="head points to serve")
     parser.add_argument("--workers", type=int, default=None, help="FHE runs at once (default: one per core)")
+    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE", help="override a limit")
+    parser.add_argument("--access-log", action="store_true", help="log every request line (off by default)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    from fhe_head.service.api import create_app
+    os.umask(0o077)  # everything the server writes (keys, SQLite and its journal) is private to its user
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from fhe_head.service.app import Limits, create_app
 
-    app = create_app(args.data_dir, tuple(args.points), args.workers)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        app = create_app(args.data_dir, tuple(args.points), args.workers, Limits.parse(args.limit))
+    except (ArtifactError, ValueError) as err:
+        print(f"privface-server: {err}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
     return 0
 
 

@@ -1,13 +1,16 @@
-"""What the server keeps between restarts: clients' evaluation keys and encrypted templates.
+"""What the server keeps between restarts: owners' evaluation keys, signing keys and encrypted templates.
 
 Evaluation keys (tens of MB each) are files under `<data_dir>/keys/`, written to a `.part` file
-and renamed only once complete and parsed, so a crash or a dropped upload never leaves a partial
-key behind. Templates are ciphertexts in SQLite (`<data_dir>/privface.sqlite`), one transaction
-per change. Everything here is public material: nothing in the store can decrypt anything.
+and renamed only once complete and checked, so a crash or a dropped upload never leaves a partial
+key behind. Key files may be evicted (size and age limits): the owner's row, public signing key
+and templates stay, and the owner re-uploads the same keys. Templates are ciphertexts in SQLite
+(`<data_dir>/privface.sqlite`), one transaction per change. Nothing in the store can decrypt;
+files are 0600 in 0700 folders and named by a hash of the key id, so listing them reveals no id.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
 import threading
@@ -17,13 +20,17 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+SCHEMA_VERSION = 2  # 2: owners sign requests (public_key); earlier stores had no owner and are dropped
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
     key_id TEXT PRIMARY KEY,
     point TEXT NOT NULL,
     circuit_id TEXT NOT NULL,
     size INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    public_key BLOB NOT NULL,
+    last_used REAL NOT NULL,
+    stored INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS templates (
     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
@@ -43,6 +50,10 @@ class ConflictError(ValueError):
     """A template of that name already exists for this key."""
 
 
+class EvictedError(LookupError):
+    """The owner is known but its evaluation keys were evicted: upload them again."""
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     key_id: str
@@ -50,9 +61,12 @@ class KeyRecord:
     circuit_id: str
     size: int
     created: float
+    public_key: bytes
+    last_used: float
+    stored: bool  # False once evicted
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k not in ("public_key", "last_used")}
 
 
 @dataclass(frozen=True)
@@ -71,11 +85,20 @@ class Store:
     def __init__(self, data_dir: str | Path) -> None:
         self.data_dir = Path(data_dir).expanduser()
         self.key_dir = self.data_dir / "keys"
-        self.key_dir.mkdir(parents=True, exist_ok=True)
+        for folder in (self.data_dir, self.key_dir):
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(folder, 0o700)
         self.db_path = self.data_dir / "privface.sqlite"
-        self._lock = threading.Lock()
-        with self._db() as db:
-            db.executescript(SCHEMA)
+        self._lock = threading.RLock()
+        old_umask = os.umask(0o077)  # the database and its WAL files are created 0600
+        try:
+            with self._db() as db:
+                if db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                    db.executescript("DROP TABLE IF EXISTS templates; DROP TABLE IF EXISTS keys;")
+                    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.executescript(SCHEMA)
+        finally:
+            os.umask(old_umask)
         self._recover()
 
     @contextmanager
@@ -90,99 +113,155 @@ class Store:
             db.close()
 
     def _recover(self) -> None:
-        """After a crash: drop partial uploads, key files without a row, rows without a file."""
+        """After a crash: drop partial uploads and files without a row; rows without a file are evicted."""
         for part in self.key_dir.glob("*.part"):
             part.unlink(missing_ok=True)
         with self._db() as db:
             known = {row[0] for row in db.execute("SELECT key_id FROM keys")}
             for key_id in known:
                 if not self.key_path(key_id).is_file():
-                    db.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
+                    db.execute("UPDATE keys SET stored = 0 WHERE key_id = ?", (key_id,))
+        names = {self.key_path(k).name for k in known}
         for path in self.key_dir.glob("*.bin"):
-            if path.stem not in known:
+            if path.name not in names:
                 path.unlink(missing_ok=True)
 
     # ---- evaluation keys -------------------------------------------------------------------
     def key_path(self, key_id: str) -> Path:
-        if not key_id.isalnum():
-            raise NotFoundError(key_id)
-        return self.key_dir / f"{key_id}.bin"
+        return self.key_dir / f"{hashlib.sha256(key_id.encode()).hexdigest()[:32]}.bin"
 
     def partial_key_path(self) -> Path:
         """A fresh temporary file for an upload in progress (removed on failure or restart)."""
         return self.key_dir / f"upload-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
 
-    def add_key(self, part: Path, key_id: str, point: str, circuit_id: str) -> KeyRecord:
-        """Move a complete, checked upload into place and record it (idempotent per key id)."""
+    def add_key(self, part: Path, key_id: str, point: str, circuit_id: str, public_key: bytes) -> KeyRecord:
+        """Move a complete, checked upload into place and record it (idempotent; restores evicted keys)."""
         size = part.stat().st_size
+        now = time.time()
         with self._lock:
-            existing = self._key_or_none(key_id)
-            if existing is not None:
+            existing = self.key_or_none(key_id)
+            if existing is not None and existing.stored:
                 part.unlink(missing_ok=True)
                 return existing
+            os.chmod(part, 0o600)
             os.replace(part, self.key_path(key_id))
-            record = KeyRecord(key_id, point, circuit_id, size, time.time())
             with self._db() as db:
-                db.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?)", tuple(asdict(record).values()))
-            return record
+                if existing is None:
+                    record = KeyRecord(key_id, point, circuit_id, size, now, public_key, now, True)
+                    db.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)", tuple(asdict(record).values()))
+                else:
+                    db.execute("UPDATE keys SET stored = 1, last_used = ? WHERE key_id = ?", (now, key_id))
+            return self.key(key_id)
 
-    def _key_or_none(self, key_id: str) -> KeyRecord | None:
+    def key_or_none(self, key_id: str) -> KeyRecord | None:
         with self._db() as db:
             row = db.execute("SELECT * FROM keys WHERE key_id = ?", (key_id,)).fetchone()
-        return KeyRecord(*row) if row else None
+        return KeyRecord(*row[:7], bool(row[7])) if row else None
 
     def key(self, key_id: str) -> KeyRecord:
-        record = self._key_or_none(key_id)
+        record = self.key_or_none(key_id)
         if record is None:
-            raise NotFoundError(f"unknown key id {key_id!r}: upload your evaluation keys first")
+            raise NotFoundError("unknown key id: upload your evaluation keys first")
         return record
 
+    def key_bytes(self, key_id: str) -> bytes:
+        """The stored evaluation keys (EvictedError when they were evicted)."""
+        try:
+            return self.key_path(key_id).read_bytes()
+        except FileNotFoundError:
+            raise EvictedError("evaluation keys evicted from the server: upload them again") from None
+
+    def touch(self, key_id: str) -> None:
+        with self._db() as db:
+            db.execute("UPDATE keys SET last_used = ? WHERE key_id = ?", (time.time(), key_id))
+
     def delete_key(self, key_id: str) -> None:
-        """Forget a client: its keys and every template stored under them."""
-        self.key(key_id)
+        """Forget an owner: its keys, signing key and every template stored under them."""
         with self._lock:
             with self._db() as db:
                 db.execute("DELETE FROM keys WHERE key_id = ?", (key_id,))
             self.key_path(key_id).unlink(missing_ok=True)
 
-    # ---- templates -------------------------------------------------------------------------
-    def add_template(self, key_id: str, name: str, ciphertext: bytes, replace: bool = False) -> TemplateRecord:
-        self.key(key_id)
-        created = time.time()
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
-        try:
+    def key_usage(self) -> tuple[int, int]:
+        """(stored key files, their bytes)."""
+        with self._db() as db:
+            count, size = db.execute("SELECT count(*), coalesce(sum(size), 0) FROM keys WHERE stored = 1").fetchone()
+        return int(count), int(size)
+
+    def owners(self) -> int:
+        with self._db() as db:
+            return int(db.execute("SELECT count(*) FROM keys").fetchone()[0])
+
+    def evict(self, max_keys: int, max_bytes: int, max_idle_s: float, keep: str | None = None) -> list[str]:
+        """Evict key files: idle too long, then least recently used until within the bounds. Returns key ids."""
+        evicted = []
+        with self._lock:
             with self._db() as db:
-                db.execute(f"{verb} INTO templates VALUES (?, ?, ?, ?)", (key_id, name, ciphertext, created))
-        except sqlite3.IntegrityError as err:
-            raise ConflictError(f"a template named {name!r} already exists (replace it explicitly)") from err
+                rows = db.execute("SELECT key_id, size, last_used FROM keys WHERE stored = 1 ORDER BY last_used")
+                rows = rows.fetchall()
+            count, total = len(rows), sum(r[1] for r in rows)
+            now = time.time()
+            for key_id, size, last_used in rows:
+                if key_id == keep:
+                    continue
+                if count <= max_keys and total <= max_bytes and now - last_used <= max_idle_s:
+                    continue
+                self.key_path(key_id).unlink(missing_ok=True)
+                with self._db() as db:
+                    db.execute("UPDATE keys SET stored = 0 WHERE key_id = ?", (key_id,))
+                count, total = count - 1, total - size
+                evicted.append(key_id)
+        return evicted
+
+    # ---- templates -------------------------------------------------------------------------
+    def add_template(
+        self, key_id: str, name: str, ciphertext: bytes, replace: bool, per_key: int, total: int
+    ) -> TemplateRecord:
+        """Store a template; QuotaError when the owner or the server holds as many as allowed."""
+        created = time.time()
+        with self._lock, self._db() as db:
+            exists = db.execute("SELECT 1 FROM templates WHERE key_id = ? AND name = ?", (key_id, name)).fetchone()
+            if exists and not replace:
+                raise ConflictError("a template of that name already exists (replace it explicitly)")
+            if not exists:
+                mine = db.execute("SELECT count(*) FROM templates WHERE key_id = ?", (key_id,)).fetchone()[0]
+                if mine >= per_key:
+                    raise QuotaError(f"templates per key: limit {per_key} reached")
+                if db.execute("SELECT count(*) FROM templates").fetchone()[0] >= total:
+                    raise QuotaError(f"templates on this server: limit {total} reached")
+            db.execute("INSERT OR REPLACE INTO templates VALUES (?, ?, ?, ?)", (key_id, name, ciphertext, created))
         return TemplateRecord(name, len(ciphertext), created)
 
     def templates(self, key_id: str) -> list[TemplateRecord]:
-        self.key(key_id)
         with self._db() as db:
             rows = db.execute(
                 "SELECT name, length(ciphertext), created FROM templates WHERE key_id = ? ORDER BY name", (key_id,)
             ).fetchall()
         return [TemplateRecord(*row) for row in rows]
 
+    def template_count(self, key_id: str) -> int:
+        with self._db() as db:
+            return int(db.execute("SELECT count(*) FROM templates WHERE key_id = ?", (key_id,)).fetchone()[0])
+
     def template(self, key_id: str, name: str) -> bytes:
-        self.key(key_id)
         with self._db() as db:
             query = "SELECT ciphertext FROM templates WHERE key_id = ? AND name = ?"
             row = db.execute(query, (key_id, name)).fetchone()
         if row is None:
-            raise NotFoundError(f"no template named {name!r} for this key")
+            raise NotFoundError("no template of that name for this key")
         return bytes(row[0])
 
     def all_templates(self, key_id: str) -> list[tuple[str, bytes]]:
-        self.key(key_id)
         with self._db() as db:
             rows = db.execute("SELECT name, ciphertext FROM templates WHERE key_id = ? ORDER BY name", (key_id,))
             return [(name, bytes(blob)) for name, blob in rows.fetchall()]
 
     def delete_template(self, key_id: str, name: str) -> None:
-        self.key(key_id)
         with self._db() as db:
             deleted = db.execute("DELETE FROM templates WHERE key_id = ? AND name = ?", (key_id, name)).rowcount
         if not deleted:
-            raise NotFoundError(f"no template named {name!r} for this key")
+            raise NotFoundError("no template of that name for this key")
+
+
+class QuotaError(Exception):
+    """A configured limit reached (HTTP 429 with the limit named)."""

@@ -1,0 +1,147 @@
+"""Exact-format checks for what clients send: ciphertexts and evaluation keys, before anything parses them.
+
+concrete's parser accepts more than a client of a given circuit can produce (uncompressed
+ciphertexts with a chosen mask, size fields that make it allocate gigabytes, trailing bytes).
+A genuine input of one circuit has one exact encoding: the same length and the same structural
+bytes (Cap'n Proto segment table, pointers, compression flags, our circuit tag) every time; only
+the key material and ciphertext bodies differ. `formats.json` beside a point's artifacts records
+that shape, learnt from genuine encryptions; the server refuses anything else in microseconds.
+
+Learning needs a secret key, so it is a developer step (`python -m fhe_head.formats fast accurate`)
+whose client import is local to it: the server only reads the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from fhe_head.artifacts import load_meta, point_dir
+from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
+
+FORMATS_FILE = "formats.json"
+# A byte counts as structure when it is equal across all samples within a run at least this long:
+# runs of random key material that agree by chance over 8 bytes have probability 2^-64 per offset.
+MIN_RUN = 8
+
+
+class CiphertextFormatError(CiphertextError):
+    """A ciphertext not in its circuit's exact encoding (the message names no runtime internals)."""
+
+
+class KeyFormatError(EvaluationKeyError):
+    """Evaluation keys not in their circuit's exact encoding."""
+
+
+@dataclass(frozen=True)
+class ExactFormat:
+    """An encoding with a fixed length whose structural bytes are fixed too."""
+
+    length: int
+    fixed: tuple[tuple[int, bytes], ...]  # (offset, bytes) runs every genuine input has
+
+    @classmethod
+    def learn(cls, samples: list[bytes]) -> ExactFormat:
+        lengths = {len(s) for s in samples}
+        if len(samples) < 2 or len(lengths) != 1:
+            raise ArtifactError(f"cannot learn an exact format: sample lengths {sorted(lengths)}")
+        import numpy as np
+
+        length, first = lengths.pop(), samples[0]
+        arrays = [np.frombuffer(s, dtype=np.uint8) for s in samples]
+        same = np.logical_and.reduce([a == arrays[0] for a in arrays[1:]])
+        edges = np.flatnonzero(np.diff(np.concatenate(([0], same.astype(np.int8), [0]))))
+        fixed = [(int(a), first[a:b]) for a, b in zip(edges[::2], edges[1::2], strict=True) if b - a >= MIN_RUN]
+        return cls(length, tuple(fixed))
+
+    def check(self, data: bytes, error: type[ValueError], what: str) -> None:
+        """Raise `error` unless `data` has exactly this encoding."""
+        if len(data) != self.length:
+            raise error(f"{what} has {len(data)} bytes; this circuit's are exactly {self.length}")
+        for offset, expected in self.fixed:
+            if data[offset : offset + len(expected)] != expected:
+                raise error(f"{what} is not in this circuit's encoding (seed-compressed, exact layout)")
+
+    def to_json(self) -> dict:
+        return {"length": self.length, "fixed": [[offset, run.hex()] for offset, run in self.fixed]}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ExactFormat:
+        return cls(int(data["length"]), tuple((int(o), bytes.fromhex(h)) for o, h in data["fixed"]))
+
+
+@dataclass(frozen=True)
+class PointFormats:
+    """The encodings one compiled point accepts (bytes as they travel: circuit tag included)."""
+
+    circuit_id: str
+    ciphertext: ExactFormat
+    evaluation_keys: ExactFormat
+
+    def check_ciphertext(self, data: bytes, what: str = "ciphertext") -> None:
+        self.ciphertext.check(data, CiphertextFormatError, what)
+
+    def check_evaluation_keys(self, data: bytes) -> None:
+        self.evaluation_keys.check(data, KeyFormatError, "evaluation keys")
+
+    @classmethod
+    def load(cls, directory: Path, meta: dict) -> PointFormats:
+        path = directory / FORMATS_FILE
+        if not path.is_file():
+            raise ArtifactError(
+                f"{directory}: missing {FORMATS_FILE} (run: python -m fhe_head.formats {directory.name})"
+            )
+        data = json.loads(path.read_text())
+        if data.get("circuit_id") != meta["circuit_id"]:
+            raise ArtifactError(f"{path} describes another circuit (run: python -m fhe_head.formats {directory.name})")
+        return cls(
+            data["circuit_id"],
+            ExactFormat.from_json(data["ciphertext"]),
+            ExactFormat.from_json(data["evaluation_keys"]),
+        )
+
+
+def learn(point: str, key_sets: int = 2, encryptions: int = 3) -> dict:
+    """Genuine samples from throwaway key sets (developer side only: it generates secret keys)."""
+    import numpy as np
+
+    from fhe_head.client import FHEClient
+
+    rng = np.random.default_rng(0)
+    ciphertexts, keys = [], []
+    meta: dict = {}
+    for _ in range(key_sets):
+        client = FHEClient(point)
+        client.generate_keys()
+        meta = client.meta
+        keys.append(client.evaluation_keys())
+        dims = client.head.mean.shape[0]
+        ciphertexts += [client.encrypt(rng.normal(size=dims).astype(np.float32) * 3) for _ in range(encryptions)]
+    return {
+        "circuit_id": meta["circuit_id"],
+        "ciphertext": ExactFormat.learn(ciphertexts).to_json(),
+        "evaluation_keys": ExactFormat.learn(keys).to_json(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Record the exact input encodings of compiled head points.")
+    parser.add_argument("points", nargs="+", help="point names or artifact folders")
+    args = parser.parse_args(argv)
+    for point in args.points:
+        directory = point_dir(point)
+        load_meta(directory, ("client.specs.json",))
+        formats = learn(point)
+        (directory / FORMATS_FILE).write_text(json.dumps(formats, indent=1) + "\n")
+        print(
+            f"{directory / FORMATS_FILE}: ciphertext {formats['ciphertext']['length']} B, "
+            f"evaluation keys {formats['evaluation_keys']['length']} B"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

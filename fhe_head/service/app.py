@@ -1,0 +1,214 @@
+"""The verification server's application: its state, its limits and how errors become responses.
+
+What the server handles: evaluation keys (public), owners' public signing keys, ciphertexts of
+quantised embeddings and encrypted result bits. It imports nothing that can decrypt, stores no
+secret, and cannot tell what any answer is. Every input is checked against its circuit's exact
+encoding before anything parses it, every request on an owner's data is signed by that owner,
+and every resource has a limit that is named when it is reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhe_head.artifacts import POINTS
+from fhe_head.formats import CiphertextFormatError, KeyFormatError, PointFormats
+from fhe_head.server import FHEServer
+from fhe_head.service.engine import FHEEngine, LocalEngine
+from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError, Store
+from privface.auth import WINDOW_S, AuthError, NonceCache
+from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
+
+log = logging.getLogger("fhe_head.service")
+
+API_VERSION = "2"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Every bound the server enforces (`--limit name=value` on the command line)."""
+
+    max_keys: int = 32  # evaluation key files stored (least recently used evicted beyond)
+    max_key_store_bytes: int = 4 << 30
+    max_key_idle_s: float = 30 * 86400  # key files unused this long are evicted
+    max_owners: int = 10_000  # registered owners (key ids), evicted key files included
+    max_templates_per_key: int = 256
+    max_templates_total: int = 100_000
+    max_identify_templates: int = 64  # templates one identification may run over
+    max_inflight_per_owner: int = 2  # FHE requests of one owner at once
+    max_inflight_total: int = 64
+    max_uploads_at_once: int = 2  # key uploads being received or checked at once
+    max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
+    body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
+    signature_window_s: float = WINDOW_S
+    key_cache_bytes: int = 1 << 30  # parsed evaluation keys kept (counted in serialized bytes)
+    key_cache_items: int = 16
+    expose_versions: bool = False  # /version names library versions and circuit statistics
+
+    @classmethod
+    def parse(cls, pairs: list[str]) -> Limits:
+        """`["max_keys=8", ...]` -> Limits (unknown names and bad values refused)."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict = {}
+        for pair in pairs:
+            name, _, text = pair.partition("=")
+            if name not in fields:
+                raise ValueError(f"unknown limit {name!r}; known: {', '.join(fields)}")
+            kind = fields[name].type
+            if kind == "bool":
+                if text not in ("true", "false"):
+                    raise ValueError(f"{name}: expected true or false")
+                values[name] = text == "true"
+            else:
+                values[name] = (int if kind == "int" else float)(text)
+        return cls(**values)
+
+
+class ClientGone(Exception):
+    """The HTTP client disconnected while its request was being served."""
+
+
+class ServiceState:
+    """Everything the routes share: store, circuits and their formats, engine, limits, replay cache."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        points: tuple[str, ...] = POINTS,
+        limits: Limits | None = None,
+        workers: int | None = None,
+        engine: FHEEngine | None = None,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.store = Store(data_dir)
+        self.servers: dict[str, FHEServer] = {}
+        self.formats: dict[str, PointFormats] = {}
+        for point in points:
+            try:
+                server = FHEServer(point)
+                self.formats[point] = PointFormats.load(server.directory, server.meta)
+                self.servers[point] = server
+            except ArtifactError as err:
+                log.warning("point %s not served: %s", point, err)
+        if not self.servers:
+            raise ArtifactError("no FHE head point could be loaded")
+        self.engine: FHEEngine = engine or LocalEngine(
+            self.servers,
+            self.load_keys,
+            workers=workers or os.cpu_count() or 1,
+            key_cache_bytes=self.limits.key_cache_bytes,
+            key_cache_items=self.limits.key_cache_items,
+        )
+        self.nonces = NonceCache(self.limits.signature_window_s)
+        self.inflight: dict[str, int] = {}
+        self.uploads = 0
+
+    def load_keys(self, key_id: str) -> bytes:
+        self.store.touch(key_id)
+        return self.store.key_bytes(key_id)
+
+    @contextmanager
+    def admit(self, key_id: str) -> Iterator[None]:
+        """Count an FHE request in flight (event-loop only: no lock needed); 429 beyond the limits."""
+        limits = self.limits
+        if self.inflight.get(key_id, 0) >= limits.max_inflight_per_owner:
+            raise QuotaError(f"FHE requests in flight per key: limit {limits.max_inflight_per_owner}")
+        if sum(self.inflight.values()) >= limits.max_inflight_total:
+            raise QuotaError(f"FHE requests in flight on this server: limit {limits.max_inflight_total}")
+        self.inflight[key_id] = self.inflight.get(key_id, 0) + 1
+        try:
+            yield
+        finally:
+            self.inflight[key_id] -= 1
+            if not self.inflight[key_id]:
+                del self.inflight[key_id]
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+async def _input_error(_: Request, err: Exception) -> JSONResponse:
+    # Our own format checks name the problem; anything concrete said stays in the server log.
+    if isinstance(err, CiphertextFormatError | KeyFormatError):
+        return _error(400, str(err))
+    log.info("input refused by the FHE runtime: %s", err)
+    what = "evaluation keys" if isinstance(err, EvaluationKeyError) else "ciphertext"
+    return _error(400, f"the {what} could not be read")
+
+
+async def _unexpected(_: Request, err: Exception) -> JSONResponse:
+    log.exception("internal error", exc_info=err)
+    return _error(500, "internal server error")
+
+
+async def _http_error(_: Request, err: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"detail": err.detail}, status_code=err.status_code, headers=err.headers)
+
+
+async def _validation_error(_: Request, err: RequestValidationError) -> JSONResponse:
+    fields = sorted({".".join(str(p) for p in e.get("loc", ())[1:]) or "body" for e in err.errors()})
+    return _error(422, f"invalid request fields: {', '.join(fields)}")
+
+
+def _register_errors(app: FastAPI) -> None:
+    statuses = {NotFoundError: 404, ConflictError: 409, EvictedError: 410, QuotaError: 429, AuthError: 401}
+    for kind, status in statuses.items():
+
+        async def handler(_: Request, err: Exception, status: int = status) -> JSONResponse:
+            detail = str(err.args[0]) if err.args else type(err).__name__
+            return _error(status, detail)
+
+        app.add_exception_handler(kind, handler)
+    app.add_exception_handler(CiphertextError, _input_error)
+    app.add_exception_handler(EvaluationKeyError, _input_error)
+    app.add_exception_handler(ClientGone, lambda _r, _e: _error(499, "client closed the request"))
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def create_app(
+    data_dir: str | Path,
+    points: tuple[str, ...] = POINTS,
+    workers: int | None = None,
+    limits: Limits | None = None,
+    engine: FHEEngine | None = None,
+) -> FastAPI:
+    """The API over a data directory. `workers`: FHE runs at once (default: one per core)."""
+    from fhe_head.service.routes import keys, service, templates, verification
+
+    state = ServiceState(data_dir, points, limits, workers, engine)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.close()
+
+    app = FastAPI(
+        lifespan=lifespan,
+        title="privface verification server",
+        version=API_VERSION,
+        description="Encrypted face verification: the server runs a TFHE circuit on two encrypted "
+        "embeddings and returns an encrypted bit. It never sees a face, an embedding, a score or an answer. "
+        "Requests on an owner's data carry the owner's Ed25519 signature (see privface/auth.py).",
+    )
+    app.state.service = state
+    _register_errors(app)
+    for router in (service, keys, verification, templates):
+        app.include_router(router)
+    return app

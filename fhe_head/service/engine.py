@@ -1,0 +1,233 @@
+"""Where the service's FHE runs happen: the engine interface and the in-process thread-pool engine.
+
+An engine gets evaluation keys through `load_keys(key_id) -> bytes` (the store's file, already
+checked at upload) and keeps parsed keys in a bounded cache. `LocalEngine` schedules runs fairly:
+one queue per owner (key id), served round robin, so an owner with forty runs queued delays
+another owner's single run by at most one run per busy worker, not by the whole backlog.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from concurrent.futures import CancelledError, Future
+from concurrent.futures import wait as wait_futures
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fhe_head.server import FHEServer
+
+LoadKeys = Callable[[str], bytes]
+
+
+class FHEEngine(Protocol):
+    """What the HTTP layer needs from an executor of FHE runs.
+
+    `cancel`: an event the caller sets when its client has gone away; an engine stops starting
+    new runs of that request once it is set and raises `CancelledError`.
+    """
+
+    def verify(
+        self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
+    ) -> tuple[bytes, float]: ...
+
+    def identify(
+        self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
+    ) -> list[tuple[bytes, float]]: ...
+
+    def forget(self, key_id: str) -> None: ...
+
+    def health(self) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+class KeyCache:
+    """Parsed evaluation keys by key id, bounded in bytes (of serialized keys) and in count.
+
+    One parse per key id at a time: concurrent misses wait for the first reader instead of each
+    reading and parsing the whole file again.
+    """
+
+    def __init__(self, load_keys: LoadKeys, max_bytes: int, max_items: int) -> None:
+        self._load = load_keys
+        self._max_bytes, self._max_items = max_bytes, max_items
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._loading: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        self.loads = 0  # parses done (for tests and health: a cache that thrashes shows here)
+
+    def get(self, key_id: str, server: FHEServer) -> Any:
+        while True:
+            with self._lock:
+                if key_id in self._items:
+                    self._items.move_to_end(key_id)
+                    return self._items[key_id][0]
+                pending = self._loading.get(key_id)
+                if pending is None:
+                    pending = self._loading[key_id] = threading.Event()
+                    break
+            pending.wait()
+        try:
+            data = self._load(key_id)
+            keys = server.load_evaluation_keys(data)
+            with self._lock:
+                self.loads += 1
+                self._items[key_id] = (keys, len(data))
+                self._evict()
+            return keys
+        finally:
+            with self._lock:
+                self._loading.pop(key_id, None)
+            pending.set()
+
+    def _evict(self) -> None:
+        # The newest entry always stays, even alone over the byte bound: a run needs its keys.
+        while len(self._items) > 1 and (
+            len(self._items) > self._max_items or sum(size for _, size in self._items.values()) > self._max_bytes
+        ):
+            self._items.popitem(last=False)
+
+    def drop(self, key_id: str) -> None:
+        with self._lock:
+            self._items.pop(key_id, None)
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {"keys": len(self._items), "bytes": sum(s for _, s in self._items.values()), "loads": self.loads}
+
+
+@dataclass
+class _Job:
+    owner: str
+    fn: Callable[[], Any]
+    future: Future = field(default_factory=Future)
+
+
+class FairScheduler:
+    """A worker pool with one FIFO per owner, served round robin."""
+
+    def __init__(self, workers: int) -> None:
+        self._queues: dict[str, deque[_Job]] = {}
+        self._ring: deque[str] = deque()  # owners with queued jobs, next to serve first
+        self._cv = threading.Condition()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"fhe-{i}", daemon=True) for i in range(max(1, workers))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, owner: str, fn: Callable[[], Any]) -> Future:
+        job = _Job(owner, fn)
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the engine is closed")
+            if owner not in self._queues:
+                self._queues[owner] = deque()
+                self._ring.append(owner)
+            self._queues[owner].append(job)
+            self._cv.notify()
+        return job.future
+
+    def queued(self) -> int:
+        with self._cv:
+            return sum(not job.future.cancelled() for q in self._queues.values() for job in q)
+
+    def _next(self) -> _Job | None:
+        with self._cv:
+            while not self._ring and not self._closed:
+                self._cv.wait()
+            if not self._ring:
+                return None
+            owner = self._ring.popleft()
+            queue = self._queues[owner]
+            job = queue.popleft()
+            if queue:
+                self._ring.append(owner)  # to the back: everyone else goes first
+            else:
+                del self._queues[owner]
+            return job
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            if not job.future.set_running_or_notify_cancel():
+                continue
+            try:
+                job.future.set_result(job.fn())
+            except BaseException as err:  # handed to the waiting request, which maps it to a response
+                job.future.set_exception(err)
+
+    def close(self) -> None:
+        with self._cv:
+            self._closed = True
+            for queue in self._queues.values():
+                for job in queue:
+                    job.future.cancel()
+            self._queues.clear()
+            self._ring.clear()
+            self._cv.notify_all()
+        for thread in self._threads:  # runs in progress finish: the FHE runtime must not be torn down under them
+            thread.join(timeout=60)
+
+
+class LocalEngine:
+    """FHE runs on this machine's cores, fair between owners, parsed keys cached (bounded)."""
+
+    def __init__(
+        self,
+        servers: dict[str, FHEServer],
+        load_keys: LoadKeys,
+        workers: int = 1,
+        key_cache_bytes: int = 1 << 30,
+        key_cache_items: int = 16,
+    ) -> None:
+        self.servers = servers
+        self.keys = KeyCache(load_keys, key_cache_bytes, key_cache_items)
+        self.scheduler = FairScheduler(workers)
+        self.workers = workers
+
+    def _run(self, point: str, key_id: str, template: bytes, probe: bytes) -> tuple[bytes, float]:
+        server = self.servers[point]
+        keys = self.keys.get(key_id, server)
+        start = time.perf_counter()
+        result = server.run(template, probe, keys)
+        return result, time.perf_counter() - start
+
+    def _gather(self, futures: list[Future], cancel: threading.Event | None) -> list:
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait_futures(pending, timeout=0.2, return_when="FIRST_EXCEPTION")
+                if any(f.exception() for f in done if not f.cancelled()):
+                    break
+                if cancel is not None and cancel.is_set():
+                    raise CancelledError("the client went away")
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()  # no-op for finished or running runs; queued ones never start
+
+    def verify(
+        self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
+    ) -> tuple[bytes, float]:
+        future = self.scheduler.submit(key_id, lambda: self._run(point, key_id, template, probe))
+        return self._gather([future], cancel)[0]
+
+    def identify(
+        self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
+    ) -> list[tuple[bytes, float]]:
+        futures = [self.scheduler.submit(key_id, lambda t=t: self._run(point, key_id, t, probe)) for t in templates]
+        return self._gather(futures, cancel)
+
+    def forget(self, key_id: str) -> None:
+        self.keys.drop(key_id)
+
+    def health(self) -> dict:
+        stats = self.keys.stats()
+        return {"engine": "local", "workers": self.workers, "queued": self.scheduler.queued(), "keys": stats}
+
+    def close(self) -> None:
+        self.scheduler.close()

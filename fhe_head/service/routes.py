@@ -1,0 +1,394 @@
+"""The HTTP routes: service info, evaluation keys, verification and templates.
+
+Request bodies are read here with explicit size limits and a per-chunk timeout, then the owner's
+signature is checked over the exact bytes received before any of them are parsed. Ciphertexts
+and keys are checked against their circuit's exact encoding in microseconds; concrete parses
+only inputs that passed, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+import re
+import threading
+import unicodedata
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any
+
+from concrete.fhe.version import __version__ as concrete_version
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import ClientDisconnect
+
+from fhe_head.service.app import API_VERSION, ClientGone, ServiceState
+from fhe_head.service.store import KeyRecord, QuotaError
+from privface import auth
+
+log = logging.getLogger("fhe_head.service")
+
+NAME_PATTERN = re.compile(r"[\w][\w .'@-]{0,99}")
+
+service = APIRouter(tags=["service"])
+keys = APIRouter(tags=["keys"])
+verification = APIRouter(tags=["verify"])
+templates = APIRouter(tags=["templates"])
+
+
+# ---- request / response bodies ---------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class VerifyRequest(_Strict):
+    template: str = Field(description="base64 ciphertext of the enrolled embedding")
+    probe: str = Field(description="base64 ciphertext of the new embedding")
+
+
+class ProbeRequest(_Strict):
+    probe: str = Field(description="base64 ciphertext of the new embedding")
+
+
+class NamedProbeRequest(_Strict):
+    name: str
+    probe: str = Field(description="base64 ciphertext of the new embedding")
+
+
+class NameRequest(_Strict):
+    name: str
+
+
+class EnrolRequest(_Strict):
+    name: str
+    ciphertext: str = Field(description="base64 ciphertext of the embedding to store")
+    replace: bool = False
+
+
+class EncryptedResult(BaseModel):
+    result: str = Field(description="base64 encrypted bit: only the key owner can read it")
+    fhe_s: float = Field(description="server time spent in the FHE circuit")
+
+
+class Match(BaseModel):
+    name: str
+    result: str
+    fhe_s: float
+
+
+class IdentifyResult(BaseModel):
+    results: list[Match]
+    fhe_s_total: float
+    wall_s: float
+
+
+# ---- reading and checking requests -----------------------------------------------------------
+def state_of(request: Request) -> ServiceState:
+    return request.app.state.service
+
+
+def _require_type(request: Request, expected: str) -> None:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != expected:
+        raise HTTPException(415, f"expected Content-Type {expected}")
+
+
+def _declared_length(request: Request) -> int | None:
+    declared = request.headers.get("content-length")
+    if declared is None:
+        return None
+    if not (declared.isascii() and declared.isdigit()) or len(declared) > 15:
+        raise HTTPException(400, "bad Content-Length")
+    return int(declared)
+
+
+async def _chunks(request: Request, limit: int, timeout: float) -> AsyncIterator[bytes]:
+    """The body in chunks, at most `limit` bytes, each chunk within `timeout` seconds."""
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+    stream, size = request.stream().__aiter__(), 0
+    while True:
+        try:
+            chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise HTTPException(408, f"no body data for {timeout:.0f} s") from None
+        except ClientDisconnect:
+            raise ClientGone() from None
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+        yield chunk
+
+
+async def _body(request: Request, state: ServiceState) -> bytes:
+    if request.method in ("GET", "DELETE"):
+        parts = [c async for c in _chunks(request, 0, state.limits.body_chunk_timeout_s)]
+    else:
+        _require_type(request, "application/json")
+        parts = [c async for c in _chunks(request, state.limits.max_json_bytes, state.limits.body_chunk_timeout_s)]
+    return b"".join(parts)
+
+
+def _verify_signature(request: Request, state: ServiceState, identity: str, public_key: bytes, digest: bytes) -> None:
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    headers = {k: request.headers.get(k, "") for k in (auth.HEADER_TIME, auth.HEADER_NONCE, auth.HEADER_SIGNATURE)}
+    auth.verify(public_key, headers, request.method, request.url.path, query, identity, digest, state.nonces)
+
+
+async def signed(request: Request, model: type[BaseModel] | None = None) -> tuple[KeyRecord, Any]:
+    """The owner's record and the parsed body, once the owner's signature over the raw body checks."""
+    state = state_of(request)
+    key_id = request.headers.get(auth.HEADER_KEY, "")
+    if not key_id:
+        raise auth.AuthError("this request must be signed by the key owner (privface/auth.py)")
+    if len(key_id) != auth.KEY_ID_CHARS or not all(c in "0123456789abcdef" for c in key_id):
+        raise auth.AuthError("malformed key id")
+    raw = await _body(request, state)
+    record = await run_in_threadpool(state.store.key, key_id)
+    _verify_signature(request, state, key_id, record.public_key, hashlib.sha256(raw).digest())
+    if model is None:
+        return record, None
+    try:
+        return record, model.model_validate_json(raw)
+    except ValidationError as err:
+        fields = sorted({".".join(str(p) for p in e["loc"]) or "body" for e in err.errors()})
+        raise HTTPException(422, f"invalid request fields: {', '.join(fields)}") from None
+
+
+def _b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(400, f"{what} is not valid base64") from None
+
+
+def _ciphertext(state: ServiceState, record: KeyRecord, text: str, what: str) -> bytes:
+    data = _b64(text, what)
+    state.formats[record.point].check_ciphertext(data, what)
+    return data
+
+
+def _name(text: str) -> str:
+    """Template names: NFKC-normal, full match of letters/digits and a few separators, no control characters."""
+    if unicodedata.normalize("NFKC", text) != text or any(unicodedata.category(c).startswith("C") for c in text):
+        raise HTTPException(422, "name: use plain characters (NFKC-normal, no control or format characters)")
+    if not NAME_PATTERN.fullmatch(text):
+        raise HTTPException(422, "name: 1-100 letters, digits, spaces or . ' @ - _, starting with a letter/digit")
+    return text
+
+
+def _served(state: ServiceState, record: KeyRecord) -> None:
+    server = state.servers.get(record.point)
+    if server is None or server.meta["circuit_id"] != record.circuit_id:
+        raise HTTPException(410, "these keys belong to a circuit this server no longer serves: upload new keys")
+    if not record.stored:
+        raise HTTPException(410, "evaluation keys evicted from the server: upload them again")
+
+
+async def _run(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+    """Run engine work off the event loop; stop starting its runs once the client has gone."""
+    cancel = threading.Event()
+    task = asyncio.ensure_future(run_in_threadpool(fn, *args, cancel=cancel))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            cancel.set()
+            log.info("client went away: its queued FHE runs are cancelled")
+            raise ClientGone()
+
+
+def _encode(result: tuple[bytes, float]) -> tuple[str, float]:
+    return base64.b64encode(result[0]).decode(), result[1]
+
+
+def _body_schema(model: type[BaseModel]) -> dict:
+    """OpenAPI description of a JSON body we read ourselves (to enforce limits and signatures)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+# ---- service info ------------------------------------------------------------------------------
+@service.get("/health")
+def health(request: Request) -> dict:
+    state = state_of(request)
+    return {"status": "ok", "points": sorted(state.servers), "queued_runs": state.engine.health().get("queued")}
+
+
+@service.get("/version")
+def version(request: Request) -> dict:
+    state = state_of(request)
+    fields = ["circuit_id", "dims"]
+    body: dict = {"api": API_VERSION}
+    if state.limits.expose_versions:
+        fields += ["n_bits", "programmable_bootstrap_count"]
+        body["concrete_python"] = concrete_version
+    body["points"] = {name: {k: s.meta[k] for k in fields} for name, s in state.servers.items()}
+    return body
+
+
+# ---- evaluation keys ---------------------------------------------------------------------------
+_KEY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+@keys.post("/v1/keys", status_code=201, openapi_extra=_KEY_BODY)
+async def upload_keys(request: Request, point: Annotated[str, Query()] = "accurate") -> dict:
+    """Register evaluation keys with the owner's public signing key (header); returns the key id."""
+    state = state_of(request)
+    if point not in state.servers:
+        raise HTTPException(404, f"unknown point; served: {sorted(state.servers)}")
+    public_key = auth.parse_public_key(request.headers.get(auth.HEADER_PUBLIC_KEY, ""))
+    _require_type(request, "application/octet-stream")
+    expected = state.formats[point].evaluation_keys.length
+    declared = _declared_length(request)
+    if declared is not None and declared != expected:
+        raise HTTPException(413 if declared > expected else 400, f"evaluation keys of {point} are {expected} bytes")
+    if state.uploads >= state.limits.max_uploads_at_once:
+        raise QuotaError(f"key uploads at once: limit {state.limits.max_uploads_at_once}")
+    state.uploads += 1
+    part = state.store.partial_key_path()
+    try:
+        return await _receive_keys(request, state, point, public_key, part)
+    finally:
+        state.uploads -= 1
+        part.unlink(missing_ok=True)
+
+
+async def _receive_keys(request: Request, state: ServiceState, point: str, public_key: bytes, part) -> dict:
+    expected = state.formats[point].evaluation_keys.length
+    digest = hashlib.sha256()
+    with part.open("wb") as out:
+        part.chmod(0o600)
+        async for chunk in _chunks(request, expected, state.limits.body_chunk_timeout_s):
+            digest.update(chunk)
+            out.write(chunk)
+    _verify_signature(request, state, base64.b64encode(public_key).decode(), public_key, digest.digest())
+    key_id = auth.key_id_for(public_key, digest.digest())
+    store = state.store
+    if store.key_or_none(key_id) is None and store.owners() >= state.limits.max_owners:
+        raise QuotaError(f"registered keys on this server: limit {state.limits.max_owners}")
+
+    def check() -> None:  # exact format first (cheap); then concrete must parse it
+        data = part.read_bytes()
+        state.formats[point].check_evaluation_keys(data)
+        state.servers[point].load_evaluation_keys(data)
+
+    await run_in_threadpool(check)
+    record = store.add_key(part, key_id, point, state.servers[point].meta["circuit_id"], public_key)
+    limits = state.limits
+    for evicted in store.evict(limits.max_keys, limits.max_key_store_bytes, limits.max_key_idle_s, keep=key_id):
+        state.engine.forget(evicted)
+    return record.to_dict()
+
+
+@keys.get("/v1/keys/me")
+async def key_info(request: Request) -> dict:
+    record, _ = await signed(request)
+    return record.to_dict()
+
+
+@keys.delete("/v1/keys/me", status_code=204)
+async def delete_key(request: Request) -> Response:
+    """Forget these keys, the owner's signing key and every template stored under them."""
+    record, _ = await signed(request)
+    await run_in_threadpool(state_of(request).store.delete_key, record.key_id)
+    state_of(request).engine.forget(record.key_id)
+    return Response(status_code=204)
+
+
+# ---- verification ------------------------------------------------------------------------------
+@verification.post("/v1/verify", response_model=EncryptedResult, openapi_extra=_body_schema(VerifyRequest))
+async def verify(request: Request) -> EncryptedResult:
+    """Run the head on two ciphertexts sent now; returns the encrypted bit."""
+    state = state_of(request)
+    record, body = await signed(request, VerifyRequest)
+    template = _ciphertext(state, record, body.template, "template")
+    probe = _ciphertext(state, record, body.probe, "probe")
+    _served(state, record)
+    with state.admit(record.key_id):
+        result, fhe_s = _encode(await _run(request, state.engine.verify, record.point, record.key_id, template, probe))
+    return EncryptedResult(result=result, fhe_s=fhe_s)
+
+
+@verification.post(
+    "/v1/templates/verify", response_model=EncryptedResult, openapi_extra=_body_schema(NamedProbeRequest)
+)
+async def verify_template(request: Request) -> EncryptedResult:
+    """1:1 against a stored template."""
+    state = state_of(request)
+    record, body = await signed(request, NamedProbeRequest)
+    probe = _ciphertext(state, record, body.probe, "probe")
+    _served(state, record)
+    template = await run_in_threadpool(state.store.template, record.key_id, _name(body.name))
+    with state.admit(record.key_id):
+        result, fhe_s = _encode(await _run(request, state.engine.verify, record.point, record.key_id, template, probe))
+    return EncryptedResult(result=result, fhe_s=fhe_s)
+
+
+@verification.post("/v1/identify", response_model=IdentifyResult, openapi_extra=_body_schema(ProbeRequest))
+async def identify(request: Request) -> IdentifyResult:
+    """1:N: one encrypted bit per stored template of this key, scheduled fairly with other owners."""
+    state = state_of(request)
+    record, body = await signed(request, ProbeRequest)
+    probe = _ciphertext(state, record, body.probe, "probe")
+    _served(state, record)
+    stored = await run_in_threadpool(state.store.all_templates, record.key_id)
+    if len(stored) > state.limits.max_identify_templates:
+        limit = state.limits.max_identify_templates
+        raise HTTPException(413, f"templates per identification: limit {limit} (this key holds {len(stored)})")
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with state.admit(record.key_id):
+        blobs = [blob for _, blob in stored]
+        runs = await _run(request, state.engine.identify, record.point, record.key_id, blobs, probe)
+    matches = [
+        Match(name=name, result=r, fhe_s=s) for (name, _), (r, s) in zip(stored, map(_encode, runs), strict=True)
+    ]
+    return IdentifyResult(results=matches, fhe_s_total=sum(m.fhe_s for m in matches), wall_s=loop.time() - start)
+
+
+# ---- templates ---------------------------------------------------------------------------------
+@templates.post("/v1/templates", status_code=201, openapi_extra=_body_schema(EnrolRequest))
+async def enrol(request: Request) -> dict:
+    """Store an encrypted template under a name (checked to be in this circuit's exact encoding)."""
+    state = state_of(request)
+    record, body = await signed(request, EnrolRequest)
+    name = _name(body.name)
+    ciphertext = _ciphertext(state, record, body.ciphertext, "ciphertext")
+    _served(state, record)
+    await run_in_threadpool(state.servers[record.point].parse_ciphertext, ciphertext, "ciphertext")
+    limits = state.limits
+    stored = await run_in_threadpool(
+        state.store.add_template,
+        record.key_id,
+        name,
+        ciphertext,
+        body.replace,
+        limits.max_templates_per_key,
+        limits.max_templates_total,
+    )
+    return stored.to_dict()
+
+
+@templates.get("/v1/templates")
+async def list_templates(request: Request) -> list[dict]:
+    record, _ = await signed(request)
+    return [t.to_dict() for t in await run_in_threadpool(state_of(request).store.templates, record.key_id)]
+
+
+@templates.post("/v1/templates/delete", status_code=204, openapi_extra=_body_schema(NameRequest))
+async def delete_template(request: Request) -> Response:
+    record, body = await signed(request, NameRequest)
+    await run_in_threadpool(state_of(request).store.delete_template, record.key_id, _name(body.name))
+    return Response(status_code=204)

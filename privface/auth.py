@@ -1,0 +1,154 @@
+"""Request signing between the key owner and the verification server (shared by both sides).
+
+The key owner holds an Ed25519 signing key made with its FHE keys; the public half is registered
+with the evaluation keys, and the key id is a hash of both, so a key id alone grants nothing.
+Every request carries a signature over one canonical message (method, path, query, key id,
+timestamp, nonce, body SHA-256); the server accepts a timestamp within a window and each nonce
+once, so a captured request cannot be replayed or altered.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+SCHEME = b"privface-sig-v1"
+HEADER_KEY = "x-privface-key"  # the key id (or, on key upload, absent)
+HEADER_PUBLIC_KEY = "x-privface-public-key"  # base64 Ed25519 public key, on key upload only
+HEADER_TIME = "x-privface-time"
+HEADER_NONCE = "x-privface-nonce"
+HEADER_SIGNATURE = "x-privface-signature"
+KEY_ID_CHARS = 32
+NONCE_CHARS = 32
+WINDOW_S = 120  # clocks may differ this much; a signed request is valid this long
+
+
+class AuthError(ValueError):
+    """A request without a valid, fresh signature of the key owner."""
+
+
+def key_id_for(public_key: bytes, evaluation_keys_sha256: bytes) -> str:
+    """The key id: binds the evaluation keys to the signing key registered with them."""
+    return hashlib.sha256(SCHEME + public_key + evaluation_keys_sha256).hexdigest()[:KEY_ID_CHARS]
+
+
+def canonical(
+    method: str, path: str, query: str, identity: str, timestamp: str, nonce: str, body_sha256: bytes
+) -> bytes:
+    """What is signed. `identity`: the key id, or the base64 public key when registering keys."""
+    fields = [SCHEME, method.upper().encode(), path.encode(), query.encode(), identity.encode()]
+    fields += [timestamp.encode(), nonce.encode(), body_sha256.hex().encode()]
+    return b"\n".join(fields)
+
+
+class Signer:
+    """The key owner's signing key (private: it stays with the FHE secret key, mode 0600)."""
+
+    def __init__(self, private_key: Ed25519PrivateKey) -> None:
+        self._key = private_key
+        self.public_key = private_key.public_key().public_bytes_raw()
+
+    @classmethod
+    def generate(cls) -> Signer:
+        return cls(Ed25519PrivateKey.generate())
+
+    @classmethod
+    def load_or_create(cls, path: Path | None) -> Signer:
+        if path is None:
+            return cls.generate()
+        if path.is_file():
+            return cls(Ed25519PrivateKey.from_private_bytes(path.read_bytes()))
+        signer = cls.generate()
+        signer.save(path)
+        return signer
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(self._key.private_bytes_raw())
+        tmp.replace(path)
+
+    @property
+    def public_key_b64(self) -> str:
+        return base64.b64encode(self.public_key).decode()
+
+    def headers(self, method: str, path: str, query: str, body_sha256: bytes, key_id: str | None) -> dict[str, str]:
+        """Signature headers; without `key_id` the public key is sent instead (key registration)."""
+        timestamp, nonce = str(int(time.time())), secrets.token_hex(NONCE_CHARS // 2)
+        identity = key_id or self.public_key_b64
+        signature = self._key.sign(canonical(method, path, query, identity, timestamp, nonce, body_sha256))
+        headers = {HEADER_TIME: timestamp, HEADER_NONCE: nonce, HEADER_SIGNATURE: base64.b64encode(signature).decode()}
+        headers.update({HEADER_KEY: key_id} if key_id else {HEADER_PUBLIC_KEY: identity})
+        return headers
+
+
+def parse_public_key(text: str) -> bytes:
+    try:
+        raw = base64.b64decode(text, validate=True)
+        Ed25519PublicKey.from_public_bytes(raw)
+    except ValueError as err:
+        raise AuthError("the public key is not a base64 Ed25519 key") from err
+    return raw
+
+
+class NonceCache:
+    """Nonces seen within the window (bounded: the oldest go first, and they are past the window by then)."""
+
+    def __init__(self, window_s: float = WINDOW_S, max_items: int = 200_000) -> None:
+        self.window_s, self.max_items = window_s, max_items
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, nonce: str, now: float) -> bool:
+        """False when the nonce was already used."""
+        with self._lock:
+            while self._seen and next(iter(self._seen.values())) < now - 2 * self.window_s:
+                self._seen.popitem(last=False)
+            if nonce in self._seen:
+                return False
+            self._seen[nonce] = now
+            while len(self._seen) > self.max_items:
+                self._seen.popitem(last=False)
+            return True
+
+
+def verify(
+    public_key: bytes,
+    headers: dict[str, str],
+    method: str,
+    path: str,
+    query: str,
+    identity: str,
+    body_sha256: bytes,
+    nonces: NonceCache,
+    now: float | None = None,
+) -> None:
+    """Raise AuthError unless the headers carry a fresh, unused signature by `public_key` over this request."""
+    now = time.time() if now is None else now
+    timestamp, nonce, signature = (headers.get(h, "") for h in (HEADER_TIME, HEADER_NONCE, HEADER_SIGNATURE))
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise AuthError("missing or malformed request signature")
+    if len(nonce) != NONCE_CHARS or not all(c in "0123456789abcdef" for c in nonce):
+        raise AuthError("missing or malformed request signature")
+    if abs(now - int(timestamp)) > nonces.window_s:
+        raise AuthError(f"request timestamp outside the {nonces.window_s:.0f} s window (check the clock)")
+    try:
+        raw = base64.b64decode(signature, validate=True)
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            raw, canonical(method, path, query, identity, timestamp, nonce, body_sha256)
+        )
+    except (InvalidSignature, ValueError) as err:
+        raise AuthError("bad request signature") from err
+    if not nonces.add(nonce, now):
+        raise AuthError("replayed request")
