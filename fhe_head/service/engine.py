@@ -51,33 +51,41 @@ class KeyCache:
     reading and parsing the whole file again.
     """
 
-    def __init__(self, load_keys: LoadKeys, max_bytes: int, max_items: int) -> None:
+    def __init__(self, load_keys: LoadKeys, max_bytes: int, max_items: int, parallel: int = 2) -> None:
         self._load = load_keys
+        self._parsing = threading.Semaphore(parallel)  # each parse holds a whole key (and more) in memory
         self._max_bytes, self._max_items = max_bytes, max_items
         self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
         self._loading: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self.loads = 0  # parses done (for tests and health: a cache that thrashes shows here)
 
-    def get(self, key_id: str, server: FHEServer) -> Any:
+    def get(self, key_id: str, server: FHEServer, warm: Callable[[Any], Any] | None = None) -> tuple[Any, Any]:
+        """(parsed keys, what `warm(keys)` returned if this call parsed them, else None).
+
+        The runtime prepares keys on their first run (several times a normal run); `warm` (a real
+        run of the caller's) happens before the keys are shared, so no other run waits on it.
+        """
         while True:
             with self._lock:
                 if key_id in self._items:
                     self._items.move_to_end(key_id)
-                    return self._items[key_id][0]
+                    return self._items[key_id][0], None
                 pending = self._loading.get(key_id)
                 if pending is None:
                     pending = self._loading[key_id] = threading.Event()
                     break
             pending.wait()
         try:
-            data = self._load(key_id)
-            keys = server.load_evaluation_keys(data)
+            with self._parsing:
+                data = self._load(key_id)
+                keys = server.load_evaluation_keys(data)
+            warmed = warm(keys) if warm is not None else None
             with self._lock:
                 self.loads += 1
                 self._items[key_id] = (keys, len(data))
                 self._evict()
-            return keys
+            return keys, warmed
         finally:
             with self._lock:
                 self._loading.pop(key_id, None)
@@ -189,9 +197,7 @@ class LocalEngine:
         self.scheduler = FairScheduler(workers)
         self.workers = workers
 
-    def _run(self, point: str, key_id: str, template: bytes, probe: bytes) -> tuple[bytes, float]:
-        server = self.servers[point]
-        keys = self.keys.get(key_id, server)
+    def _run(self, server: FHEServer, keys: Any, template: bytes, probe: bytes) -> tuple[bytes, float]:
         start = time.perf_counter()
         result = server.run(template, probe, keys)
         return result, time.perf_counter() - start
@@ -213,14 +219,20 @@ class LocalEngine:
     def verify(
         self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
     ) -> tuple[bytes, float]:
-        future = self.scheduler.submit(key_id, lambda: self._run(point, key_id, template, probe))
-        return self._gather([future], cancel)[0]
+        return self.identify(point, key_id, [template], probe, cancel)[0]
 
     def identify(
         self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
     ) -> list[tuple[bytes, float]]:
-        futures = [self.scheduler.submit(key_id, lambda t=t: self._run(point, key_id, t, probe)) for t in templates]
-        return self._gather(futures, cancel)
+        # Keys are parsed (and first run) here, in the request's thread: neither holds an FHE worker.
+        server = self.servers[point]
+        if not templates:
+            return []
+        keys, warmed = self.keys.get(key_id, server, warm=lambda k: self._run(server, k, templates[0], probe))
+        first = [warmed] if warmed is not None else []
+        rest = templates[len(first) :]
+        futures = [self.scheduler.submit(key_id, lambda t=t: self._run(server, keys, t, probe)) for t in rest]
+        return first + self._gather(futures, cancel)
 
     def forget(self, key_id: str) -> None:
         self.keys.drop(key_id)
