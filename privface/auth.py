@@ -36,6 +36,10 @@ class AuthError(ValueError):
     """A request without a valid, fresh signature of the key owner."""
 
 
+class ReplayCacheFull(Exception):
+    """More signed requests within the window than the server remembers nonces for: retry later."""
+
+
 def key_id_for(public_key: bytes, evaluation_keys_sha256: bytes) -> str:
     """The key id: binds the evaluation keys to the signing key registered with them."""
     return hashlib.sha256(SCHEME + public_key + evaluation_keys_sha256).hexdigest()[:KEY_ID_CHARS]
@@ -103,7 +107,8 @@ def parse_public_key(text: str) -> bytes:
 
 
 class NonceCache:
-    """Nonces seen within the window (bounded: the oldest go first, and they are past the window by then)."""
+    """Nonces seen within the window, bounded: when full of unexpired nonces, new requests wait (429)
+    rather than forgetting a nonce that could then be replayed."""
 
     def __init__(self, window_s: float = WINDOW_S, max_items: int = 200_000) -> None:
         self.window_s, self.max_items = window_s, max_items
@@ -117,9 +122,9 @@ class NonceCache:
                 self._seen.popitem(last=False)
             if nonce in self._seen:
                 return False
+            if len(self._seen) >= self.max_items:
+                raise ReplayCacheFull(f"signed requests within {self.window_s:.0f} s: limit {self.max_items}")
             self._seen[nonce] = now
-            while len(self._seen) > self.max_items:
-                self._seen.popitem(last=False)
             return True
 
 

@@ -301,9 +301,9 @@ def test_a_starving_load_leaves_another_owner_served(server, alice, mallory):
         f"fairness: alice alone {baseline:.2f} s (median of 3); with {queued} of mallory's runs queued {waited:.2f} s; "
         f"one run under that load {run:.2f} s (median); mallory's backlog {backlog:.1f} s"
     )
-    # Stated bound: the runs in progress (at most one per worker) finish, then alice's own runs:
-    # two run times under load plus 1 s of request overhead, far below the backlog.
-    assert waited < 2 * run + 1.0
+    # Stated bound: alice's request as it takes alone, plus the runs in progress when it arrives (at
+    # most one per worker, two run times under load), plus 1 s of slack: far below the backlog.
+    assert waited < baseline + 2 * run + 1.0
     assert done < max(finished)
 
 
@@ -318,3 +318,5 @@ def test_runs_of_a_client_that_went_away_are_cancelled(server, mallory):
     while time.monotonic() < deadline and httpx.get(server.url + "/health").json()["queued_runs"]:
         time.sleep(0.1)
     assert httpx.get(server.url + "/health").json()["queued_runs"] == 0
+    time.sleep(0.5)  # the abandoned request's last run ends: nothing about it in the log but one line
+    assert "Traceback" not in (server.data_dir / "server.log").read_text(errors="replace")

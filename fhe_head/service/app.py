@@ -27,7 +27,7 @@ from fhe_head.formats import CiphertextFormatError, KeyFormatError, PointFormats
 from fhe_head.server import FHEServer
 from fhe_head.service.engine import FHEEngine, LocalEngine
 from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError, Store
-from privface.auth import WINDOW_S, AuthError, NonceCache
+from privface.auth import WINDOW_S, AuthError, NonceCache, ReplayCacheFull
 from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
 log = logging.getLogger("fhe_head.service")
@@ -167,6 +167,7 @@ async def _validation_error(_: Request, err: RequestValidationError) -> JSONResp
 
 def _register_errors(app: FastAPI) -> None:
     statuses = {NotFoundError: 404, ConflictError: 409, EvictedError: 410, QuotaError: 429, AuthError: 401}
+    statuses[ReplayCacheFull] = 429
     for kind, status in statuses.items():
 
         async def handler(_: Request, err: Exception, status: int = status) -> JSONResponse:

@@ -201,6 +201,7 @@ async def _run(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
             return task.result()
         if await request.is_disconnected():
             cancel.set()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # ends quietly, unread
             log.info("client went away: its queued FHE runs are cancelled")
             raise ClientGone()
 

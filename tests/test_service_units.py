@@ -1,0 +1,115 @@
+"""Unit tests of the service's security pieces, without a server: signatures, exact formats, limits,
+fair scheduling. (The same properties are tested end to end in test_service_security.py.)"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+
+import pytest
+
+from fhe_head.formats import ExactFormat
+from fhe_head.service.app import Limits
+from fhe_head.service.engine import FairScheduler
+from privface import auth
+from privface.errors import CiphertextError
+
+BODY = b'{"probe": "AAAA"}'
+
+
+def _signed(signer: auth.Signer, key_id: str = "a" * 32) -> dict[str, str]:
+    return signer.headers("POST", "/v1/identify", "", hashlib.sha256(BODY).digest(), key_id)
+
+
+def _verify(public_key: bytes, headers: dict, nonces: auth.NonceCache, **changes) -> None:
+    request = {"method": "POST", "path": "/v1/identify", "query": "", "identity": "a" * 32, "body": BODY}
+    request.update(changes)
+    auth.verify(
+        public_key,
+        headers,
+        request["method"],
+        request["path"],
+        request["query"],
+        request["identity"],
+        hashlib.sha256(request["body"]).digest(),
+        nonces,
+    )
+
+
+def test_signature_covers_every_field_and_is_used_once():
+    signer, nonces = auth.Signer.generate(), auth.NonceCache()
+    _verify(signer.public_key, _signed(signer), nonces)
+    for change in [
+        {"method": "DELETE"},
+        {"path": "/v1/verify"},
+        {"query": "point=fast"},
+        {"identity": "b" * 32},
+        {"body": BODY + b" "},
+    ]:
+        with pytest.raises(auth.AuthError, match="bad request signature"):
+            _verify(signer.public_key, _signed(signer), nonces, **change)
+    headers = _signed(signer)
+    _verify(signer.public_key, headers, nonces)
+    with pytest.raises(auth.AuthError, match="replayed"):
+        _verify(signer.public_key, headers, nonces)
+    with pytest.raises(auth.AuthError, match="bad request signature"):
+        _verify(auth.Signer.generate().public_key, _signed(signer), nonces)  # someone else's key
+    stale = dict(_signed(signer), **{auth.HEADER_TIME: str(int(time.time()) - 3600)})
+    with pytest.raises(auth.AuthError, match="window"):
+        _verify(signer.public_key, stale, nonces)
+    for broken in ({auth.HEADER_NONCE: "x"}, {auth.HEADER_TIME: "soon"}, {auth.HEADER_SIGNATURE: "!!"}):
+        with pytest.raises(auth.AuthError):
+            _verify(signer.public_key, dict(_signed(signer), **broken), nonces)
+
+
+def test_nonce_cache_refuses_rather_than_forgets():
+    nonces = auth.NonceCache(window_s=10, max_items=2)
+    assert nonces.add("a", 0) and nonces.add("b", 0) and not nonces.add("a", 1)
+    with pytest.raises(auth.ReplayCacheFull):
+        nonces.add("c", 1)
+    assert nonces.add("c", 100)  # once the others are past twice the window
+
+
+def test_key_id_binds_keys_to_signing_key(tmp_path):
+    keys = hashlib.sha256(b"evaluation keys").digest()
+    first, second = auth.Signer.generate(), auth.Signer.generate()
+    assert auth.key_id_for(first.public_key, keys) != auth.key_id_for(second.public_key, keys)
+    saved = auth.Signer.load_or_create(tmp_path / "k" / "x.sign")
+    assert oct((tmp_path / "k" / "x.sign").stat().st_mode & 0o777) == "0o600"
+    assert auth.Signer.load_or_create(tmp_path / "k" / "x.sign").public_key == saved.public_key
+
+
+def test_exact_format_learns_structure_and_refuses_the_rest():
+    header, trailer = b"H" * 16, b"T" * 8
+    samples = [header + bytes([i]) * 4 + bytes(range(i, i + 12)) + trailer for i in (1, 50, 99)]
+    shape = ExactFormat.learn(samples)
+    assert shape.length == 40 and [offset for offset, _ in shape.fixed] == [0, 32]
+    shape.check(header + b"\xaa" * 16 + trailer, CiphertextError, "ciphertext")  # new body: accepted
+    for bad in (samples[0] + b"\0", samples[0][:-1], b"X" + samples[0][1:], samples[0][:-1] + b"X"):
+        with pytest.raises(CiphertextError):
+            shape.check(bad, CiphertextError, "ciphertext")
+    assert ExactFormat.from_json(shape.to_json()) == shape
+
+
+def test_limits_parse_strictly():
+    limits = Limits.parse(["max_keys=3", "expose_versions=true", "max_key_idle_s=1.5"])
+    assert (limits.max_keys, limits.expose_versions, limits.max_key_idle_s) == (3, True, 1.5)
+    for bad in (["nope=1"], ["max_keys=many"], ["expose_versions=yes"]):
+        with pytest.raises(ValueError):
+            Limits.parse(bad)
+
+
+def test_round_robin_serves_a_newcomer_before_the_backlog():
+    scheduler, order, gate = FairScheduler(workers=1), [], threading.Event()
+    try:
+        first = scheduler.submit("mallory", lambda: (gate.wait(5), order.append("m0")))
+        backlog = [scheduler.submit("mallory", lambda i=i: order.append(f"m{i}")) for i in range(1, 20)]
+        alice = scheduler.submit("alice", lambda: order.append("alice"))
+        gate.set()
+        alice.result(timeout=5)
+        for future in [first, *backlog]:
+            future.result(timeout=5)
+        assert order.index("alice") <= 2  # after the run in progress and at most one more
+    finally:
+        scheduler.close()
