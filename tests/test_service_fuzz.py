@@ -31,7 +31,8 @@ SLOWEST_S = 1.0  # any single refused or accepted ciphertext
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LocalServer:
-    running = LocalServer(tmp_path_factory.mktemp("server"), extra_args=("--points", POINT)).start()
+    extra = ("--points", POINT, "--limit", "max_uploads_per_address=100")
+    running = LocalServer(tmp_path_factory.mktemp("server"), extra_args=extra).start()
     yield running
     running.stop()
 

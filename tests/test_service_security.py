@@ -219,6 +219,7 @@ def test_hygiene(server, alice):
 
 def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
     limits = ["max_templates_per_key=2", "max_identify_templates=1", "max_keys=1", "max_owners=2"]
+    limits.append("max_uploads_per_address=5")
     extra = ("--points", POINT, "--workers", "1", *[a for limit in limits for a in ("--limit", limit)])
     server = LocalServer(tmp_path / "data", extra_args=extra).start()
     try:
@@ -239,6 +240,11 @@ def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
         # A third owner: refused by the owner limit, before its keys are parsed.
         third_owner = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys())
         assert third_owner.status_code == 429 and "limit 2" in third_owner.json()["detail"]
+        # Five uploads from this address this hour (alice, mallory, alice again, the refused third): one more.
+        fifth = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys())
+        assert fifth.status_code == 429 and "limit 2" in fifth.json()["detail"]
+        sixth = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys())
+        assert sixth.status_code == 429 and "per client address and hour: limit 5" in sixth.json()["detail"]
         mallory.close()
         alice.close()
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ class Limits:
     max_inflight_per_owner: int = 2  # FHE requests of one owner at once
     max_inflight_total: int = 64
     max_uploads_at_once: int = 2  # key uploads being received or checked at once
+    max_uploads_per_address: int = 20  # key uploads one client address may start per hour
     max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
     body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
     signature_window_s: float = WINDOW_S
@@ -113,6 +115,7 @@ class ServiceState:
         self.nonces = NonceCache(self.limits.signature_window_s)
         self.inflight: dict[str, int] = {}
         self.uploads = 0
+        self.uploads_by_address: dict[str, deque[float]] = {}
 
     def load_keys(self, key_id: str) -> bytes:
         self.store.touch(key_id)
@@ -133,6 +136,18 @@ class ServiceState:
             self.inflight[key_id] -= 1
             if not self.inflight[key_id]:
                 del self.inflight[key_id]
+
+    def count_upload(self, address: str, now: float) -> None:
+        """One more key upload from `address`; 429 beyond the hourly limit (event-loop only)."""
+        recent = self.uploads_by_address.setdefault(address, deque())
+        while recent and recent[0] < now - 3600:
+            recent.popleft()
+        if len(recent) >= self.limits.max_uploads_per_address:
+            raise QuotaError(f"key uploads per client address and hour: limit {self.limits.max_uploads_per_address}")
+        recent.append(now)
+        if len(self.uploads_by_address) > 100_000:  # forget idle addresses, oldest first
+            for idle in [a for a, times in self.uploads_by_address.items() if not times or times[-1] < now - 3600]:
+                del self.uploads_by_address[idle]
 
     def close(self) -> None:
         self.engine.close()

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
@@ -257,6 +258,7 @@ async def upload_keys(request: Request, point: Annotated[str, Query()] = "accura
         raise HTTPException(413 if declared > expected else 400, f"evaluation keys of {point} are {expected} bytes")
     if state.uploads >= state.limits.max_uploads_at_once:
         raise QuotaError(f"key uploads at once: limit {state.limits.max_uploads_at_once}")
+    state.count_upload(request.client.host if request.client else "unknown", time.monotonic())
     state.uploads += 1
     part = state.store.partial_key_path()
     try:
