@@ -113,3 +113,33 @@ def test_round_robin_serves_a_newcomer_before_the_backlog():
         assert order.index("alice") <= 2  # after the run in progress and at most one more
     finally:
         scheduler.close()
+
+
+def test_shipped_formats_accept_genuine_inputs_of_fresh_keys():
+    """formats.json is current for the shipped circuit: a new key set's keys and ciphertexts pass
+    (after recompiling a point: python -m fhe_head.formats <point>)."""
+    import numpy as np
+
+    from fhe_head.client import FHEClient
+    from fhe_head.formats import PointFormats
+
+    client = FHEClient("fast")
+    client.generate_keys()
+    formats = PointFormats.load(client.directory, client.meta)
+    formats.check_evaluation_keys(client.evaluation_keys())
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        formats.check_ciphertext(client.encrypt(rng.normal(size=128).astype(np.float32)))
+
+
+def test_formats_of_another_circuit_are_refused(tmp_path):
+    import json
+
+    from fhe_head.formats import FORMATS_FILE, PointFormats
+    from privface.errors import ArtifactError
+
+    with pytest.raises(ArtifactError, match="missing"):
+        PointFormats.load(tmp_path, {"circuit_id": "00"})
+    (tmp_path / FORMATS_FILE).write_text(json.dumps({"circuit_id": "11"}))
+    with pytest.raises(ArtifactError, match="another circuit"):
+        PointFormats.load(tmp_path, {"circuit_id": "00"})
