@@ -184,11 +184,12 @@ def _name(text: str) -> str:
     return text
 
 
-def _served(state: ServiceState, record: KeyRecord) -> None:
+def _served(state: ServiceState, record: KeyRecord, runs: bool = True) -> None:
+    """410 unless the owner's circuit is served (and, for FHE runs, its key file is here)."""
     server = state.servers.get(record.point)
     if server is None or server.meta["circuit_id"] != record.circuit_id:
         raise HTTPException(410, "these keys belong to a circuit this server no longer serves: upload new keys")
-    if not record.stored:
+    if runs and not record.stored:
         raise HTTPException(410, "evaluation keys evicted from the server: upload them again")
 
 
@@ -316,9 +317,9 @@ async def verify(request: Request) -> EncryptedResult:
     """Run the head on two ciphertexts sent now; returns the encrypted bit."""
     state = state_of(request)
     record, body = await signed(request, VerifyRequest)
+    _served(state, record)
     template = _ciphertext(state, record, body.template, "template")
     probe = _ciphertext(state, record, body.probe, "probe")
-    _served(state, record)
     with state.admit(record.key_id):
         result, fhe_s = _encode(await _run(request, state.engine.verify, record.point, record.key_id, template, probe))
     return EncryptedResult(result=result, fhe_s=fhe_s)
@@ -331,8 +332,8 @@ async def verify_template(request: Request) -> EncryptedResult:
     """1:1 against a stored template."""
     state = state_of(request)
     record, body = await signed(request, NamedProbeRequest)
-    probe = _ciphertext(state, record, body.probe, "probe")
     _served(state, record)
+    probe = _ciphertext(state, record, body.probe, "probe")
     template = await run_in_threadpool(state.store.template, record.key_id, _name(body.name))
     with state.admit(record.key_id):
         result, fhe_s = _encode(await _run(request, state.engine.verify, record.point, record.key_id, template, probe))
@@ -344,8 +345,8 @@ async def identify(request: Request) -> IdentifyResult:
     """1:N: one encrypted bit per stored template of this key, scheduled fairly with other owners."""
     state = state_of(request)
     record, body = await signed(request, ProbeRequest)
-    probe = _ciphertext(state, record, body.probe, "probe")
     _served(state, record)
+    probe = _ciphertext(state, record, body.probe, "probe")
     stored = await run_in_threadpool(state.store.all_templates, record.key_id)
     if len(stored) > state.limits.max_identify_templates:
         limit = state.limits.max_identify_templates
@@ -368,8 +369,8 @@ async def enrol(request: Request) -> dict:
     state = state_of(request)
     record, body = await signed(request, EnrolRequest)
     name = _name(body.name)
+    _served(state, record, runs=False)  # a template needs the circuit, not the key file
     ciphertext = _ciphertext(state, record, body.ciphertext, "ciphertext")
-    _served(state, record)
     await run_in_threadpool(state.servers[record.point].parse_ciphertext, ciphertext, "ciphertext")
     limits = state.limits
     stored = await run_in_threadpool(
