@@ -333,3 +333,27 @@ def test_runs_of_a_client_that_went_away_are_cancelled(server, mallory):
     assert httpx.get(server.url + "/health").json()["queued_runs"] == 0
     time.sleep(0.5)  # the abandoned request's last run ends: nothing about it in the log but one line
     assert "Traceback" not in (server.data_dir / "server.log").read_text(errors="replace")
+
+
+def test_keys_of_a_circuit_no_longer_served_are_gone(tmp_path, tmp_path_factory, encoder):
+    """A server restarted without the owner's point: 410 for runs and enrolment, the owner's list still works."""
+    data = tmp_path / "data"
+    first = LocalServer(data, extra_args=("--points", POINT)).start()
+    try:
+        owner = _owner(first, encoder, tmp_path_factory, "owner")
+        owner.enrol(ASTRONAUT, "alice")
+        probe = _b64(owner.encrypt(ASTRONAUT).ciphertext)
+    finally:
+        first.stop()
+    second = LocalServer(data, port=first.port, extra_args=("--points", "accurate")).start()
+    try:
+        for path, body in [
+            ("/v1/identify", {"probe": probe}),
+            ("/v1/templates", {"name": "bob", "ciphertext": probe}),
+        ]:
+            response = signed(owner, "POST", path, body)
+            assert response.status_code == 410 and "no longer serves" in response.json()["detail"]
+        assert [t["name"] for t in owner.templates()] == ["alice"]
+        owner.close()
+    finally:
+        second.stop()
