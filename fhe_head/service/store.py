@@ -50,6 +50,10 @@ class ConflictError(ValueError):
     """A template of that name already exists for this key."""
 
 
+class QuotaError(Exception):
+    """A configured limit reached (HTTP 429 with the limit named)."""
+
+
 class EvictedError(LookupError):
     """The owner is known but its evaluation keys were evicted: upload them again."""
 
@@ -261,7 +265,3 @@ class Store:
             deleted = db.execute("DELETE FROM templates WHERE key_id = ? AND name = ?", (key_id, name)).rowcount
         if not deleted:
             raise NotFoundError("no template of that name for this key")
-
-
-class QuotaError(Exception):
-    """A configured limit reached (HTTP 429 with the limit named)."""
