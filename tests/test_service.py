@@ -139,6 +139,10 @@ def test_bad_requests_are_4xx_and_server_stays_up(client, server):
         other.fhe.generate_keys()
         foreign = base64.b64encode(other.fhe.encrypt(np.zeros(128, np.float32))).decode()
     assert status({"template": foreign, "probe": good}) == 400
+    # ... and so is one re-tagged with this circuit's id: it would poison every identification of the key.
+    retagged = base64.b64decode(good)[:12] + base64.b64decode(foreign)[12:]
+    body = {"name": "retagged", "ciphertext": base64.b64encode(retagged).decode()}
+    assert signed(client, "POST", "/v1/templates", body).status_code == 400
     # Keys: no signature, wrong type, garbage, unknown point; no partial key file left behind.
     keys = url + "/v1/keys"
     octet = {"content-type": "application/octet-stream"}
