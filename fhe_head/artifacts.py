@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -18,11 +17,6 @@ POINTS = ("accurate", "fast")
 # ciphertext for another circuit or format is refused before it reaches the FHE runtime.
 MAGIC = b"PFH1"
 KEY_ID_CHARS = 32
-
-
-def key_id_of(evaluation_keys: bytes) -> str:
-    """Content address of serialized evaluation keys, computed alike by client and server."""
-    return hashlib.sha256(evaluation_keys).hexdigest()[:KEY_ID_CHARS]
 
 
 def point_dir(point: str | Path = DEFAULT_POINT) -> Path:
