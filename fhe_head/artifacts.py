@@ -16,7 +16,6 @@ POINTS = ("accurate", "fast")
 # Every ciphertext travels as MAGIC + circuit id (8 bytes) + concrete's serialized value, so a
 # ciphertext for another circuit or format is refused before it reaches the FHE runtime.
 MAGIC = b"PFH1"
-KEY_ID_CHARS = 32
 
 
 def point_dir(point: str | Path = DEFAULT_POINT) -> Path:
