@@ -17,6 +17,7 @@ Artifacts in `artifacts/fhe_head/<point>/`:
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import shutil
 from pathlib import Path
@@ -122,3 +123,129 @@ def save_artifacts(
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
     return meta
+
+
+# ---- batched identification: one run compares a probe with K templates ---------------------------------------
+BATCH_SEARCH = [
+    (1.0, fhe.ParameterSelectionStrategy.MONO),
+    (1.005, fhe.ParameterSelectionStrategy.MONO),
+    (1.02, fhe.ParameterSelectionStrategy.MULTI),
+]
+
+
+def build_batched_function(params: HeadParams, k: int, exact_rounding: bool = True):
+    """K copies of the 1:1 comparison in one circuit: inputs t0..t{k-1}, probe; K encrypted bits out.
+
+    Each output depends only on its own template and the probe through the same lookups, sum, rounding and
+    comparison as `build_function`, so every answer has exactly the 1:1 circuit's error probability when the
+    parameters are the same (see `compile_batched`). Inputs have the 1:1 circuit's shape and encoding, so the
+    ciphertexts a client makes with its 1:1 client specs are accepted as they are.
+    """
+    if k < 1:
+        raise ValueError("a batch holds at least one template")
+    tables = fhe.LookupTable([fhe.LookupTable([int(v) for v in row]) for row in params.tables])
+    offset, lsbs, threshold = params.offset, params.lsbs, params.threshold
+    exactness = fhe.Exactness.EXACT if exact_rounding else fhe.Exactness.APPROXIMATE
+    names = [f"t{i}" for i in range(k)]
+
+    def compare(template, probe):
+        total = np.sum(tables[template - probe + offset])
+        if lsbs:
+            total = fhe.round_bit_pattern(total, lsbs_to_remove=lsbs, overflow_protection=True, exactness=exactness)
+        return total < threshold
+
+    def batch(**inputs):
+        return tuple(compare(inputs[name], inputs["probe"]) for name in names)
+
+    # concrete names a circuit's inputs after the traced function's signature: give `batch` k + 1 of them.
+    kind = inspect.Parameter.KEYWORD_ONLY
+    batch.__signature__ = inspect.Signature([inspect.Parameter(n, kind) for n in [*names, "probe"]])
+    return fhe.compiler(dict.fromkeys([*names, "probe"], "encrypted"))(batch)
+
+
+def compile_batched(params: HeadParams, client_specs: bytes, p_error: float, k: int, exact_rounding: bool = True):
+    """The K-template circuit restricted to the 1:1 circuit's key set (same secret, bootstrap and keyswitch keys).
+
+    The client keeps ONE key set per head: evaluation keys uploaded for the 1:1 circuit run this circuit
+    unchanged, and its K outputs decrypt with the 1:1 client. `p_error` is the 1:1 circuit's per-bootstrap
+    error (its meta.json), held per lookup rather than as a budget shared by the K answers; with the 1:1
+    parameters (checked) each answer has exactly the 1:1 run's error probability.
+    """
+    specs = fhe.ClientSpecs.deserialize(client_specs)
+    restriction = specs.program_info.get_keyset_info().get_restriction()
+    samples = [(*[a] * k, b) for a, b in inputset(params)]
+    function = build_batched_function(params, k, exact_rounding)
+    # concrete 2.10 does not always honour the keyset restriction (it picked neighbouring LWE dimensions),
+    # and re-derives the 1:1 error with float rounding of its own: the first of these requests that lands
+    # on exactly the 1:1 key set is kept, and anything else is refused below.
+    for factor, strategy in BATCH_SEARCH:
+        configuration = fhe.Configuration(
+            p_error=p_error * factor,
+            global_p_error=None,
+            parameter_selection_strategy=strategy,
+            keyset_restriction=restriction,
+            compress_evaluation_keys=True,
+            compress_input_ciphertexts=True,
+            show_statistics=False,
+            show_progress=False,
+        )
+        circuit = function.compile(samples, configuration=configuration)
+        if _keyset(circuit.client.specs.program_info) == _keyset(specs.program_info):
+            break
+    else:
+        raise RuntimeError("no batched circuit with the 1:1 circuit's key set was found")
+    if circuit.statistics["p_error"] > p_error * (1 + 1e-9):
+        raise RuntimeError(f"per-bootstrap error {circuit.statistics['p_error']:.3g} above the 1:1 circuit's")
+    return circuit
+
+
+def _keyset(program_info) -> dict:
+    return json.loads(program_info.serialize())["keyset"]
+
+
+def save_batched(point: str | Path, sizes: list[int], exact_rounding: bool = True) -> dict:
+    """Compile batched circuits for a shipped point and write them beside its `server.zip`.
+
+    Nothing the client holds changes: same client specs, same key set, same ciphertexts. `batch.json` names
+    the 1:1 circuit id they were built for; a server ignores batched circuits of another circuit id.
+    """
+    from fhe_head.artifacts import point_dir
+    from fhe_head.server import BATCH_META, batch_server_name
+
+    directory = point_dir(point)
+    meta = json.loads((directory / "meta.json").read_text())
+    params = HeadParams.load(directory / "head.json")
+    specs = (directory / "client.specs.json").read_bytes()
+    info: dict = {"circuit_id": meta["circuit_id"], "sizes": [], "circuits": {}}
+    for k in sorted(set(sizes)):
+        circuit = compile_batched(params, specs, meta["p_error"], k, exact_rounding)
+        circuit.server.save(directory / batch_server_name(k), via_mlir=False)
+        stats = circuit.statistics
+        info["sizes"].append(k)
+        info["circuits"][str(k)] = {
+            "programmable_bootstrap_count": int(stats["programmable_bootstrap_count"]),
+            "complexity": float(stats["complexity"]),
+            "p_error_per_bootstrap": float(stats["p_error"]),
+            # every answer depends on its own bootstraps only: its error is the 1:1 circuit's
+            "p_error_per_answer": meta["global_p_error"],
+            "p_error_any_of_k_answers": float(stats["global_p_error"]),
+        }
+    (directory / BATCH_META).write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Developer builds of the FHE head.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    batch = sub.add_parser("batch", help="compile batched identification circuits beside a point's server.zip")
+    batch.add_argument("--point", default="fast")
+    batch.add_argument("--k", type=int, nargs="+", required=True, help="templates per run, e.g. 16")
+    args = parser.parse_args(argv)
+    print(json.dumps(save_batched(args.point, args.k), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

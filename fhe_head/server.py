@@ -1,11 +1,15 @@
 """Server role: run the compiled head on two ciphertexts with the client's evaluation keys.
 
 Holds no secret key and imports nothing that can decrypt (no `fhe.Client`, no key files):
-its inputs are ciphertexts and evaluation keys, its output one encrypted bit.
+its inputs are ciphertexts and evaluation keys, its output one encrypted bit per comparison.
+
+Batched circuits (`fhe_head.dev.save_batched`): `server.batch<K>.zip` beside `server.zip` compares one probe
+with K templates per run under the 1:1 circuit's key set and per-answer error; `run_many` uses them.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -17,14 +21,44 @@ from fhe_head.artifacts import DEFAULT_POINT, load_meta, point_dir, unwrap, wrap
 from privface.errors import CiphertextError, EvaluationKeyError
 
 
-class FHEServer:
-    """Loads `server.zip` of a head point and evaluates it."""
+BATCH_META = "batch.json"
 
-    def __init__(self, point: str | Path = DEFAULT_POINT) -> None:
+
+def batch_server_name(k: int) -> str:
+    return f"server.batch{k}.zip"
+
+
+class FHEServer:
+    """Loads `server.zip` of a head point (and its batched circuits, if built) and evaluates them."""
+
+    def __init__(self, point: str | Path = DEFAULT_POINT, batched: bool = True) -> None:
         self.directory = point_dir(point)
         self.meta = load_meta(self.directory, ("server.zip",))
         self._server = Server.load(self.directory / "server.zip")
+        self._batches: dict[int, Server] = {}
+        if batched:
+            self._load_batches()
         self.last_run_s: float | None = None
+
+    def _load_batches(self) -> None:
+        """Batched circuits built for exactly this 1:1 circuit (same circuit id); stale ones are ignored."""
+        path = self.directory / BATCH_META
+        if not path.is_file():
+            return
+        info = json.loads(path.read_text())
+        if info.get("circuit_id") != self.meta["circuit_id"]:
+            return
+        for k in info.get("sizes", []):
+            if (self.directory / batch_server_name(int(k))).is_file():
+                self._batches[int(k)] = Server.load(self.directory / batch_server_name(int(k)))
+
+    def add_batch(self, k: int, server: Server) -> None:
+        """Use a batched circuit compiled in this process (benchmarks); `fhe_head.dev.compile_batched`."""
+        self._batches[k] = server
+
+    @property
+    def batch_sizes(self) -> list[int]:
+        return sorted(self._batches, reverse=True)
 
     def load_evaluation_keys(self, data: bytes) -> EvaluationKeys:
         """Parse serialized evaluation keys once (they are tens of MB); reuse the result."""
@@ -58,3 +92,25 @@ class FHEServer:
             raise CiphertextError(f"the FHE runtime rejected the inputs: {err}") from err
         self.last_run_s = time.perf_counter() - start
         return wrap(self.meta, result.serialize())
+
+    def run_many(self, templates: list[bytes], probe: bytes, evaluation_keys: bytes | EvaluationKeys) -> list[bytes]:
+        """One encrypted bit per template, in order: the largest batched circuit that fits runs first,
+        what is left (fewer templates than the smallest batch) runs one comparison per run."""
+        keys = evaluation_keys
+        if not isinstance(keys, EvaluationKeys):
+            keys = self.load_evaluation_keys(keys)
+        values = [self.parse_ciphertext(t, "template ciphertext") for t in templates]
+        b = self.parse_ciphertext(probe, "probe ciphertext")
+        results: list[bytes] = []
+        start = time.perf_counter()
+        while len(results) < len(values):
+            left = values[len(results) :]
+            k = next((k for k in self.batch_sizes if k <= len(left)), 1)
+            circuit = self._batches[k] if k > 1 else self._server
+            try:
+                out = circuit.run(*left[:k], b, evaluation_keys=keys)
+            except (RuntimeError, ValueError) as err:
+                raise CiphertextError(f"the FHE runtime rejected the inputs: {err}") from err
+            results += [wrap(self.meta, v.serialize()) for v in (out if isinstance(out, tuple) else (out,))]
+        self.last_run_s = time.perf_counter() - start
+        return results
