@@ -20,7 +20,6 @@ from concrete.fhe.compilation.value import Value
 from fhe_head.artifacts import DEFAULT_POINT, load_meta, point_dir, unwrap, wrap
 from privface.errors import CiphertextError, EvaluationKeyError
 
-
 BATCH_META = "batch.json"
 
 

@@ -17,6 +17,7 @@ and keeps the store; clients talk to it alone. Each cluster node runs `FHEWorker
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -24,10 +25,11 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from concurrent.futures import CancelledError
 from dataclasses import dataclass, field
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fhe_head.artifacts import POINTS, load_meta, point_dir
@@ -84,6 +86,9 @@ class FHEWorker:
         results = server.run_many(templates, probe, keys)
         share = (time.perf_counter() - start) / len(templates)
         return [(result, share) for result in results]
+
+    def forget(self, key_id: str) -> None:
+        self.keys.pop(key_id, None)
 
     def stats(self) -> dict:
         return {"pid": os.getpid(), "key_loads": self.key_loads, "cached_keys": list(self.keys)}
@@ -156,6 +161,7 @@ class RayEngine:
         self._workers: dict[bytes, _Handle] = {}
         self._key_refs: OrderedDict[str, object] = OrderedDict()
         self._incompatible: set[str] = set()
+        self.redispatched = 0  # chunks sent to another worker after theirs died (health, tests)
         self._spawn()
         self._await_workers(start_timeout_s)
 
@@ -225,10 +231,8 @@ class RayEngine:
     def _drop(self, handle: _Handle) -> None:
         with self._lock:
             self._workers.pop(handle.actor._actor_id.binary(), None)
-        try:
+        with contextlib.suppress(RayError, ValueError):
             ray.kill(handle.actor, no_restart=True)
-        except (RayError, ValueError):
-            pass
 
     def _ready(self) -> list[_Handle]:
         with self._lock:
@@ -249,15 +253,23 @@ class RayEngine:
                 self._key_refs.popitem(last=False)
         return [ref]
 
-    def forget_keys(self, key_id: str) -> None:
+    def forget(self, key_id: str) -> None:
+        """Keys deleted or replaced: drop the object-store copy and every worker's parsed copy."""
         with self._lock:
             self._key_refs.pop(key_id, None)
+            handles = [h for h in self._workers.values() if h.info is not None]
+        for handle in handles:
+            handle.actor.forget.remote(key_id)
 
     # ---- FHEEngine ----
-    def verify(self, point: str, key_id: str, template: bytes, probe: bytes) -> tuple[bytes, float]:
-        return self.identify(point, key_id, [template], probe)[0]
+    def verify(
+        self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
+    ) -> tuple[bytes, float]:
+        return self.identify(point, key_id, [template], probe, cancel)[0]
 
-    def identify(self, point: str, key_id: str, templates: list[bytes], probe: bytes) -> list[tuple[bytes, float]]:
+    def identify(
+        self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
+    ) -> list[tuple[bytes, float]]:
         if point not in self._circuits:
             raise ArtifactError(f"point {point!r} is not served by this cluster")
         if not templates:
@@ -271,10 +283,18 @@ class RayEngine:
         batch = max([1, *workers[0].info["batch_sizes"].get(point, [])])
         size = max(1, min(batch, -(-len(templates) // len(workers))))
         chunks = [templates[i : i + size] for i in range(0, len(templates), size)]
-        parts = self._map(point, key_id, self._keys_box(key_id), chunks, probe)
+        parts = self._map(point, key_id, self._keys_box(key_id), chunks, probe, cancel)
         return [result for part in parts for result in part]
 
-    def _map(self, point: str, key_id: str, box: list, chunks: list[list[bytes]], probe: bytes) -> list[list]:
+    def _map(
+        self,
+        point: str,
+        key_id: str,
+        box: list,
+        chunks: list[list[bytes]],
+        probe: bytes,
+        cancel: threading.Event | None,
+    ) -> list[list]:
         results: list[list | None] = [None] * len(chunks)
         attempts = [0] * len(chunks)
         pending = deque(range(len(chunks)))
@@ -287,8 +307,10 @@ class RayEngine:
                     self._submit(point, key_id, box, chunks, probe, pending, running, attempts)
                 if not running:
                     raise ClusterError(f"no live FHE worker on the Ray cluster at {self.address}")
-                done, _ = ray.wait(list(running), num_returns=1, timeout=max(0.0, deadline - time.monotonic()))
-                if not done:
+                done, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
+                if cancel is not None and cancel.is_set():
+                    raise CancelledError("the client went away")
+                if not done and time.monotonic() > deadline:
                     raise ClusterError(f"the Ray cluster did not finish within {self._timeout_s:.0f} s")
                 for ref in done:
                     index, handle = running.pop(ref)
@@ -308,6 +330,7 @@ class RayEngine:
                                 f"a part of the request failed on {attempts[index]} Ray workers; no answer given"
                             ) from None
                         pending.appendleft(index)
+                        self.redispatched += 1
                         self._spawn()
         except BaseException:
             for ref in running:
@@ -340,6 +363,7 @@ class RayEngine:
             "address": self.address,
             "status": "ok" if workers else "no workers",
             "workers": len(workers),
+            "redispatched_chunks": self.redispatched,
             "nodes": [
                 {
                     "node_id": node_id[:12],
@@ -359,14 +383,16 @@ class RayEngine:
             out.setdefault(handle.node_id, []).append(handle.info["pid"])
         return out
 
+    def worker_stats(self) -> list[dict]:
+        """Each live worker's key cache: how often it fetched and parsed keys (once per key id, unless evicted)."""
+        return ray.get([h.actor.stats.remote() for h in self._ready()], timeout=60)
+
     def close(self) -> None:
         with self._lock:
             handles = list(self._workers.values())
             self._workers.clear()
             self._key_refs.clear()
         for handle in handles:
-            try:
+            with contextlib.suppress(RayError, ValueError):
                 ray.kill(handle.actor, no_restart=True)
-            except (RayError, ValueError):
-                pass
         ray.shutdown()

@@ -1,0 +1,109 @@
+"""Identification on a real Ray cluster on loopback (a head and two worker nodes, started and stopped here),
+against the same identification on this machine's cores, and the faults: a worker killed mid-run, no cluster.
+
+Real FHE with the `fast` point; the expected bits come from the clear integer model of the head.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[cluster]'")
+
+from fhe_head.client import FHEClient  # noqa: E402
+from fhe_head.server import FHEServer  # noqa: E402
+from fhe_head.service.engine import LocalEngine  # noqa: E402
+from fhe_head.service.ray_engine import ClusterError, RayEngine  # noqa: E402
+from fhe_head.service.ray_local import LoopbackCluster, free_port  # noqa: E402
+
+POINT = "fast"
+N_TEMPLATES = 16
+MATCH = 5
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    running = LoopbackCluster()
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """A key owner with 16 encrypted templates; the probe is template MATCH's embedding again."""
+    client = FHEClient(POINT)
+    client.generate_keys()
+    rng = np.random.default_rng(20)
+    head = client.head
+    embeddings = head.mean + rng.normal(0, 0.3, (N_TEMPLATES, head.mean.size))
+    templates = [client.encrypt(e) for e in embeddings]
+    probe = client.encrypt(embeddings[MATCH])
+    q = head.quantize(embeddings)
+    expected = [bool(head.decide(q[i], q[MATCH])) for i in range(N_TEMPLATES)]
+    assert expected[MATCH] and sum(expected) < N_TEMPLATES // 2  # the test data must single someone out
+    keys = client.evaluation_keys()
+    return client, keys, templates, probe, expected
+
+
+def _bits(client: FHEClient, results: list[tuple[bytes, float]]) -> list[bool]:
+    return [client.decrypt(result) for result, _ in results]
+
+
+def test_identify_on_a_loopback_cluster_and_a_killed_worker(cluster, keyed):
+    client, keys, templates, probe, expected = keyed
+    loads: list[str] = []
+
+    def load_keys(key_id: str) -> bytes:
+        loads.append(key_id)
+        return keys
+
+    engine = RayEngine(cluster.address, load_keys, points=(POINT,))
+    try:
+        health = engine.health()
+        assert health["engine"] == "ray" and health["workers"] == 2
+        assert sorted(n["cpus"] for n in health["nodes"]) == [0, 1, 1]
+
+        assert _bits(client, engine.identify(POINT, "k1", templates, probe)) == expected
+        assert _bits(client, [engine.verify(POINT, "k1", templates[MATCH], probe)]) == [True]
+        # Keys crossed to the object store once, and each worker parsed them once.
+        assert loads == ["k1"]
+        assert sorted(s["key_loads"] for s in engine.worker_stats()) == [1, 1]
+
+        # One worker process killed while the identification runs: every bit still comes back, correct.
+        victim = next(pid for pids in engine.worker_pids().values() for pid in pids)
+        answer: dict = {}
+        runner = threading.Thread(target=lambda: answer.update(r=engine.identify(POINT, "k1", templates, probe)))
+        runner.start()
+        time.sleep(1.0)
+        os.kill(victim, signal.SIGKILL)
+        runner.join(timeout=300)
+        assert "r" in answer, "identification did not finish"
+        assert len(answer["r"]) == N_TEMPLATES and _bits(client, answer["r"]) == expected
+        assert engine.redispatched >= 1  # the killed worker's chunk really was run elsewhere
+        assert victim not in [pid for pids in engine.worker_pids().values() for pid in pids]
+    finally:
+        engine.close()
+
+
+def test_same_identification_without_a_cluster(keyed):
+    client, keys, templates, probe, expected = keyed
+    engine = LocalEngine({POINT: FHEServer(POINT)}, lambda _: keys, workers=2)
+    try:
+        assert _bits(client, engine.identify(POINT, "k1", templates, probe)) == expected
+    finally:
+        engine.close()
+
+
+def test_unreachable_cluster_is_a_clear_error():
+    start = time.monotonic()
+    with pytest.raises(ClusterError, match="no Ray cluster reachable at 127.0.0.1"):
+        RayEngine(f"127.0.0.1:{free_port()}", lambda _: b"", points=(POINT,))
+    assert time.monotonic() - start < 30
