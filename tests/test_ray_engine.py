@@ -65,7 +65,7 @@ def test_identify_on_a_loopback_cluster_and_a_killed_worker(cluster, keyed):
         loads.append(key_id)
         return keys
 
-    engine = RayEngine(cluster.address, load_keys, points=(POINT,))
+    engine = RayEngine(cluster.address, load_keys, points=(POINT,), key_cache=1)
     try:
         health = engine.health()
         assert health["engine"] == "ray" and health["workers"] == 2
@@ -89,6 +89,12 @@ def test_identify_on_a_loopback_cluster_and_a_killed_worker(cluster, keyed):
         assert len(answer["r"]) == N_TEMPLATES and _bits(client, answer["r"]) == expected
         assert engine.redispatched >= 1  # the killed worker's chunk really was run elsewhere
         assert victim not in [pid for pids in engine.worker_pids().values() for pid in pids]
+
+        # A cache of one key set: another owner's keys evict k1, which is then fetched again, transparently.
+        before = sum(s["key_loads"] for s in engine.worker_stats())
+        assert _bits(client, engine.identify(POINT, "k2", templates[:2], probe)) == expected[:2]
+        assert _bits(client, engine.identify(POINT, "k1", templates[:2], probe)) == expected[:2]
+        assert loads[-2:] == ["k2", "k1"] and sum(s["key_loads"] for s in engine.worker_stats()) > before
     finally:
         engine.close()
 
