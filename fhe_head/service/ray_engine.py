@@ -33,7 +33,7 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fhe_head.artifacts import POINTS, load_meta, point_dir
-from fhe_head.errors import ArtifactError
+from privface.errors import ArtifactError, ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,11 @@ QUEUED_PER_WORKER = 2  # one chunk running, one waiting: a worker never idles be
 START_TIMEOUT_S = 300.0  # a worker imports concrete and loads the circuits before it is ready
 
 
-class ClusterError(RuntimeError):
+class ClusterError(ServiceError):
     """The Ray cluster cannot do the work: unreachable, no compatible worker, or a chunk failed everywhere."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503)
 
 
 # ---- the worker (runs on cluster nodes) ---------------------------------------------------------------------------

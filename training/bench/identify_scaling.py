@@ -37,10 +37,10 @@ from fhe_head.dev import compile_batched, save_batched
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
 from fhe_head.service.engine import LocalEngine
-from training.bench_service import machine
+from training.machine import machine_info, machine_label
+from training.paths import METRICS
 
-REPO = Path(__file__).resolve().parents[2]
-OUT = REPO / "artifacts" / "metrics" / "identify_scaling.json"
+OUT = METRICS / "identify_scaling.json"
 
 
 class Owner:
@@ -99,6 +99,9 @@ def measure_batching(point: str, ks: list[int], reps: int) -> dict:
             "one_per_run_s_per_template": statistics.median(singles),
             "batched_s_per_template": statistics.median(batches),
             "ratio": statistics.median(batches) / statistics.median(singles),
+            "one_per_run_s_per_template_each_rep": singles,
+            "batched_s_per_template_each_rep": batches,
+            "batched_faster_in_every_rep": all(b < s for b, s in zip(batches, singles, strict=True)),
             "complexity_batched": float(stats["complexity"]),
             "complexity_one_per_run_times_k": float(meta["complexity"]) * k,
             "programmable_bootstrap_count": int(stats["programmable_bootstrap_count"]),
@@ -109,7 +112,9 @@ def measure_batching(point: str, ks: list[int], reps: int) -> dict:
         }
         print(point, "K =", k, json.dumps(rows[str(k)]), flush=True)
     best = min(rows, key=lambda k: rows[k]["ratio"])
-    chosen = int(best) if rows[best]["ratio"] < 0.95 else 1  # a win inside the noise is no reason to ship
+    # A win inside the noise is no reason to ship: it must hold in every interleaved repetition and be > 5%.
+    wins = rows[best]["ratio"] < 0.95 and rows[best]["batched_faster_in_every_rep"]
+    chosen = int(best) if wins else 1
     return {
         "by_k": rows,
         "chosen_k": chosen,
@@ -212,9 +217,8 @@ def summarise(rows: list[dict], sizes: list[int]) -> dict:
         if emb and ray2:
             overhead[str(n)] = ray2 / emb - 1
     per_core = {
-        f"{r['engine']}{'_batched' if r.get('batched_k', 1) > 1 else ''}_{r['point']}_n{r['n']}": r["wall_s"]
-        * r["cores"]
-        / r["n"]
+        f"{r['engine']}{'_batched' if r.get('batched_k', 1) > 1 else ''}_{r['point']}_n{r['n']}"
+        f"{'_' + r['pass'] + '_pass' if 'pass' in r else ''}": r["wall_s"] * r["cores"] / r["n"]
         for r in rows
     }
     ray1 = [wall("ray_1_worker", n) for n in sizes]
@@ -290,20 +294,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-k-fast", type=int, nargs="+", default=[4, 8, 16])
     parser.add_argument("--batch-k-accurate", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--part",
+        choices=("all", "batching", "scaling"),
+        default="all",
+        help="re-measure one part; the other is kept from the existing JSON",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
-    batching = {
-        "fast": measure_batching("fast", args.batch_k_fast, args.reps),
-        "accurate": measure_batching("accurate", args.batch_k_accurate, max(1, args.reps - 1)),
-    }
-    scaling = measure_scaling(args.sizes, args.accurate_sizes, batching["fast"]["chosen_k"])
-    summary = summarise(scaling["rows"], args.sizes)
+    old = json.loads(args.out.read_text()) if args.part != "all" and args.out.is_file() else {}
+    if args.part in ("all", "batching"):
+        batching = {
+            "fast": measure_batching("fast", args.batch_k_fast, args.reps),
+            "accurate": measure_batching("accurate", args.batch_k_accurate, args.reps),
+        }
+    else:
+        batching = old["batching"]
+    if args.part in ("all", "scaling"):
+        scaling = measure_scaling(args.sizes, args.accurate_sizes, batching["fast"]["chosen_k"])
+        scaling["command"] = "python -m training.bench.identify_scaling " + " ".join(sys.argv[1:])
+    else:
+        scaling = old["scaling"]
+    sizes = sorted({r["n"] for r in scaling["rows"] if r["point"] == "fast"})
+    summary = summarise(scaling["rows"], sizes)
     report = {
-        "command": "python -m training.bench.identify_scaling " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "machine": machine(),
-        "note": "real FHE, every decrypted bit checked against the clear integer model; shared 2-core machine: "
-        "designs measured side by side in one run, absolute times noisy",
+        "command": "python -m training.bench.identify_scaling",
+        "machine": machine_label(machine_info()),
+        "note": "real FHE, every decrypted bit checked against the clear integer model; shared 2-core machine "
+        "(other jobs running: load average ~9 during the runs): designs measured side by side in one run, "
+        "absolute times noisy and several times the unloaded ones",
         "batched_over_unbatched_ratio": {p: b["batched_over_unbatched_ratio"] for p, b in batching.items()},
         "batching": batching,
         "scaling": scaling,
