@@ -78,15 +78,17 @@ def test_identify_on_a_loopback_cluster_and_a_killed_worker(cluster, keyed):
         assert sorted(s["key_loads"] for s in engine.worker_stats()) == [1, 1]
 
         # One worker process killed while the identification runs: every bit still comes back, correct.
+        # (32 comparisons: the run outlasts the 1 s before the kill even on an idle machine.)
+        twice, expected_twice = templates * 2, expected * 2
         victim = next(pid for pids in engine.worker_pids().values() for pid in pids)
         answer: dict = {}
-        runner = threading.Thread(target=lambda: answer.update(r=engine.identify(POINT, "k1", templates, probe)))
+        runner = threading.Thread(target=lambda: answer.update(r=engine.identify(POINT, "k1", twice, probe)))
         runner.start()
         time.sleep(1.0)
         os.kill(victim, signal.SIGKILL)
         runner.join(timeout=300)
         assert "r" in answer, "identification did not finish"
-        assert len(answer["r"]) == N_TEMPLATES and _bits(client, answer["r"]) == expected
+        assert len(answer["r"]) == 2 * N_TEMPLATES and _bits(client, answer["r"]) == expected_twice
         assert engine.redispatched >= 1  # the killed worker's chunk really was run elsewhere
         assert victim not in [pid for pids in engine.worker_pids().values() for pid in pids]
 
@@ -95,6 +97,24 @@ def test_identify_on_a_loopback_cluster_and_a_killed_worker(cluster, keyed):
         assert _bits(client, engine.identify(POINT, "k2", templates[:2], probe)) == expected[:2]
         assert _bits(client, engine.identify(POINT, "k1", templates[:2], probe)) == expected[:2]
         assert loads[-2:] == ["k2", "k1"] and sum(s["key_loads"] for s in engine.worker_stats()) > before
+
+        # No second chance allowed: the request fails as a whole, with a clear error, never a partial answer.
+        engine.max_attempts = 1
+        victim = next(pid for pids in engine.worker_pids().values() for pid in pids)
+        failure: dict = {}
+
+        def doomed() -> None:
+            try:
+                failure["r"] = engine.identify(POINT, "k1", twice, probe)
+            except ClusterError as err:
+                failure["err"] = err
+
+        runner = threading.Thread(target=doomed)
+        runner.start()
+        time.sleep(1.0)
+        os.kill(victim, signal.SIGKILL)
+        runner.join(timeout=300)
+        assert "r" not in failure and "no answer given" in str(failure["err"]) and failure["err"].status == 503
     finally:
         engine.close()
 

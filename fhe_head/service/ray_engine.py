@@ -144,7 +144,7 @@ class RayEngine:
         self._load_keys = load_keys
         self._cpus = cpus_per_worker
         self._key_cache = key_cache
-        self._max_attempts = max_attempts
+        self.max_attempts = max_attempts  # runs of one chunk before the request fails
         self._timeout_s = timeout_s
         self._start_timeout_s = start_timeout_s
         self._circuits: dict[str, str] = {}
@@ -328,7 +328,7 @@ class RayEngine:
                     except (RayError, GetTimeoutError) as err:  # the worker died: send the chunk elsewhere
                         log.warning("Ray worker lost (%s); chunk %d re-dispatched", type(err).__name__, index)
                         self._drop(handle)
-                        if attempts[index] >= self._max_attempts:
+                        if attempts[index] >= self.max_attempts:
                             raise ClusterError(
                                 f"a part of the request failed on {attempts[index]} Ray workers; no answer given"
                             ) from None
