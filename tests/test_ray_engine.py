@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +136,12 @@ def test_unreachable_cluster_is_a_clear_error():
     with pytest.raises(ClusterError, match="no Ray cluster reachable at 127.0.0.1"):
         RayEngine(f"127.0.0.1:{free_port()}", lambda _: b"", points=(POINT,))
     assert time.monotonic() - start < 30
+
+
+def test_the_ray_engine_imports_nothing_that_decrypts():
+    code = (
+        "import sys, fhe_head.service.ray_engine; "
+        "bad = [m for m in ('fhe_head.client', 'privface.client') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], check=True)

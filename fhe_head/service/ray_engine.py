@@ -317,7 +317,8 @@ class RayEngine:
                     raise ClusterError(f"the Ray cluster did not finish within {self._timeout_s:.0f} s")
                 for ref in done:
                     index, handle = running.pop(ref)
-                    handle.load -= 1
+                    with self._lock:
+                        handle.load -= 1
                     try:
                         results[index] = ray.get(ref)
                     except RayTaskError as err:  # the work itself failed (bad ciphertext, ...): not retried
