@@ -60,7 +60,7 @@ def _bits(client: FHEClient, results: list[tuple[bytes, float]]) -> list[bool]:
     return [client.decrypt(result) for result, _ in results]
 
 
-def test_identify_on_a_loopback_cluster_and_a_killed_worker(cluster, keyed):
+def test_identify_on_a_loopback_cluster_through_killed_workers_and_a_lost_node(cluster, keyed):
     client, keys, templates, probe, expected = keyed
     loads: list[str] = []
 
@@ -100,6 +100,17 @@ def test_identify_on_a_loopback_cluster_and_a_killed_worker(cluster, keyed):
         assert _bits(client, engine.identify(POINT, "k2", templates[:2], probe)) == expected[:2]
         assert _bits(client, engine.identify(POINT, "k1", templates[:2], probe)) == expected[:2]
         assert loads[-2:] == ["k2", "k1"] and sum(s["key_loads"] for s in engine.worker_stats()) > before
+
+        # A whole worker node lost mid-run (its raylet and workers killed at once): the answer is still complete.
+        before = engine.redispatched
+        answer.clear()
+        runner = threading.Thread(target=lambda: answer.update(r=engine.identify(POINT, "k1", twice, probe)))
+        runner.start()
+        time.sleep(1.0)
+        os.killpg(cluster.nodes[-1].pid, signal.SIGKILL)
+        runner.join(timeout=300)
+        assert "r" in answer and _bits(client, answer["r"]) == expected_twice
+        assert engine.redispatched > before
 
         # No second chance allowed: the request fails as a whole, with a clear error, never a partial answer.
         engine.max_attempts = 1
