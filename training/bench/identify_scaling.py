@@ -41,6 +41,7 @@ from training.machine import machine_info, machine_label
 from training.paths import METRICS
 
 OUT = METRICS / "identify_scaling.json"
+NS_PREDICTED = (16, 64, 256, 1024)
 
 
 class Owner:
@@ -232,20 +233,30 @@ def summarise(rows: list[dict], sizes: list[int]) -> dict:
     }
 
 
-def predict(rows: list[dict], summary: dict, workers: list[int]) -> dict:
-    """T(N, W) = t_setup + ceil(N / (W * k)) * k * c1 * (1 + o): c1 = one CPU's seconds per template (from the
-    1-worker Ray run at the largest N), o = Ray's measured overhead, k = templates per chunk."""
+def predict(rows: list[dict], summary: dict, workers: list[int], batch_ratio: float, batch_k: int) -> dict:
+    """latency(N, W) ~= ceil(N / W) * c1 * r * (1 + o): c1 = one CPU's seconds per template (the 1-worker Ray
+    run at the largest N), o = Ray's measured overhead (0 if negative), r = the batching ratio (1 unbatched)."""
     big = max(r["n"] for r in rows if r["engine"] == "ray_1_worker" and r["point"] == "fast")
     c1 = next(r["per_template_s"] for r in rows if r["engine"] == "ray_1_worker" and r["n"] == big)
     overheads = list(summary["ray_overhead_per_template_vs_embedded_equal_cores"].values())
     o = max(0.0, statistics.median(overheads)) if overheads else 0.0
-    table = {str(w): {str(n): math.ceil(n / w) * c1 * (1 + o) for n in (16, 64, 256, 1024)} for w in workers}
+
+    def table(ratio: float, k: int) -> dict:
+        # a batch needs k templates per worker: with fewer, chunks fall back to one comparison per run
+        return {
+            str(w): {str(n): math.ceil(n / w) * c1 * (ratio if n >= w * k else 1.0) * (1 + o) for n in NS_PREDICTED}
+            for w in workers
+        }
+
     return {
         "label": "PREDICTION (not measured): no machine with more cores was available to this session",
-        "formula": "latency(N, W) ~= ceil(N / W) * c1 * (1 + o); throughput ~= W / (c1 * (1 + o)) per second",
+        "formula": "latency(N, W) ~= ceil(N / W) * c1 * r * (1 + o); throughput ~= W / (c1 * r * (1 + o)) per s",
         "c1_s_per_template_one_cpu": c1,
         "o_ray_overhead": o,
-        "latency_s_by_workers_and_n": table,
+        "r_batching_fast": batch_ratio,
+        "k_batching_fast": batch_k,
+        "latency_s_by_workers_and_n": table(1.0, 1),
+        "latency_s_by_workers_and_n_batched_fast": table(batch_ratio, batch_k),
         "assumes": "one CPU per worker, workers on separate cores (no memory-bandwidth contention), "
         "templates >> workers; efficiency vs linear = 1 / (1 + o) for N a multiple of W",
     }
@@ -296,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument(
         "--part",
-        choices=("all", "batching", "scaling"),
+        choices=("all", "batching", "scaling", "none"),
         default="all",
-        help="re-measure one part; the other is kept from the existing JSON",
+        help="re-measure one part (none: only recompute summary, prediction and plot) from the existing JSON",
     )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -328,7 +339,13 @@ def main(argv: list[str] | None = None) -> int:
         "batching": batching,
         "scaling": scaling,
         "summary": summary,
-        "prediction": predict(scaling["rows"], summary, [1, 2, 4, 8]),
+        "prediction": predict(
+            scaling["rows"],
+            summary,
+            [1, 2, 4, 8],
+            batching["fast"]["batched_over_unbatched_ratio"],
+            batching["fast"]["chosen_k"],
+        ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
