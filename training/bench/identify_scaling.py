@@ -293,7 +293,7 @@ def plot(report: dict, path: Path) -> None:
     )
     right.set(xscale="log", xlabel="templates N", ylabel="templates per second", title="throughput (measured)")
     left.legend(fontsize=7)
-    fig.suptitle(report["machine"], fontsize=8)
+    fig.suptitle(report["machine"] + ", shared with other jobs while measured: absolute times noisy", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
 
