@@ -165,8 +165,12 @@ class RayEngine:
         self._key_refs: OrderedDict[str, object] = OrderedDict()
         self._incompatible: set[str] = set()
         self.redispatched = 0  # chunks sent to another worker after theirs died (health, tests)
-        self._spawn()
-        self._await_workers(start_timeout_s)
+        try:
+            self._spawn()
+            self._await_workers(start_timeout_s)
+        except BaseException:
+            self.close()  # no workers or connection left behind by an engine that never started
+            raise
 
     # ---- workers ----
     def _alive_nodes(self) -> dict[str, dict]:
@@ -201,7 +205,9 @@ class RayEngine:
             try:
                 info = ray.get(ref)
             except RayError as err:
-                log.warning("a Ray worker failed to start: %s", err)
+                # e.g. the node lacks the artifacts: not retried there, or every request would start it again
+                log.error("a Ray worker failed to start on node %s: %s", handle.node_id[:12], err)
+                self._incompatible.add(handle.node_id)
                 self._drop(handle)
                 continue
             mismatch = {p: c for p, c in self._circuits.items() if info["circuits"].get(p) != c}
@@ -228,7 +234,9 @@ class RayEngine:
             if not ready and not starting:
                 break
         if not ready:
-            why = "its nodes serve other head circuits" if self._incompatible else "no node has a free CPU"
+            why = "no node has a free CPU"
+            if self._incompatible:
+                why = "its nodes serve other head circuits or failed to start one (see the log)"
             raise ClusterError(f"no FHE worker started on the Ray cluster at {self.address}: {why}")
 
     def _drop(self, handle: _Handle) -> None:
