@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 A ?= privface/examples/astronaut.jpg
 B ?= privface/examples/cameraman.jpg
 
-.PHONY: setup run serve compare test bench bench-service eval train eval-fhe
+.PHONY: setup run serve compare test bench bench-service bench-identify eval train eval-fhe
 
 setup: $(VENV)/.installed
 
@@ -44,6 +44,10 @@ bench: setup
 # Load test of the service on loopback: 4 clients x 25 verifications (fast point).
 bench-service: setup
 	$(PY) -m training.bench.service --clients 4 --verifies 25
+
+# 1:N identification: embedded vs a loopback Ray cluster (1 and 2 workers), batched vs one per run.
+bench-identify: setup
+	$(PY) -m training.bench.identify_scaling
 
 eval: setup
 	$(PY) -m training.eval_clear --calibrate

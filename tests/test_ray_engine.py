@@ -156,3 +156,34 @@ def test_the_ray_engine_imports_nothing_that_decrypts():
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], check=True)
+
+
+def test_the_service_runs_identification_on_the_cluster(cluster, tmp_path):
+    """`python -m fhe_head.service --ray-address`: the HTTP server sends its FHE work to the cluster."""
+    import httpx
+
+    from privface.client import VerificationClient
+    from privface.local_server import LocalServer
+    from tests.conftest import ASTRONAUT, CAMERAMAN
+
+    server = LocalServer(tmp_path / "server", points=(POINT,), extra_args=("--ray-address", cluster.address))
+    server.start()
+    try:
+        health = httpx.get(server.url + "/health", timeout=30).json()
+        assert health["engine"]["engine"] == "ray" and health["engine"]["workers"] >= 1
+        with VerificationClient(server.url, POINT, tmp_path / "keys") as client:
+            client.enrol(ASTRONAUT, "eileen")
+            client.enrol(CAMERAMAN, "cameraman")
+            assert dict(client.identify(ASTRONAUT)) == {"cameraman": False, "eileen": True}
+    finally:
+        server.stop()
+
+
+def test_the_service_refuses_to_start_without_its_cluster(tmp_path):
+    address = f"127.0.0.1:{free_port()}"
+    command = [sys.executable, "-m", "fhe_head.service", "--data-dir", str(tmp_path), "--ray-address", address]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2
+    assert lines[-1].startswith("privface-server: no Ray cluster reachable at 127.0.0.1"), result.stderr
+    assert "Traceback" not in result.stderr

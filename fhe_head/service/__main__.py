@@ -17,7 +17,7 @@ import sys
 import uvicorn
 
 from fhe_head.artifacts import POINTS
-from privface.errors import ArtifactError
+from privface.errors import PrivfaceError
 
 # Keep-alive connections idle longer than this are closed; connections beyond the concurrency
 # limit get 503 rather than queueing without bound.
@@ -33,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", nargs="+", default=list(POINTS), choices=POINTS, help="head points to serve")
     parser.add_argument("--workers", type=int, default=None, help="FHE runs at once (default: one per core)")
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE", help="override a limit")
+    parser.add_argument(
+        "--ray-address",
+        default=os.environ.get("PRIVFACE_RAY_ADDRESS"),
+        help="run the FHE work on this Ray cluster (its head's HOST:PORT; env PRIVFACE_RAY_ADDRESS); "
+        "default: this machine's cores",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request line (off by default)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -41,8 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     from fhe_head.service.app import Limits, create_app
 
     try:
-        app = create_app(args.data_dir, tuple(args.points), args.workers, Limits.parse(args.limit))
-    except (ArtifactError, ValueError) as err:
+        limits = Limits.parse(args.limit)
+        app = create_app(args.data_dir, tuple(args.points), args.workers, limits, ray_address=args.ray_address)
+    except (PrivfaceError, ValueError) as err:
         print(f"privface-server: {err}", file=sys.stderr)
         return 2
     uvicorn.run(

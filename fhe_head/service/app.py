@@ -29,7 +29,7 @@ from fhe_head.server import FHEServer
 from fhe_head.service.engine import FHEEngine, LocalEngine
 from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError, Store
 from privface.auth import WINDOW_S, AuthError, NonceCache, ReplayCacheFull
-from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
+from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError, ServiceError
 
 log = logging.getLogger("fhe_head.service")
 
@@ -91,6 +91,7 @@ class ServiceState:
         limits: Limits | None = None,
         workers: int | None = None,
         engine: FHEEngine | None = None,
+        ray_address: str | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.store = Store(data_dir)
@@ -105,6 +106,11 @@ class ServiceState:
                 log.warning("point %s not served: %s", point, err)
         if not self.servers:
             raise ArtifactError("no FHE head point could be loaded")
+        if engine is None and ray_address:
+            # Ray is an optional extra: imported only when a cluster is asked for.
+            from fhe_head.service.ray_engine import RayEngine
+
+            engine = RayEngine(ray_address, self.load_keys, tuple(self.servers))
         self.engine: FHEEngine = engine or LocalEngine(
             self.servers,
             self.load_keys,
@@ -180,6 +186,12 @@ async def _validation_error(_: Request, err: RequestValidationError) -> JSONResp
     return _error(422, f"invalid request fields: {', '.join(fields)}")
 
 
+async def _service_error(_: Request, err: Exception) -> JSONResponse:
+    """The FHE engine could not do the work (e.g. the Ray cluster): its status (503), never a partial answer."""
+    log.warning("engine failure: %s", err)
+    return _error(getattr(err, "status", None) or 503, str(err))
+
+
 def _register_errors(app: FastAPI) -> None:
     statuses = {NotFoundError: 404, ConflictError: 409, EvictedError: 410, QuotaError: 429, AuthError: 401}
     statuses[ReplayCacheFull] = 429
@@ -192,6 +204,7 @@ def _register_errors(app: FastAPI) -> None:
         app.add_exception_handler(kind, handler)
     app.add_exception_handler(CiphertextError, _input_error)
     app.add_exception_handler(EvaluationKeyError, _input_error)
+    app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(ClientGone, lambda _r, _e: _error(499, "client closed the request"))
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -204,11 +217,13 @@ def create_app(
     workers: int | None = None,
     limits: Limits | None = None,
     engine: FHEEngine | None = None,
+    ray_address: str | None = None,
 ) -> FastAPI:
-    """The API over a data directory. `workers`: FHE runs at once (default: one per core)."""
+    """The API over a data directory. `workers`: FHE runs at once on this machine (default: one per
+    core); `ray_address`: run them on that Ray cluster instead (nothing falls back silently)."""
     from fhe_head.service.routes import keys, service, templates, verification
 
-    state = ServiceState(data_dir, points, limits, workers, engine)
+    state = ServiceState(data_dir, points, limits, workers, engine, ray_address)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

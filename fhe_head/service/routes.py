@@ -221,7 +221,8 @@ def _body_schema(model: type[BaseModel]) -> dict:
 @service.get("/health")
 def health(request: Request) -> dict:
     state = state_of(request)
-    return {"status": "ok", "points": sorted(state.servers), "queued_runs": state.engine.health().get("queued")}
+    engine = state.engine.health()
+    return {"status": "ok", "points": sorted(state.servers), "queued_runs": engine.get("queued"), "engine": engine}
 
 
 @service.get("/version")
