@@ -10,6 +10,7 @@ from functools import cached_property
 import dlib
 import numpy as np
 
+from client_encoder.images import MIN_SIDE, InvalidImageError
 from client_encoder.models import cnn_detector_path, shape_predictor_5_path
 
 # Detection runs on a copy no larger than this (long side); landmarks use the full image.
@@ -80,7 +81,7 @@ class FaceDetector:
             rects, scores, _ = self._hog.run(image, upsample, 0.0)
             if len(rects):
                 return list(zip(rects, scores, strict=True)), name
-        if self.use_cnn_fallback:
+        if self.use_cnn_fallback and min(image.shape[:2]) >= MIN_SIDE:  # a thin strip, shrunk for detection
             found = self._cnn(image, 1 if max(image.shape[:2]) <= 400 else 0)
             if len(found):
                 return [(d.rect, float(d.confidence)) for d in found], "cnn"
@@ -88,6 +89,10 @@ class FaceDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         """All faces in an RGB uint8 image, largest first."""
+        if image.ndim != 3 or min(image.shape[:2]) < MIN_SIDE:
+            # dlib's CNN raises on (and may corrupt the heap with) images smaller than its filters:
+            # such an image must never reach it, whoever calls (load_image refuses it first).
+            raise InvalidImageError(f"image is too small for face detection: shape {image.shape}")
         scale = 1.0
         small = image
         if max(image.shape[:2]) > DETECT_MAX_SIDE:

@@ -1,13 +1,20 @@
 """Turn whatever the caller has (path, bytes, PIL image, numpy array) into an RGB uint8 array.
 
-Bad input fails fast with `InvalidImageError`: not an image, truncated, empty, or too large
-(the pixel count is read from the header before anything is decoded, so a 20000x20000 file
-costs nothing). EXIF orientation is applied, as phones store portraits rotated.
+One size policy for every entry point (app, both CLIs, library), checked from the header before
+anything is decoded:
+- a side under MIN_SIDE px is refused: no face fits, and dlib's CNN detector fails on such images
+  (a C++ error that can corrupt the heap), so no detector may ever see them;
+- over MAX_PIXELS (or MAX_FILE_BYTES) is refused outright;
+- over WORK_PIXELS is downscaled to WORK_PIXELS (a JPEG is decoded at reduced scale directly, so a
+  108 MP phone photo costs little memory).
+Only the formats in FORMATS are read, sniffed from the content, not the file name; the app's
+uploader offers the same list. EXIF orientation is applied, as phones store portraits rotated.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -18,17 +25,43 @@ from privface.errors import InvalidImageError
 
 ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
-MAX_PIXELS = 40_000_000  # ~ a 7300x5500 photo; far above any phone camera's output
+MIN_SIDE = 32  # px; HOG with one upsampling finds faces down to ~40 px, the CNN fallback ~20 px
+WORK_PIXELS = 24_000_000  # 6000x4000: a 12 MP phone photo is used as it is, larger ones are downscaled
+MAX_PIXELS = 150_000_000  # above 108 MP phone cameras, under PIL's own bomb limit; refused before decoding
 MAX_FILE_BYTES = 50 * 1024 * 1024
+# PIL format name -> file extensions (the app's uploader and the docs list these).
+FORMATS = {
+    "JPEG": ("jpg", "jpeg"),
+    "MPO": (),  # what PIL calls the JPEGs of cameras that embed a second picture
+    "PNG": ("png",),
+    "WEBP": ("webp",),
+    "BMP": ("bmp",),
+    "TIFF": ("tif", "tiff"),
+    "PPM": ("ppm", "pgm", "pbm", "pnm"),
+}
+EXTENSIONS = tuple(ext for exts in FORMATS.values() for ext in exts)
+FORMATS_TEXT = "JPEG, PNG, WebP, BMP, TIFF or PPM/PGM"
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise InvalidImageError(f"image has no pixels ({width}x{height})")
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImageError(
+            f"image is too small: {width}x{height} px (each side must be at least {MIN_SIDE} px to hold a face)"
+        )
     if width * height > max_pixels:
         raise InvalidImageError(
             f"image is too large: {width}x{height} = {width * height / 1e6:.0f} MP (limit {max_pixels / 1e6:.0f} MP)"
         )
+
+
+def work_size(width: int, height: int) -> tuple[int, int]:
+    """The size an image of width x height is used at: itself, or scaled down to WORK_PIXELS."""
+    if width * height <= WORK_PIXELS:
+        return width, height
+    scale = math.sqrt(WORK_PIXELS / (width * height))
+    return max(MIN_SIDE, int(width * scale)), max(MIN_SIDE, int(height * scale))
 
 
 def _open_pil(data: bytes, max_pixels: int) -> Image.Image:
@@ -41,17 +74,28 @@ def _open_pil(data: bytes, max_pixels: int) -> Image.Image:
             # PIL's own decompression-bomb check would warn or raise with a less useful message.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
+            if image.format not in FORMATS:
+                raise InvalidImageError(f"unsupported format {image.format}: use {FORMATS_TEXT}")
             _check_size(*image.size, max_pixels)
+            if image.format in ("JPEG", "MPO"):
+                image.draft("RGB", work_size(*image.size))  # decode at 1/2, 1/4 or 1/8 scale when that suffices
             image.load()  # decode now, so a truncated file fails here and not later
     except InvalidImageError:
         raise
     except Image.DecompressionBombError as err:
-        raise InvalidImageError(f"image is too large: {err}") from err
+        raise InvalidImageError(f"image is too large (limit {max_pixels / 1e6:.0f} MP)") from err
     except UnidentifiedImageError as err:
-        raise InvalidImageError("not an image (or an unsupported format)") from err
+        raise InvalidImageError(f"not an image, or an unsupported format (use {FORMATS_TEXT})") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise InvalidImageError(f"corrupted or truncated image: {err}") from err
     return image
+
+
+def _downscale(image: Image.Image) -> Image.Image:
+    size = work_size(*image.size)
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
 
 
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
@@ -61,7 +105,9 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("RGB"), dtype=np.uint8).copy()
+    if image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")  # 16-bit greyscale, CMYK, palette: resize needs a plain mode
+    return np.asarray(_downscale(image).convert("RGB"), dtype=np.uint8).copy()
 
 
 def _array_to_rgb(array: np.ndarray, max_pixels: int) -> np.ndarray:
@@ -79,6 +125,8 @@ def _array_to_rgb(array: np.ndarray, max_pixels: int) -> np.ndarray:
         if np.issubdtype(array.dtype, np.floating) and np.nanmax(array) <= 1.0:
             array = array * 255.0  # float images in [0, 1]
         array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    if array.shape[0] * array.shape[1] > WORK_PIXELS:
+        return np.asarray(_downscale(Image.fromarray(np.ascontiguousarray(array))), dtype=np.uint8).copy()
     return np.ascontiguousarray(array)
 
 
@@ -96,10 +144,13 @@ def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         return _to_rgb_array(_open_pil(bytes(source), max_pixels))
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            raise InvalidImageError(f"{path}: is a folder, not an image file")
         if not path.is_file():
             raise InvalidImageError(f"{path}: no such file")
         if path.stat().st_size > MAX_FILE_BYTES:
-            raise InvalidImageError(f"{path}: file is too large ({path.stat().st_size / 1e6:.0f} MB)")
+            size = path.stat().st_size / 1e6
+            raise InvalidImageError(f"{path}: file is too large: {size:.0f} MB (limit {MAX_FILE_BYTES / 1e6:.0f} MB)")
         try:
             return _to_rgb_array(_open_pil(path.read_bytes(), max_pixels))
         except InvalidImageError as err:

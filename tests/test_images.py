@@ -1,12 +1,15 @@
 import io
 import struct
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from client_encoder.images import InvalidImageError, load_image
+from client_encoder.images import FORMATS, MIN_SIDE, WORK_PIXELS, InvalidImageError, load_image, work_size
 from tests.conftest import ASTRONAUT
 
 
@@ -48,10 +51,107 @@ def test_zero_size_file(tmp_path):
 
 
 def test_huge_image_is_refused_before_decoding():
-    with pytest.raises(InvalidImageError, match="too large"):
+    with pytest.raises(InvalidImageError, match="too large: 13000x12000 = 156 MP"):
+        load_image(_png_header_only(13000, 12000))
+    with pytest.raises(InvalidImageError, match="too large"):  # past PIL's own bomb check too
         load_image(_png_header_only(20000, 20000))
-    with pytest.raises(InvalidImageError, match="too large: 9000x9000"):
-        load_image(_png_header_only(9000, 9000))
+
+
+def _jpeg(image: Image.Image, **save) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", **save)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 2), (1, 500), (500, 3), (31, 400), (400, 31)])
+def test_tiny_image_is_refused_from_every_source(size, tmp_path):
+    image = Image.new("RGB", size, (120, 90, 60))
+    path = tmp_path / "tiny.png"
+    image.save(path)
+    for source in (path, path.read_bytes(), image, np.asarray(image)):
+        with pytest.raises(InvalidImageError, match=f"too small: {size[0]}x{size[1]} px"):
+            load_image(source)
+
+
+def test_smallest_accepted_size():
+    assert load_image(Image.new("RGB", (MIN_SIDE, MIN_SIDE))).shape == (MIN_SIDE, MIN_SIDE, 3)
+
+
+def test_detector_itself_refuses_a_tiny_array():
+    from client_encoder.detect import FaceDetector
+
+    with pytest.raises(InvalidImageError, match="too small"):
+        FaceDetector().detect(np.zeros((3, 500, 3), np.uint8))
+
+
+def test_phone_sized_photo_is_used_as_it_is():
+    photo = Image.open(ASTRONAUT).resize((4032, 3024))  # a 12 MP phone photo
+    assert load_image(_jpeg(photo, quality=80)).shape == (3024, 4032, 3)
+
+
+def test_108_megapixel_photo_is_downscaled_not_refused(encoder):
+    photo = Image.open(ASTRONAUT).resize((12000, 9000), Image.Resampling.NEAREST)
+    pixels = load_image(_jpeg(photo, quality=70))
+    height, width = pixels.shape[:2]
+    assert height * width <= WORK_PIXELS and abs(width / height - 12000 / 9000) < 0.01
+    assert (width, height) == work_size(12000, 9000)
+    # the face is still found where it is in the small original (scaled to the working size)
+    small = encoder.encode(ASTRONAUT).face.box
+    big = encoder.encode(pixels).face.box
+    assert abs(big[0] * 512 / width - small[0]) < 10 and abs(big[1] * 512 / height - small[1]) < 10
+
+
+def test_large_array_is_downscaled_too():
+    pixels = load_image(np.zeros((5000, 6000, 3), np.uint8))
+    assert pixels.shape[0] * pixels.shape[1] <= WORK_PIXELS and pixels.shape[2] == 3
+
+
+@pytest.mark.parametrize(("kind", "message"), [("GIF", "unsupported format GIF"), ("ICO", "unsupported format ICO")])
+def test_unsupported_format_is_named(kind, message):
+    buffer = io.BytesIO()
+    Image.open(ASTRONAUT).resize((64, 64)).save(buffer, format=kind)
+    with pytest.raises(InvalidImageError, match=message):
+        load_image(buffer.getvalue())
+
+
+@pytest.mark.parametrize("kind", ["PNG", "WEBP", "BMP", "TIFF", "PPM"])
+def test_each_supported_format_reads(kind):
+    buffer = io.BytesIO()
+    Image.open(ASTRONAUT).resize((64, 48)).save(buffer, format=kind)
+    assert kind in FORMATS and load_image(buffer.getvalue()).shape == (48, 64, 3)
+
+
+def test_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(InvalidImageError, match="is a folder"):
+        load_image(tmp_path)
+
+
+def test_tiny_photo_leaves_the_process_exiting_cleanly(tmp_path):
+    """Refused before any detector: no dlib error, and no heap corruption at exit (it used to die with 134)."""
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 500)).save(tiny)
+    script = (
+        "import sys\n"
+        "from client_encoder import FaceEncoder, InvalidImageError\n"
+        "encoder = FaceEncoder()\n"
+        "for _ in range(3):\n"
+        "    try:\n"
+        "        encoder.encode(sys.argv[1])\n"
+        "    except InvalidImageError as err:\n"
+        "        print(err)\n"
+        "print(len(encoder.encode(sys.argv[2]).faces))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(tiny), str(ASTRONAUT)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=Path(__file__).parents[1],
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("too small: 1x500 px") == 3 and result.stdout.strip().endswith("1")
+    assert "dlib" not in result.stderr and "Error detected" not in result.stderr
 
 
 def test_missing_file_and_unknown_type():
@@ -71,13 +171,13 @@ def test_exif_orientation_is_applied():
 
 
 def test_rgba_greyscale_and_float_arrays():
-    rgba = Image.new("RGBA", (40, 30), (10, 20, 30, 0))  # fully transparent -> white
+    rgba = Image.new("RGBA", (40, 36), (10, 20, 30, 0))  # fully transparent -> white
     assert load_image(rgba)[0, 0].tolist() == [255, 255, 255]
-    grey = np.full((30, 40), 77, np.uint8)
-    assert load_image(grey).shape == (30, 40, 3) and load_image(grey)[0, 0].tolist() == [77, 77, 77]
-    unit_float = np.full((30, 40, 3), 0.5, np.float32)
+    grey = np.full((36, 40), 77, np.uint8)
+    assert load_image(grey).shape == (36, 40, 3) and load_image(grey)[0, 0].tolist() == [77, 77, 77]
+    unit_float = np.full((36, 40, 3), 0.5, np.float32)
     assert load_image(unit_float)[0, 0].tolist() == [127, 127, 127]
     with pytest.raises(InvalidImageError):
-        load_image(np.zeros((30, 40, 7), np.uint8))
+        load_image(np.zeros((36, 40, 7), np.uint8))
     with pytest.raises(InvalidImageError, match="no pixels"):
         load_image(np.zeros((0, 40, 3), np.uint8))
