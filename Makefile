@@ -17,9 +17,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $@
 
-# Main job: the Streamlit app (http://localhost:8501): compare two photos under FHE.
+# Main job: the Streamlit app (http://localhost:8501): compare two photos under FHE. No file
+# watcher: watching the tree (the .venv included) overflows inotify and slows every comparison.
 run: setup
-	$(PY) -m streamlit run streamlit_app.py --server.headless true
+	$(PY) -m streamlit run streamlit_app.py --server.headless true --server.fileWatcherType none
 
 # The verification server alone (FastAPI; keys + SQLite templates in DATA_DIR).
 DATA_DIR ?= $(HOME)/.privface/server

@@ -1,0 +1,68 @@
+"""The service's API pages with no network: Swagger UI and ReDoc from files a PyPI package ships.
+
+FastAPI's own /docs and /redoc load their JavaScript and CSS from a CDN, so offline they render
+blank. `install_offline_docs(app)` replaces them with pages whose assets come from the
+`fastapi-offline` wheel (its static files only; the pages are built here with FastAPI's helpers),
+and makes `/` point to /docs.
+"""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+ASSETS_URL = "/docs-assets"
+ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
+_REPLACED = ("/docs", "/docs/oauth2-redirect", "/redoc", "/")
+
+
+def assets_dir() -> str:
+    """The folder of the packaged Swagger UI and ReDoc files."""
+    return str(files("fastapi_offline") / "static")
+
+
+def install_offline_docs(app: FastAPI) -> None:
+    """Serve /docs (Swagger UI), /redoc and their assets locally; `/` redirects to /docs."""
+    openapi_url = app.openapi_url or "/openapi.json"
+    title = app.title
+    # FastAPI registered its CDN-based pages when the app was built: drop them, keep everything else.
+    app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) not in _REPLACED]
+    app.mount(ASSETS_URL, StaticFiles(directory=assets_dir()), name="docs-assets")
+
+    def prefix(request: Request) -> str:
+        return request.scope.get("root_path", "").rstrip("/")
+
+    @app.get("/", include_in_schema=False)
+    def root(request: Request) -> RedirectResponse:
+        return RedirectResponse(prefix(request) + "/docs")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger(request: Request) -> HTMLResponse:
+        base = prefix(request)
+        return get_swagger_ui_html(
+            openapi_url=base + openapi_url,
+            title=f"{title} - API",
+            swagger_js_url=f"{base}{ASSETS_URL}/swagger-ui-bundle.js",
+            swagger_css_url=f"{base}{ASSETS_URL}/swagger-ui.css",
+            swagger_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
+            oauth2_redirect_url=base + "/docs/oauth2-redirect",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc(request: Request) -> HTMLResponse:
+        base = prefix(request)
+        return get_redoc_html(
+            openapi_url=base + openapi_url,
+            title=f"{title} - API reference",
+            redoc_js_url=f"{base}{ASSETS_URL}/redoc.standalone.js",
+            redoc_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
+            with_google_fonts=False,
+        )

@@ -1,0 +1,73 @@
+"""The service's /docs and /redoc with no network: every asset the pages name is served locally."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from fhe_head.service.docs import ASSETS, ASSETS_URL, install_offline_docs
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    app = FastAPI(title="privface verification server")
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"ok": True}
+
+    install_offline_docs(app)
+    return TestClient(app)
+
+
+def _references(html: str) -> list[str]:
+    """Every URL a page loads or links to: src/href attributes and the url strings of its inline script."""
+    attributes = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    in_script = re.findall(r"""(?:url|openapi_url)\s*:\s*["']([^"']+)["']""", html)
+    return attributes + in_script
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+def test_page_names_only_local_assets_and_they_load(client: TestClient, page: str) -> None:
+    response = client.get(page)
+    assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+    references = _references(response.text)
+    assert references, "found no asset references: the page layout changed"
+    assert "http" not in response.text.replace("http-equiv", ""), "the page names a remote URL"
+    for url in references:
+        assert url.startswith("/"), url
+        loaded = client.get(url)
+        assert loaded.status_code == 200, url
+        if url.startswith(ASSETS_URL) and url.endswith(".js"):
+            assert len(loaded.content) > 100_000 and "javascript" in loaded.headers["content-type"], url
+
+
+def test_every_packaged_asset_is_served(client: TestClient) -> None:
+    for name in ASSETS:
+        assert client.get(f"{ASSETS_URL}/{name}").status_code == 200, name
+
+
+def test_root_points_to_docs_and_the_api_is_untouched(client: TestClient) -> None:
+    response = client.get("/", follow_redirects=False)
+    assert response.status_code in (302, 307) and response.headers["location"] == "/docs"
+    assert client.get("/health").json() == {"ok": True}
+    paths = client.get("/openapi.json").json()["paths"]
+    assert list(paths) == ["/health"]  # the doc pages are not part of the API description
+
+
+def test_the_real_service_gets_offline_docs(tmp_path) -> None:
+    service = pytest.importorskip("fhe_head.service.api")
+    from fhe_head.artifacts import ARTIFACTS_ROOT
+
+    if not (ARTIFACTS_ROOT / "fast" / "meta.json").is_file():
+        pytest.skip("no shipped head")
+    app = service.create_app(tmp_path, points=("fast",), workers=1)
+    install_offline_docs(app)
+    with TestClient(app) as real:
+        html = real.get("/docs").text
+        assert f"{ASSETS_URL}/swagger-ui-bundle.js" in html and "cdn" not in html
+        assert real.get(f"{ASSETS_URL}/swagger-ui.css").status_code == 200
+        assert "/v1/verify" in real.get("/openapi.json").json()["paths"]
