@@ -1,42 +1,153 @@
 """privface: compare two photos; the comparison itself runs under fully homomorphic encryption.
 
-    streamlit run streamlit_app.py
+    streamlit run streamlit_app.py --server.fileWatcherType none
 
-This page is the client: each photo becomes an embedding here, is quantised and encrypted on its
-own, and goes to the verification server (`python -m fhe_head.service`), which compares the two
-ciphertexts and returns an encrypted bit that only this browser session's secret key decrypts.
-By default the app starts the server itself on loopback; set PRIVFACE_URL to use a remote one.
+This page is the client: each photo becomes an embedding in the app's process, is quantised and
+encrypted on its own, and goes to the verification server, which compares the two ciphertexts and
+returns an encrypted bit that only this browser session's secret key decrypts. By default the app
+starts the server itself on loopback (and restarts it if it dies); set PRIVFACE_URL to use a remote
+one. Each session's keys are deleted from the server when the session ends or sits idle.
 """
 
 from __future__ import annotations
 
-import atexit
+import contextlib
+import hashlib
+import json
 import os
-import tempfile
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
-from client_encoder import FaceEncoder, distance, load_image
+from client_encoder import FaceEncoder, FaceEncoding, distance
+from client_encoder.images import FORMATS_TEXT, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, WORK_PIXELS
 from fhe_head.artifacts import POINTS
+from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
 from privface.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
 from privface.resources import EXAMPLES_DIR
 
-# Bundled photos (scikit-image's samples: NASA public domain / CC0). A mirror image is a fair
-# "same person, different photo" for the encoder: the face is re-detected and re-aligned.
+ROOT = Path(__file__).parent
+METRICS = ROOT / "artifacts" / "metrics"
+# Public-domain photos (sources and licenses: privface/examples/README.md).
 EXAMPLES = {
-    "Astronaut vs cameraman (different people)": ("astronaut.jpg", "cameraman.jpg"),
-    "Astronaut vs her mirror image (same person)": ("astronaut.jpg", "astronaut.jpg:mirror"),
-    "Cameraman vs his mirror image (same person)": ("cameraman.jpg", "cameraman.jpg:mirror"),
-}
-POINT_LABELS = {
-    "accurate": "accurate (64 dims; about 99% on LFW; ~2 s on 2 cores)",
-    "fast": "fast (10 dims; about 96% on LFW; ~0.2 s)",
+    "Same person: two photos years apart (Obama 2012 / 2009)": ("obama.jpg", "obama2.jpg"),
+    "Same person: another pair (Obama 2012 / 2010)": ("obama.jpg", "obama3.jpg"),
+    "Different people cut from one photograph (Obama / Biden)": ("obama3.jpg", "biden.jpg"),
+    "Different people (astronaut / cameraman)": ("astronaut.jpg", "cameraman.jpg"),
 }
 SAME, DIFFERENT = "Same person", "Different people"
+IDLE_S = float(os.environ.get("PRIVFACE_SESSION_IDLE_S", 15 * 60))  # a session's keys are deleted after this
+SWEEP_S = float(os.environ.get("PRIVFACE_SWEEP_S", 30))  # how often ended / idle sessions are looked for
+CACHED_PHOTOS = 8  # encodings kept per session
+PREVIEW_SIDE = 480
+
+FLOW = """digraph {
+  rankdir=LR; node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11];
+  subgraph cluster_app { label="%s"; fontname="sans-serif"; fontsize=11; style=dashed;
+    photos [label="2 photos", fillcolor="#e8f0fe"]; enc [label="face -> embedding\\n-> encrypt", fillcolor="#e8f0fe"];
+    dec [label="decrypt\\n(secret key)", fillcolor="#e8f0fe"]; }
+  subgraph cluster_server { label="verification server"; fontname="sans-serif"; fontsize=11; style=dashed;
+    fhe [label="compare under FHE\\n(sees ciphertexts only)", fillcolor="#fdf0e0"]; }
+  photos -> enc; enc -> fhe [label="2 ciphertexts"]; fhe -> dec [label="encrypted bit"];
+}"""
+
+
+# ---- where things run: the privacy text depends on it -------------------------------------------
+def mode() -> str:
+    """'space' (hosted: the app runs on someone else's machine), 'remote' (local app, remote server) or 'local'."""
+    if os.environ.get("PRIVFACE_MODE"):
+        return os.environ["PRIVFACE_MODE"]
+    if os.environ.get("SPACE_ID"):  # set by Hugging Face Spaces
+        return "space"
+    return "remote" if os.environ.get("PRIVFACE_URL") else "local"
+
+
+def privacy_text(where: str) -> str:
+    idle = f"{IDLE_S / 60:.0f} minutes"
+    server_sees = (
+        "The verification server receives your evaluation keys (they let it compute on ciphertexts, not "
+        "decrypt them) and two ciphertexts per comparison; it returns an encrypted bit. It never sees a face, "
+        "an embedding, a score or the answer."
+    )
+    if where == "space":
+        return (
+            "**Hosted demo: this app runs on the host's machine, not on your device.** Your photos are uploaded "
+            "to it; the face embeddings and this session's secret key live in its memory (not on disk) and the "
+            f"keys are deleted when you close the page or after {idle} idle. {server_sees} What this protects is "
+            "the server's side: for privacy from the host too, run the app or the command line on your own "
+            "machine."
+        )
+    if where == "remote":
+        return (
+            "**This app runs on your machine; the server is elsewhere.** Photos, embeddings and the secret key stay "
+            f"in this app's memory. {server_sees} Your keys are deleted from the server when you close the page or "
+            f"after {idle} idle."
+        )
+    return (
+        "**Everything runs on this machine**: the app (photos, embeddings, secret key, in memory) and the "
+        f"verification server it started on loopback. {server_sees} With both on one machine, this shows what a "
+        "remote server would see; use the command line or PRIVFACE_URL to put the server elsewhere."
+    )
+
+
+def point_label(point: str) -> str:
+    """'accurate (64 dims; 99.0% on LFW, real FHE; ~T s a comparison in this app)' from the metrics files."""
+    parts = []
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        fhe = json.loads((METRICS / ("lfw_fhe.json" if point == "accurate" else f"lfw_fhe_{point}.json")).read_text())
+        parts.append(f"{fhe['config']['dims']} dims; {100 * fhe['fhe_accuracy']:.1f}% on LFW, real FHE")
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        app = json.loads((METRICS / "app_path.json").read_text())["points"][point]
+        parts.append(
+            f"a comparison ~{app['later_s']['median']:.1f} s in this app, the first ~{app['first_s']['median']:.0f} s"
+        )
+    return f"{point} ({'; '.join(parts)})" if parts else point
+
+
+# ---- process-wide state: the embedded server and every session's keys ---------------------------
+@st.cache_resource
+def embedded_server() -> EmbeddedServer:
+    return EmbeddedServer()
+
+
+def server_url() -> str:
+    """PRIVFACE_URL, or the embedded server (checked, and restarted if it died)."""
+    if os.environ.get("PRIVFACE_URL"):
+        return os.environ["PRIVFACE_URL"]
+    server = embedded_server()
+    server.ensure_running()
+    return server.url
+
+
+def _session_alive(session_id: str) -> bool:
+    from streamlit import runtime
+
+    if not runtime.exists():  # streamlit.testing: no runtime, only the idle rule applies
+        return True
+    return runtime.get_instance().is_active_session(session_id)
+
+
+@st.cache_resource
+def key_registry() -> KeyRegistry:
+    return KeyRegistry(IDLE_S, SWEEP_S, alive=_session_alive)
+
+
+def session_id() -> str:
+    """Streamlit's id of this browser session (streamlit.testing has none: a random one per test app)."""
+    from streamlit import runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx and runtime.exists():
+        return ctx.session_id
+    return st.session_state.setdefault("privface_session", uuid.uuid4().hex)
 
 
 @st.cache_resource
@@ -44,36 +155,77 @@ def get_encoder() -> FaceEncoder:
     return FaceEncoder()
 
 
-@st.cache_resource
-def server_url() -> str:
-    """PRIVFACE_URL, or a server started once per app process on loopback."""
-    if os.environ.get("PRIVFACE_URL"):
-        return os.environ["PRIVFACE_URL"]
-    from privface.local_server import LocalServer
-
-    server = LocalServer(Path(tempfile.mkdtemp(prefix="privface-server-"))).start()
-    atexit.register(server.stop)
-    return server.url
+# ---- photos: read, checked and encoded once each, as soon as they are chosen ---------------------
+@dataclass
+class Photo:
+    label: str
+    pixels: np.ndarray | None = None
+    encoding: FaceEncoding | None = None
+    error: str | None = None
+    took_s: float = 0.0
 
 
-def get_client(point: str) -> VerificationClient:
-    """One key pair per browser session and point, kept in memory only (no key directory)."""
-    clients = st.session_state.setdefault("clients", {})
-    if point not in clients:
-        clients[point] = VerificationClient(server_url(), point, key_dir=None, encoder=get_encoder())
-    return clients[point]
+def read_photo(label: str, key: str, source) -> Photo:
+    """Decode, detect and embed, cached in this session by content (a re-press never re-encodes)."""
+    cache: OrderedDict[str, Photo] = st.session_state.setdefault("photos", OrderedDict())
+    if key in cache:
+        cache.move_to_end(key)
+        return cache[key]
+    photo = Photo(label)
+    start = time.perf_counter()
+    try:
+        photo.encoding = get_encoder().encode(source)
+        photo.pixels = photo.encoding.located.pixels
+    except InvalidImageError as err:
+        photo.error = f"{label} cannot be used: {err}"
+    except NoFaceError:
+        photo.error = f"{label}: no face found. Use a photo where a face is clearly visible (frontal, not too small)."
+    photo.took_s = time.perf_counter() - start
+    cache[key] = photo
+    while len(cache) > CACHED_PHOTOS:
+        cache.popitem(last=False)
+    return photo
 
 
-def example_image(name: str) -> np.ndarray:
-    file, _, variant = name.partition(":")
-    pixels = load_image(EXAMPLES_DIR / file)
-    return pixels[:, ::-1].copy() if variant == "mirror" else pixels
+def example_photo(name: str) -> Photo:
+    return read_photo(name, f"example:{name}", EXAMPLES_DIR / name)
 
 
-def with_box(pixels: np.ndarray, box: tuple[int, int, int, int]) -> Image.Image:
-    image = Image.fromarray(pixels)
-    ImageDraw.Draw(image).rectangle(box, outline=(0, 255, 0), width=max(2, image.width // 150))
+def photo_input(column, number: int) -> Photo | None:
+    """Upload or camera for one side; None until something is chosen."""
+    mode_ = column.radio(f"Photo {number} from", ["Upload", "Camera"], horizontal=True, key=f"mode{number}")
+    if mode_ == "Camera":
+        shot = column.camera_input(f"Photo {number}", key=f"camera{number}")
+        if not shot:
+            return None
+        data, label = shot.getvalue(), f"Photo {number} (camera)"
+    else:
+        # Any file is taken, then checked here: the uploader's own type filter refuses with no reason given.
+        upload = column.file_uploader(f"Photo {number}", key=f"upload{number}")
+        if not upload:
+            return None
+        data, label = upload.getvalue(), f"Photo {number} ({upload.name})"
+    with column, st.spinner(f"Finding the face in photo {number}…"):
+        return read_photo(label, hashlib.sha256(data).hexdigest(), data)
+
+
+def with_box(photo: Photo) -> Image.Image:
+    image = Image.fromarray(photo.pixels)
+    if photo.encoding:
+        ImageDraw.Draw(image).rectangle(photo.encoding.face.box, outline=(0, 200, 0), width=max(2, image.width // 150))
+    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
     return image
+
+
+def show_preview(column, photo: Photo | None, number: int) -> None:
+    if photo is None:
+        column.caption(f"Photo {number}: none chosen yet.")
+    elif photo.error:
+        column.error(photo.error)
+    else:
+        column.image(with_box(photo), caption=f"{photo.label}: face found", width="stretch")
+        if photo.encoding.note:
+            column.caption(photo.encoding.note)
 
 
 def hex_preview(data: bytes, n: int = 24) -> str:
@@ -82,124 +234,180 @@ def hex_preview(data: bytes, n: int = 24) -> str:
     return "… " + data[middle : middle + n].hex(" ") + " …"
 
 
-def photo_input(column, number: int):
-    """Upload or camera for one side; returns bytes or None."""
-    mode = column.radio(f"Photo {number} from", ["Upload", "Camera"], horizontal=True, key=f"mode{number}")
-    if mode == "Camera":
-        shot = column.camera_input(f"Photo {number}", key=f"camera{number}")
-        return shot.getvalue() if shot else None
-    upload = column.file_uploader(f"Photo {number}", type=["jpg", "jpeg", "png", "webp"], key=f"upload{number}")
-    return upload.getvalue() if upload else None
+# ---- one comparison, step by step ------------------------------------------------------------------
+@dataclass
+class Outcome:
+    same: bool
+    steps: dict[str, float]
+    ciphertexts: list[bytes]
+    result: bytes
+    fhe_s: float
+    key_mb: float
+    key_id: str
+    first: bool
+    restarted: bool
 
 
-def connect(client: VerificationClient) -> None:
-    if client.key_id:
-        return
-    bar = st.progress(0.0, text="Generating keys on your device…")
+def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
+    steps: dict[str, float] = {}
+    restarted = False
+    if not os.environ.get("PRIVFACE_URL"):
+        status.update(label="Checking the verification server…")
+        restarted = embedded_server().ensure_running()
+        if restarted:
+            status.write("The verification server had stopped: restarted it.")
+    url = server_url()
+    client = key_registry().client(
+        session_id(), f"{point}@{url}", lambda: VerificationClient(url, point, key_dir=None, encoder=get_encoder())
+    )
+    first = client.key_id is None
+    for attempt in range(2):
+        try:
+            if client.key_id is None:
+                status.update(label="Generating your keys (once per session)…")
+                bar = status.progress(0.0, text="Generating keys…")
+                start = time.perf_counter()
+                marks: list[float] = []
 
-    def uploaded(done: int, total: int) -> None:
-        bar.progress(done / total, text=f"Uploading evaluation keys: {done / 1e6:.0f} / {total / 1e6:.0f} MB")
+                def uploaded(done: int, total: int, bar=bar, marks=marks) -> None:
+                    if not marks:  # the first chunk: key generation is over
+                        marks.append(time.perf_counter())
+                    bar.progress(
+                        done / total, text=f"Uploading evaluation keys: {done / 1e6:.0f} / {total / 1e6:.0f} MB"
+                    )
 
-    client.connect(uploaded)
-    bar.empty()
+                client.connect(uploaded)
+                end = time.perf_counter()
+                steps["keygen"] = (marks[0] if marks else end) - start
+                steps["key_upload"] = end - marks[0] if marks else 0.0
+                bar.empty()
+                status.write(
+                    f"Keys generated in {steps['keygen']:.1f} s (the secret key stays in this app); evaluation keys "
+                    f"uploaded in {steps['key_upload']:.1f} s."
+                )
+            status.update(label="Encrypting both embeddings…")
+            encrypted = [client.encrypt(p.encoding) for p in photos]
+            steps["encrypt"] = sum(e.encrypt_s for e in encrypted)
+            status.update(label="Comparing under FHE on the server…")
+            answer = client.send_pair(encrypted[0], encrypted[1])
+            steps["server_round_trip"] = answer.round_trip_s
+            break
+        except ServiceError as err:
+            if attempt or err.status != 404:
+                raise
+            # The server no longer holds our keys (evicted, or a fresh server): upload them again, once.
+            client.key_id = None
+            first = True
+            status.write("The server no longer had your keys: uploading them again.")
+    status.update(label="Decrypting the answer…")
+    start = time.perf_counter()
+    same = client.decrypt(answer)
+    steps["decrypt"] = time.perf_counter() - start
+    return Outcome(
+        same=same,
+        steps=steps,
+        ciphertexts=[e.ciphertext for e in encrypted],
+        result=answer.result,
+        fhe_s=answer.server_fhe_s,
+        key_mb=client.evaluation_key_bytes / 1e6,
+        key_id=client.key_id or "",
+        first=first,
+        restarted=restarted,
+    )
+
+
+def show_result(outcome: Outcome, photos: list[Photo], show_clear: bool, verdict_slot) -> None:
+    with verdict_slot.container():
+        if outcome.same:
+            st.success(SAME, icon=":material/how_to_reg:")
+        else:
+            st.info(DIFFERENT, icon=":material/group:")
+        total = sum(outcome.steps.values())
+        st.caption(
+            f"Decrypted here. This comparison: {total:.1f} s after the photos were ready, of which the server's "
+            f"FHE computation {outcome.fhe_s:.2f} s"
+            + (" (first one: keys generated and uploaded)." if outcome.first else ".")
+        )
+    with st.expander("What happened, step by step", expanded=False):
+        columns = st.columns(4)
+        for number, photo in enumerate(photos):
+            columns[2 * number].image(with_box(photo), width="stretch")
+            columns[2 * number + 1].image(photo.encoding.located.chip, caption="aligned 150×150", width=150)
+            columns[2 * number].caption(f"{photo.label}: face found and embedded in {photo.took_s:.2f} s")
+        st.write(
+            f"**Keys**: the secret key stays in this app's memory. Evaluation keys: {outcome.key_mb:.1f} MB, uploaded "
+            f"once (key id `{outcome.key_id[:12]}…`); they let the server compute, not decrypt."
+        )
+        for number, ciphertext in enumerate(outcome.ciphertexts, start=1):
+            st.write(f"**Ciphertext {number}**: {len(ciphertext) / 1e3:.1f} KB — `{hex_preview(ciphertext)}`")
+        st.write(f"**Encrypted result** ({len(outcome.result) / 1e3:.1f} KB): `{hex_preview(outcome.result, 32)}`")
+        # A markdown table: st.table would import pyarrow, which this pinned numpy cannot load.
+        rows = "".join(f"| {step.replace('_', ' ')} | {took:.3f} |\n" for step, took in outcome.steps.items())
+        st.markdown("| step | seconds |\n|---|---|\n" + rows)
+    with st.expander("What the server saw", expanded=False):
+        st.write(
+            f"Two ciphertexts ({len(outcome.ciphertexts[0]) / 1e3:.1f} KB each), your evaluation keys "
+            f"({outcome.key_mb:.1f} MB) and how long the computation took. Not the photos, not the embeddings, not a "
+            "distance or score, not the answer: the bit it returned is encrypted under your key."
+        )
+    if show_clear:
+        d = distance(photos[0].encoding.embedding, photos[1].encoding.embedding)
+        st.info(f"Clear mode (NOT private): distance {d:.3f}, threshold {get_encoder().threshold:.3f}")
 
 
 def main() -> None:
     st.set_page_config(page_title="privface — encrypted face verification", layout="wide")
     st.title("privface: encrypted face verification")
-    st.caption(
-        "Your photos stay here. The server compares two encrypted face embeddings and returns an encrypted "
-        "yes/no: it never sees a face, an embedding, a score or the answer."
+    intro, diagram = st.columns([3, 2])
+    where = mode()
+    intro.markdown(
+        "Two photos become two face embeddings, each encrypted with a key that only this session holds. "
+        "A server compares the encrypted embeddings under fully homomorphic encryption and sends back an "
+        "encrypted yes/no, which only this session can decrypt."
     )
+    intro.markdown(privacy_text(where))
+    app_label = "this app (on the host's machine)" if where == "space" else "this app (on your machine)"
+    diagram.graphviz_chart(FLOW % app_label)
+
     source = st.radio("Photos", ["Examples", "Your photos"], horizontal=True)
     if source == "Examples":
         pair = EXAMPLES[st.selectbox("Example pair", list(EXAMPLES))]
-        inputs = [example_image(name) for name in pair]
-    else:
         columns = st.columns(2)
-        inputs = [photo_input(column, n) for n, column in enumerate(columns, start=1)]
-    point = st.selectbox("Encrypted head", POINTS, format_func=POINT_LABELS.get)
+        photos = [example_photo(name) for name in pair]
+    else:
+        st.caption(
+            f"{FORMATS_TEXT}; up to {MAX_FILE_BYTES / 1e6:.0f} MB and {MAX_PIXELS / 1e6:.0f} megapixels (photos over "
+            f"{WORK_PIXELS / 1e6:.0f} MP are downscaled), each side at least {MIN_SIDE} px."
+        )
+        columns = st.columns(2)
+        photos = [photo_input(column, n) for n, column in enumerate(columns, start=1)]
+    for number, (column, photo) in enumerate(zip(columns, photos, strict=True), start=1):
+        show_preview(column, photo, number)
+
+    point = st.selectbox("Encrypted head", POINTS, format_func=point_label)
     show_clear = st.checkbox("Also show the clear (not private) distance")
     if not st.button("Compare (encrypted)", type="primary"):
         return
-    if any(i is None for i in inputs):
+    if any(p is None for p in photos):
         st.warning("Choose two photos first.")
         return
-
-    encoder = get_encoder()
-    encodings = []
-    for number, image in enumerate(inputs, start=1):
-        try:
-            encoding = encoder.encode(image)
-            encodings.append((encoding.located.pixels, encoding))
-        except InvalidImageError as err:
-            st.error(f"Photo {number} could not be read: {err}")
-            return
-        except NoFaceError:
-            st.error(f"No face found in photo {number}. Use a photo where the face is clearly visible.")
-            return
-        except PrivfaceError as err:
-            st.error(f"Photo {number}: {err}")
-            return
-    st.subheader("1. Faces found and aligned (on your device)")
-    columns = st.columns(4)
-    for number, (pixels, encoding) in enumerate(encodings):
-        columns[2 * number].image(with_box(pixels, encoding.face.box), use_container_width=True)
-        columns[2 * number + 1].image(encoding.located.chip, caption="aligned 150×150", width=150)
-        took_ms = sum(encoding.timings_ms.values())
-        columns[2 * number].caption(f"Photo {number + 1}: {len(encoding.faces)} face(s); embedding in {took_ms:.0f} ms")
-        if encoding.note:
-            columns[2 * number].info(encoding.note)
-
+    if any(p.error for p in photos):
+        st.warning("Replace the photo marked above first: no comparison was made.")
+        return
+    verdict_slot = st.empty()
+    status = st.status("Comparing…", expanded=True)
     try:
-        client = get_client(point)
-        first_time = client.key_id is None
-        connect(client)
-        st.subheader("2. Keys (once per session, on your device)")
-        keygen = client.timings.get("keygen_s", 0.0)
-        upload = client.timings.get("key_upload_s", 0.0)
-        size = client.evaluation_key_bytes / 1e6
-        st.write(
-            f"Secret key: stays in this session. Evaluation keys: {size:.1f} MB, uploaded once "
-            f"(key id `{client.key_id[:12]}…`; they let the server compute, not decrypt)."
-            + (f" Generated in {keygen:.1f} s, uploaded in {upload:.1f} s." if first_time else " Reused.")
-        )
-        st.subheader("3. Each embedding quantised and encrypted on its own")
-        encrypted = [client.encrypt(encoding) for _, encoding in encodings]
-        for number, item in enumerate(encrypted, start=1):
-            st.write(
-                f"Photo {number}: {len(item.ciphertext) / 1e3:.1f} KB in {1e3 * item.encrypt_s:.0f} ms"
-                f" — `{hex_preview(item.ciphertext)}`"
-            )
-        st.subheader("4. Sent to the server, compared under FHE")
-        answer = client.send_pair(encrypted[0], encrypted[1])
-        st.write(
-            f"Server FHE time: {answer.server_fhe_s:.2f} s (round trip {answer.round_trip_s:.2f} s, "
-            f"server at {client.url})."
-        )
-        st.write(f"Encrypted result returned ({len(answer.result) / 1e3:.1f} KB):")
-        st.code(hex_preview(answer.result, 32))
-        st.subheader("5. Decrypted on your device")
-        same = client.decrypt(answer)
+        outcome = run_comparison(photos, point, status)
     except ServiceError as err:
+        status.update(label="Stopped: the verification server is not available", state="error", expanded=False)
         st.error(f"The verification server is not available: {err}")
         return
-    except PrivfaceError as err:
+    except (PrivfaceError, RuntimeError) as err:
+        status.update(label="Stopped: the encrypted comparison failed", state="error", expanded=False)
         st.error(f"The encrypted comparison failed: {err}")
         return
-    if same:
-        st.success(SAME)
-    else:
-        st.warning(DIFFERENT)
-    with st.expander("What the server saw", expanded=True):
-        st.write(
-            f"Two ciphertexts ({len(encrypted[0].ciphertext) / 1e3:.1f} KB each), your evaluation keys ({size:.1f} MB) "
-            "and how long the computation took. Not the photos, not the embeddings, not a distance or "
-            "score, not the answer: the bit it returned is encrypted under your key."
-        )
-    if show_clear:
-        d = distance(encodings[0][1].embedding, encodings[1][1].embedding)
-        st.info(f"Clear mode (NOT private): distance {d:.3f}, threshold {encoder.threshold:.3f}")
+    status.update(label=f"Done in {sum(outcome.steps.values()):.1f} s", state="complete", expanded=False)
+    show_result(outcome, photos, show_clear, verdict_slot)
 
 
 main()

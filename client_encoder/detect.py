@@ -10,8 +10,9 @@ from functools import cached_property
 import dlib
 import numpy as np
 
-from client_encoder.images import MIN_SIDE, InvalidImageError
+from client_encoder.images import MIN_SIDE
 from client_encoder.models import cnn_detector_path, shape_predictor_5_path
+from privface.errors import InvalidImageError
 
 # Detection runs on a copy no larger than this (long side); landmarks use the full image.
 DETECT_MAX_SIDE = 1600

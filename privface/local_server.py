@@ -38,6 +38,7 @@ class LocalServer:
         self.points = points
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
+        self.restarts = 0
 
     def start(self, timeout: float = 180) -> LocalServer:
         command = [sys.executable, "-m", "fhe_head.service", "--port", str(self.port), "--data-dir", str(self.data_dir)]
@@ -64,6 +65,20 @@ class LocalServer:
         self.stop()
         raise RuntimeError(f"the verification server did not answer within {timeout:.0f} s")
 
+    def running(self) -> bool:
+        """The process is up and answers /health."""
+        return self.process is not None and self.process.poll() is None and self.alive()
+
+    def ensure_running(self, timeout: float = 180) -> bool:
+        """Start it again (same port, same folder: the keys it held are still there) if it died or
+        stopped answering; True if it had to."""
+        if self.running():
+            return False
+        self.stop()
+        self.start(timeout)
+        self.restarts += 1
+        return True
+
     def alive(self) -> bool:
         try:
             return httpx.get(self.url + "/health", timeout=2).status_code == 200
@@ -72,5 +87,11 @@ class LocalServer:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
+            try:
+                os.killpg(self.process.pid, sig)
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=30)
+            except ProcessLookupError:
+                pass

@@ -1,5 +1,10 @@
 """The Streamlit app, driven with streamlit.testing (no browser); it starts its own server."""
 
+from __future__ import annotations
+
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -10,39 +15,93 @@ AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
 
 pytestmark = pytest.mark.skipif(not (ARTIFACTS_ROOT / "accurate" / "meta.json").is_file(), reason="no shipped head")
 APP = str(Path(__file__).parents[1] / "streamlit_app.py")
+SAME, DIFFERENT = "Same person", "Different people"
 
 
-def _run_example(index: int, point: str = "accurate", clear: bool = True):
+def _app() -> AppTest:
     app = AppTest.from_file(APP, default_timeout=300)
     app.run()
-    assert not app.exception
-    app.selectbox[0].set_value(app.selectbox[0].options[index])
+    assert not app.exception, app.exception
+    return app
+
+
+def _compare(app: AppTest, example: str, point: str = "fast", clear: bool = False) -> AppTest:
+    app.selectbox[0].set_value(next(o for o in app.selectbox[0].options if example in o))
     app.selectbox[1].set_value(point)
     if clear:
         app.checkbox[0].check()
     app.button[0].click()
     app.run()
     assert not app.exception, app.exception
+    assert not app.error, [e.value for e in app.error]
     return app
 
 
-def test_different_people_decrypt_to_different():
-    app = _run_example(0)
-    assert [w.value for w in app.warning] == ["Different people"]
-    assert any("Server FHE time" in m.value for m in app.markdown)
+def _verdicts(app: AppTest) -> list[str]:
+    return [a.value for a in [*app.success, *app.info] if a.value in (SAME, DIFFERENT)]
+
+
+def _server_pids() -> list[int]:
+    """The embedded verification servers this test process started (children running fhe_head.serve)."""
+    pids = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+            stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if b"fhe_head.serve" in args and int(stat[1]) == os.getpid():
+            pids.append(int(cmdline.parent.name))
+    return pids
+
+
+def test_first_page_explains_and_previews_both_example_photos():
+    app = _app()
+    text = " ".join(m.value for m in app.markdown)
+    assert "encrypted" in text and "Everything runs on this machine" in text
+    assert not app.button[0].disabled
+    # both photos of the pair are shown (with their face box) before anything is pressed
+    assert not _verdicts(app) and not app.error
+    assert len(app.get("image")) == 2 and len(app.get("graphviz_chart")) == 1
+
+
+def test_different_people_with_the_clear_distance_on_the_accurate_head():
+    app = _compare(_app(), "Obama / Biden", point="accurate", clear=True)
+    assert _verdicts(app) == [DIFFERENT]
     assert any("NOT private" in i.value for i in app.info)
+    assert any("server's FHE computation" in c.value for c in app.caption)
 
 
-def test_same_person_decrypts_to_same_on_the_fast_point():
-    app = _run_example(1, point="fast", clear=False)
-    assert [s.value for s in app.success] == ["Same person"]
+def test_same_person_two_different_photos_then_a_second_press_reuses_everything():
+    app = _compare(_app(), "Obama 2012 / 2009")
+    assert _verdicts(app) == [SAME]
     assert not any("NOT private" in i.value for i in app.info)
+    assert any("first one: keys generated" in c.value for c in app.caption)
+    app.button[0].click()
+    app.run()
+    assert _verdicts(app) == [SAME]
+    assert not any("first one" in c.value for c in app.caption)  # keys reused, photos not re-encoded
+
+
+def test_a_dead_embedded_server_is_restarted_and_the_comparison_succeeds():
+    app = _compare(_app(), "astronaut / cameraman")
+    assert _verdicts(app) == [DIFFERENT]
+    pids = _server_pids()
+    assert pids, "found no embedded server"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    app.button[0].click()
+    app.run()
+    assert not app.exception and not app.error, [e.value for e in app.error]
+    assert _verdicts(app) == [DIFFERENT]
+    assert _server_pids() and set(_server_pids()).isdisjoint(pids)
 
 
 def test_no_photos_chosen_is_a_friendly_warning():
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
+    app = _app()
     app.radio[0].set_value("Your photos")
+    app.run()
     app.button[0].click()
     app.run()
     assert not app.exception
@@ -50,15 +109,20 @@ def test_no_photos_chosen_is_a_friendly_warning():
 
 
 def test_server_down_is_a_friendly_error(monkeypatch):
-    import streamlit as st
-
-    from privface.local_server import free_port
+    from fhe_head.service.process import free_port
 
     monkeypatch.setenv("PRIVFACE_URL", f"http://127.0.0.1:{free_port()}")
-    st.cache_resource.clear()  # forget the loopback server started by the other tests
-    try:
-        app = _run_example(0, point="fast")
-        assert any("server is not available" in e.value for e in app.error)
-    finally:
-        monkeypatch.delenv("PRIVFACE_URL")
-        st.cache_resource.clear()
+    app = _app()
+    assert any("the server is elsewhere" in m.value for m in app.markdown)
+    app.button[0].click()
+    app.run()
+    assert not app.exception
+    assert any("server is not available" in e.value for e in app.error)
+    assert not _verdicts(app)
+
+
+def test_hosted_space_says_the_photos_and_key_are_on_the_host(monkeypatch):
+    monkeypatch.setenv("SPACE_ID", "someone/privface")
+    app = _app()
+    text = " ".join(m.value for m in app.markdown)
+    assert "runs on the host's machine, not on your device" in text and "secret key" in text

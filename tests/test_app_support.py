@@ -1,0 +1,81 @@
+"""The app's process-wide state: session keys deleted when a session ends or idles; the embedded
+server restarted when it dies and its folder removed when the app stops."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from fhe_head.artifacts import ARTIFACTS_ROOT
+from privface.app_support import EmbeddedServer, KeyRegistry
+
+
+class FakeClient:
+    def __init__(self, key_id: str | None) -> None:
+        self.key_id, self.forgotten, self.closed = key_id, False, False
+
+    def forget_me(self) -> None:
+        self.forgotten = True
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_idle_and_ended_sessions_are_forgotten_and_active_ones_kept() -> None:
+    ended: set[str] = set()
+    registry = KeyRegistry(idle_s=0.3, sweep_s=3600, alive=lambda sid: sid not in ended)
+    idle = registry.client("idle", "fast", lambda: FakeClient("k1"))
+    gone = registry.client("gone", "fast", lambda: FakeClient("k2"))
+    time.sleep(0.4)
+    active = registry.client("active", "fast", lambda: FakeClient("k3"))
+    never_connected = registry.client("active", "accurate", lambda: FakeClient(None))
+    assert registry.client("active", "fast", lambda: FakeClient("other")) is active  # one client per name
+    ended.add("gone")
+    gone_entry = registry.sessions["gone"]
+    gone_entry.last_used = time.monotonic()  # not idle: forgotten only because the session ended
+    assert registry.sweep() == 2
+    assert idle.forgotten and idle.closed and gone.forgotten and gone.closed
+    assert not active.forgotten and list(registry.sessions) == ["active"] and registry.deleted == 2
+    registry.close()  # the app stops: every remaining session goes, a client without keys sends nothing
+    assert active.forgotten and never_connected.closed and not never_connected.forgotten
+    assert registry.sessions == {}
+
+
+def test_the_sweeper_thread_runs_by_itself() -> None:
+    registry = KeyRegistry(idle_s=0.0, sweep_s=0.1)
+    client = registry.client("s", "fast", lambda: FakeClient("k"))
+    deadline = time.monotonic() + 10
+    while not client.forgotten and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.forgotten
+    registry.close()
+
+
+@pytest.mark.skipif(not (ARTIFACTS_ROOT / "fast" / "meta.json").is_file(), reason="no shipped head")
+def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
+    from fhe_head.remote import VerificationClient
+
+    server = EmbeddedServer(points=("fast",))
+    try:
+        keys = server.data_dir / "keys"
+        registry = KeyRegistry(idle_s=3600, sweep_s=3600)
+        client = registry.client("s", "fast", lambda: VerificationClient(server.url, "fast", key_dir=None))
+        client.connect()
+        assert len(list(keys.iterdir())) == 1
+        os.kill(server.pid, signal.SIGKILL)
+        server.server.process.wait(timeout=30)
+        assert not server.running()
+        assert server.ensure_running() and server.running() and server.restarts == 1
+        assert not server.ensure_running()  # healthy: left alone
+        # same port and folder: the keys uploaded before the crash are still there
+        assert client._server_has(client.key_id)
+        registry.idle_s = 0.0
+        assert registry.sweep() == 1 and registry.deleted == 1
+        assert list(keys.iterdir()) == []
+        registry.close()
+    finally:
+        server.close()
+    assert not server.data_dir.exists() and not server.running()
