@@ -42,7 +42,7 @@ def _verdicts(app: AppTest) -> list[str]:
 
 
 def _server_pids() -> list[int]:
-    """The embedded verification servers this test process started (children running fhe_head.serve)."""
+    """The embedded verification servers this test process started (children running fhe_head.service)."""
     pids = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
@@ -50,7 +50,7 @@ def _server_pids() -> list[int]:
             stat = (cmdline.parent / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if b"fhe_head.serve" in args and int(stat[1]) == os.getpid():
+        if b"fhe_head.service" in args and int(stat[1]) == os.getpid():
             pids.append(int(cmdline.parent.name))
     return pids
 
@@ -109,7 +109,7 @@ def test_no_photos_chosen_is_a_friendly_warning():
 
 
 def test_server_down_is_a_friendly_error(monkeypatch):
-    from fhe_head.service.process import free_port
+    from privface.local_server import free_port
 
     monkeypatch.setenv("PRIVFACE_URL", f"http://127.0.0.1:{free_port()}")
     app = _app()

@@ -56,7 +56,7 @@ def test_the_sweeper_thread_runs_by_itself() -> None:
 
 @pytest.mark.skipif(not (ARTIFACTS_ROOT / "fast" / "meta.json").is_file(), reason="no shipped head")
 def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
-    from fhe_head.remote import VerificationClient
+    from privface.client import VerificationClient
 
     server = EmbeddedServer(points=("fast",))
     try:
