@@ -1,4 +1,9 @@
-"""Command line: `python -m client_encoder embed PHOTO...` and `python -m client_encoder compare A B`."""
+"""Command line: `python -m client_encoder embed PHOTO...` and `python -m client_encoder compare A B`.
+
+Clear (not private) encoder tools. Options go before or after the command. Exit status, as for
+`python -m privface`: 0 same person / done; 1 failed (a photo that cannot be used, no face, a model
+error); 2 usage error; 3 different people.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +14,39 @@ import sys
 
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import FaceEncoder, distance
-from privface.errors import InputError, PrivfaceError
+from privface.errors import InputError, NoFaceError, PrivfaceError
+from privface.exitcodes import FAILED, HELP, NEGATIVE, OK
 
 _INPUT_ERRORS = (InputError, OSError)
+
+
+def _encode(encoder: FaceEncoder, path: str):
+    """The photo's encoding; a no-face error names the file (the others already do)."""
+    try:
+        return encoder.encode(path)
+    except NoFaceError as err:
+        raise NoFaceError(f"{path}: {err}") from err
 
 
 def _embed(encoder: FaceEncoder, paths: list[str]) -> int:
     results, failed = [], 0
     for path in paths:
         try:
-            results.append({"path": path, **encoder.encode(path).to_dict()})
+            results.append({"path": path, **_encode(encoder, path).to_dict()})
         except _INPUT_ERRORS as err:
             failed += 1
             results.append({"path": path, "error": str(err), "error_type": type(err).__name__})
     json.dump(results, sys.stdout, indent=1)
     sys.stdout.write("\n")
-    return 1 if failed else 0
+    return FAILED if failed else OK
 
 
 def _compare(encoder: FaceEncoder, a: str, b: str, as_json: bool) -> int:
     try:
-        ea, eb = encoder.encode(a), encoder.encode(b)
+        ea, eb = _encode(encoder, a), _encode(encoder, b)
     except _INPUT_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return FAILED
     d = distance(ea.embedding, eb.embedding)
     same = d < encoder.threshold
     result = {
@@ -53,26 +67,41 @@ def _compare(encoder: FaceEncoder, a: str, b: str, as_json: bool) -> int:
         print(f"{verdict}: distance {d:.4f} {relation} threshold {encoder.threshold:.4f} (tta={encoder.tta}, clear)")
         for note in result["notes"]:
             print(f"note: {note}")
-    return 0
+    return OK if same else NEGATIVE
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m client_encoder", description="Offline face encoder (ONNX Runtime)."
-    )
+def _options(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """Global options; on a subcommand they default to SUPPRESS, so they may come after it too."""
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
     parser.add_argument(
-        "--tta", choices=sorted(TTA_VIEWS), default="jitter", help="test-time augmentation (default: jitter)"
+        "--tta", choices=sorted(TTA_VIEWS), default=default("jitter"), help="test-time augmentation (default: jitter)"
     )
-    parser.add_argument("--model", help="ONNX encoder file (default: the shipped one)")
-    parser.add_argument("--quiet", action="store_true", help="no warnings on stderr")
-    sub = parser.add_subparsers(dest="command", required=True)
-    embed = sub.add_parser("embed", help="print 128-d embeddings of photos as JSON")
+    parser.add_argument("--model", default=default(None), help="ONNX encoder file (default: the shipped one)")
+    parser.add_argument("--quiet", action="store_true", default=default(False), help="no warnings on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m client_encoder", description="Offline face encoder (ONNX Runtime), in clear.", epilog=HELP
+    )
+    _options(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    embed = sub.add_parser("embed", help="print 128-d embeddings of photos as JSON", epilog=HELP)
+    _options(embed, suppress=True)
     embed.add_argument("photos", nargs="+")
-    compare = sub.add_parser("compare", help="clear distance and verdict for two photos")
+    compare = sub.add_parser("compare", help="clear distance and verdict for two photos", epilog=HELP)
+    _options(compare, suppress=True)
     compare.add_argument("a")
     compare.add_argument("b")
     compare.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
         encoder = FaceEncoder(model_path=args.model, tta=args.tta)
@@ -81,4 +110,4 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(encoder, args.a, args.b, args.json)
     except PrivfaceError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return FAILED

@@ -1,14 +1,19 @@
 """Command line client of the verification server (the secret key never leaves this machine).
 
     python -m privface compare A.jpg B.jpg
-    python -m privface enrol PHOTO --name NAME
+    python -m privface enrol PHOTO --name NAME [--replace]
     python -m privface verify PHOTO --name NAME
     python -m privface identify PHOTO
-    python -m privface list | delete NAME | forget
+    python -m privface list [--json]
+    python -m privface delete NAME
+    python -m privface forget [--yes]
 
 Server: --url or $PRIVFACE_URL (default http://127.0.0.1:8000). Keys: --key-dir (default
-~/.privface/keys). Exit status: 0 on success (compare/verify: same person), 1 on an error,
-2 when compare/verify decrypts "different people".
+~/.privface/keys). Options go before or after the command. Photos are read and their faces found
+before any key is generated or uploaded. Quiet by default; --verbose prints keys and timings.
+
+Exit status: 0 same person / match / done; 1 failed (a photo that cannot be used, no face, the server
+unreachable or refusing, key or artifact errors); 2 usage error; 3 different people / no match.
 """
 
 from __future__ import annotations
@@ -17,115 +22,242 @@ import argparse
 import json
 import os
 import sys
-
-from tqdm import tqdm
+import time
+from datetime import datetime
 
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
-from privface.errors import PrivfaceError
+from privface.errors import NoFaceError, PrivfaceError
+from privface.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
 from privface.resources import DEFAULT_KEY_DIR
 
-DIFFERENT = 2
+PHOTO_ARGS = {"compare": ("a", "b"), "enrol": ("photo",), "verify": ("photo",), "identify": ("photo",)}
+KEY_ONLY = ("list", "delete", "forget")  # commands that never need new keys
+_encoders: dict[str, object] = {}
+
+
+def _encoder(args: argparse.Namespace):
+    """One FaceEncoder per run (the photos are checked with the same one the client uses)."""
+    if args.tta not in _encoders:
+        from client_encoder.encoder import FaceEncoder
+
+        _encoders[args.tta] = FaceEncoder(tta=args.tta)
+    return _encoders[args.tta]
 
 
 def _client(args: argparse.Namespace):
-    from client_encoder.encoder import FaceEncoder
     from privface.client import VerificationClient
 
-    return VerificationClient(args.url, args.point, args.key_dir, encoder=FaceEncoder(tta=args.tta))
+    return VerificationClient(args.url, args.point, args.key_dir, encoder=_encoder(args))
 
 
-def _connect(client) -> None:
+def _say(args: argparse.Namespace, message: str) -> None:
+    if args.verbose:
+        print(message, file=sys.stderr)
+
+
+def _encode_photos(args: argparse.Namespace) -> list:
+    """Every photo of the command, read and embedded before any key work; errors name the file."""
+    encodings = []
+    for attribute in PHOTO_ARGS.get(args.command, ()):
+        path = getattr(args, attribute)
+        start = time.perf_counter()
+        try:
+            encodings.append(_encoder(args).encode(path))
+        except NoFaceError as err:
+            raise NoFaceError(f"{path}: {err}") from err
+        _say(args, f"{path}: face found and embedded in {time.perf_counter() - start:.2f} s")
+    return encodings
+
+
+def _connect(args: argparse.Namespace, client) -> None:
     bar = None
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
         if bar is None:
-            bar = tqdm(total=total, unit="B", unit_scale=True, desc="uploading evaluation keys", file=sys.stderr)
+            from tqdm import tqdm
+
+            # the only output of a first run that takes long: shown on a terminal, never in a pipe
+            visible = args.verbose or sys.stderr.isatty()
+            bar = tqdm(total=total, unit="B", unit_scale=True, desc="uploading evaluation keys", disable=not visible)
         bar.update(done - bar.n)
 
-    print("generating or loading keys...", file=sys.stderr)
     client.connect(progress)
     if bar is not None:
         bar.close()
     timings = ", ".join(f"{k} {v:.2f} s" for k, v in client.timings.items())
-    print(f"key id {client.key_id} ({timings})", file=sys.stderr)
+    _say(args, f"key id {client.key_id} ({timings})")
 
 
-def _print_result(result, as_json: bool) -> int:
-    if as_json:
+def _existing_keys(client) -> bool:
+    """Whether the server holds keys of ours, found without generating or uploading any."""
+    from fhe_head.artifacts import key_id_of
+
+    key_file = client.fhe.key_file
+    if key_file is None or not key_file.is_file():
+        return False
+    client.fhe.generate_keys()  # loads the saved keys
+    key_id = key_id_of(client.fhe.evaluation_keys())
+    if not client._server_has(key_id):
+        return False
+    client.key_id = key_id
+    return True
+
+
+def _no_keys(args: argparse.Namespace) -> int:
+    """list / delete / forget when the server holds nothing of ours: say so, upload nothing."""
+    if args.command == "delete":
+        print(f"error: no template {args.name!r}: the server holds no keys of yours", file=sys.stderr)
+        return FAILED
+    if args.command == "list" and args.json:
+        print("[]")
+    else:
+        print("the server holds no keys of yours" + (": nothing to delete" if args.command == "forget" else ""))
+    return OK
+
+
+def _print_result(args: argparse.Namespace, result) -> int:
+    if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:
         answer = "Same person" if result.same else "Different people"
-        print(f"{answer} (decrypted here; server FHE {result.fhe_s:.3f} s, total {result.total_s:.2f} s)")
-    return 0 if result.same else DIFFERENT
+        print(answer + (f" as {result.name!r}" if result.name and result.same else ""))
+        timings = ", ".join(f"{k} {v:.3f} s" for k, v in result.timings.items())
+        _say(args, f"decrypted here; {timings}")
+    return OK if result.same else NEGATIVE
+
+
+def _table(records: list[dict]) -> str:
+    if not records:
+        return "no templates enrolled under this key"
+    rows = [("NAME", "CIPHERTEXT", "ENROLLED")]
+    for record in records:
+        when = datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M")
+        rows.append((record["name"], f"{record['size'] / 1e3:.1f} KB", when))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]}" for r in rows)
+
+
+def _confirm(args: argparse.Namespace) -> bool | None:
+    """True to go on; False if the user said no; None if there is no terminal to ask (needs --yes)."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        return None
+    answer = input(f"Delete your keys and every template enrolled with them from {args.url}? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
+def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
+    if args.command == "compare":
+        return _print_result(args, client.compare(encodings[0], encodings[1]))
+    if args.command == "enrol":
+        record = client.enrol(encodings[0], args.name, replace=args.replace)
+        print(f"enrolled {record['name']!r} ({record['size'] / 1e3:.1f} KB of ciphertext stored on the server)")
+        return OK
+    if args.command == "verify":
+        return _print_result(args, client.verify(encodings[0], args.name))
+    if args.command == "identify":
+        matches = client.identify(encodings[0])
+        found = [name for name, same in matches if same]
+        if args.json:
+            print(json.dumps({"matches": found, "templates": len(matches)}, indent=1))
+        elif not matches:
+            print("no templates enrolled under this key")
+        else:
+            print("\n".join(f"MATCH  {name}" for name in found) or f"no match among {len(matches)} templates")
+        _say(args, f"{len(matches)} templates, server wall {client.timings.get('identify_server_wall_s', 0):.2f} s")
+        return OK if found else NEGATIVE
+    if args.command == "list":
+        records = client.templates()
+        print(json.dumps(records, indent=1) if args.json else _table(records))
+        return OK
+    if args.command == "delete":
+        client.delete(args.name)
+        print(f"deleted {args.name!r}")
+        return OK
+    client.forget_me()
+    print("the server no longer holds your keys or templates")
+    return OK
 
 
 def run(args: argparse.Namespace) -> int:
-
     try:
+        if args.command == "forget":
+            confirmed = _confirm(args)
+            if confirmed is None:
+                print("error: forget deletes your keys and templates: add --yes to confirm", file=sys.stderr)
+                return USAGE
+            if not confirmed:
+                print("nothing deleted")
+                return OK
+        encodings = _encode_photos(args)
         with _client(args) as client:
-            _connect(client)
-            if args.command == "compare":
-                return _print_result(client.compare(args.a, args.b), args.json)
-            if args.command == "enrol":
-                record = client.enrol(args.photo, args.name, replace=args.replace)
-                print(f"enrolled {record['name']!r} ({record['size']} bytes of ciphertext stored on the server)")
-                return 0
-            if args.command == "verify":
-                return _print_result(client.verify(args.photo, args.name), args.json)
-            if args.command == "identify":
-                matches = client.identify(args.photo)
-                if not matches:
-                    print("no templates enrolled under this key")
-                for name, same in matches:
-                    print(f"{'MATCH' if same else '-    '} {name}")
-                print(f"{len(matches)} templates, server wall {client.timings['identify_server_wall_s']:.2f} s")
-                return 0
-            if args.command == "list":
-                print(json.dumps(client.templates(), indent=1))
-                return 0
-            if args.command == "delete":
-                client.delete(args.name)
-                print(f"deleted {args.name!r}")
-                return 0
-            client.forget_me()
-            print("the server no longer holds your keys or templates")
-            return 0
+            if args.command in KEY_ONLY and not _existing_keys(client):
+                return _no_keys(args)
+            _connect(args, client)
+            return _run_command(args, client, encodings)
     except PrivfaceError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return FAILED
     except OSError as err:
         print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 1
+        return FAILED
+    except (KeyboardInterrupt, EOFError):
+        print("\ninterrupted", file=sys.stderr)
+        return FAILED
+
+
+def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
+    """The global options; on a subcommand they default to SUPPRESS, so they may come after it too."""
+
+    def default(value):
+        return argparse.SUPPRESS if suppress else value
+
+    parser.add_argument("--url", default=default(os.environ.get("PRIVFACE_URL", "http://127.0.0.1:8000")))
+    parser.add_argument("--point", default=default(DEFAULT_POINT), choices=POINTS, help="which encrypted head")
+    parser.add_argument(
+        "--key-dir", default=default(str(DEFAULT_KEY_DIR)), help="where the secret key is kept (mode 0600)"
+    )
+    parser.add_argument("--tta", default=default("jitter"), choices=("none", "flip", "jitter"))
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="print keys, steps and timings"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m privface", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--url", default=os.environ.get("PRIVFACE_URL", "http://127.0.0.1:8000"))
-    parser.add_argument("--point", default=DEFAULT_POINT, choices=POINTS)
-    parser.add_argument("--key-dir", default=str(DEFAULT_KEY_DIR), help="where the secret key is kept (mode 0600)")
-    parser.add_argument("--tta", default="jitter", choices=("none", "flip", "jitter"))
-    sub = parser.add_subparsers(dest="command", required=True)
-    compare = sub.add_parser("compare", help="compare two photos under encryption")
-    compare.add_argument("a")
-    compare.add_argument("b")
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_: str) -> argparse.ArgumentParser:
+        subparser = sub.add_parser(name, help=help_, description=help_, epilog=HELP)
+        _common(subparser, suppress=True)
+        return subparser
+
+    compare = command("compare", "compare two photos under encryption")
+    compare.add_argument("a", help="first photo")
+    compare.add_argument("b", help="second photo")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
-    enrol = sub.add_parser("enrol", help="store an encrypted template on the server")
+    enrol = command("enrol", "store an encrypted template on the server")
     enrol.add_argument("photo")
     enrol.add_argument("--name", required=True)
     enrol.add_argument("--replace", action="store_true", help="overwrite a template of the same name")
-    verify = sub.add_parser("verify", help="check a photo against an enrolled template")
+    verify = command("verify", "check a photo against an enrolled template")
     verify.add_argument("photo")
     verify.add_argument("--name", required=True)
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
-    identify = sub.add_parser("identify", help="check a photo against every enrolled template")
+    identify = command("identify", "check a photo against every enrolled template")
     identify.add_argument("photo")
-    sub.add_parser("list", help="list enrolled templates")
-    delete = sub.add_parser("delete", help="delete an enrolled template")
+    identify.add_argument("--json", action="store_true", help="print the matches as JSON")
+    listing = command("list", "list enrolled templates")
+    listing.add_argument("--json", action="store_true", help="print the records as JSON (times in epoch seconds)")
+    delete = command("delete", "delete an enrolled template")
     delete.add_argument("name")
-    sub.add_parser("forget", help="delete your keys and templates from the server")
+    forget = command("forget", "delete your keys and templates from the server")
+    forget.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     return parser
 
 

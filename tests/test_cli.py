@@ -51,3 +51,23 @@ def test_compare_with_a_non_image_is_a_clear_error(tmp_path):
     result = run_cli("compare", str(ASTRONAUT), str(text_file))
     assert result.returncode == 1
     assert "not an image" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_different_people_exit_3_with_options_after_the_command():
+    from privface.resources import EXAMPLES_DIR
+
+    result = run_cli("compare", str(EXAMPLES_DIR / "obama.jpg"), str(EXAMPLES_DIR / "biden.jpg"), "--tta", "none")
+    assert result.returncode == 3, result.stderr
+    assert result.stdout.startswith("DIFFERENT people: distance") and result.stderr == ""
+
+
+def test_usage_error_exits_2_and_help_documents_the_statuses():
+    assert run_cli("compare", str(ASTRONAUT)).returncode == 2
+    assert run_cli("--no-such-option", "embed", str(ASTRONAUT)).returncode == 2
+    help_text = run_cli("compare", "--help")
+    assert help_text.returncode == 0 and "3 different people" in " ".join(help_text.stdout.split())
+
+
+def test_no_face_names_the_file():
+    result = run_cli("--tta", "none", "compare", str(ASTRONAUT), str(CAT))
+    assert result.returncode == 1 and result.stderr.strip() == f"error: {CAT}: no face found in the image"
