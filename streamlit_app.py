@@ -46,7 +46,8 @@ SAME, DIFFERENT = "Same person", "Different people"
 IDLE_S = float(os.environ.get("PRIVFACE_SESSION_IDLE_S", 15 * 60))  # a session's keys are deleted after this
 SWEEP_S = float(os.environ.get("PRIVFACE_SWEEP_S", 30))  # how often ended / idle sessions are looked for
 CACHED_PHOTOS = 8  # encodings kept per session
-PREVIEW_SIDE = 480
+PREVIEW_SIDE = 480  # px, the thumbnail sent to the browser
+PREVIEW_WIDTH = 280  # px on the page: both photos and the button fit on one screen
 
 FLOW = """digraph {
   rankdir=LR; node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11];
@@ -223,7 +224,7 @@ def show_preview(column, photo: Photo | None, number: int) -> None:
     elif photo.error:
         column.error(photo.error)
     else:
-        column.image(with_box(photo), caption=f"{photo.label}: face found", width="stretch")
+        column.image(with_box(photo), caption=f"{photo.label}: face found", width=PREVIEW_WIDTH)
         if photo.encoding.note:
             column.caption(photo.encoding.note)
 
@@ -395,7 +396,8 @@ def main() -> None:
         st.warning("Replace the photo marked above first: no comparison was made.")
         return
     verdict_slot = st.empty()
-    status = st.status("Comparing…", expanded=True)
+    number = st.session_state["comparisons"] = st.session_state.get("comparisons", 0) + 1
+    status = st.status(f"Comparison {number}…", expanded=True)
     try:
         outcome = run_comparison(photos, point, status)
     except ServiceError as err:
@@ -406,7 +408,8 @@ def main() -> None:
         status.update(label="Stopped: the encrypted comparison failed", state="error", expanded=False)
         st.error(f"The encrypted comparison failed: {err}")
         return
-    status.update(label=f"Done in {sum(outcome.steps.values()):.1f} s", state="complete", expanded=False)
+    took = sum(outcome.steps.values())
+    status.update(label=f"Comparison {number} done in {took:.1f} s", state="complete", expanded=False)
     show_result(outcome, photos, show_clear, verdict_slot)
 
 

@@ -1,10 +1,12 @@
 """The Streamlit app end to end in a real browser: Playwright drives Debian's Chromium.
 
-The real app runs as a subprocess (`streamlit run streamlit_app.py`); the test uploads two LFW
-photos, presses the compare button and waits for the decrypted verdict. Full-page screenshots go
-to `artifacts/screenshots/`. Skipped with a reason without Playwright (`pip install playwright`),
-without a Chromium binary (`apt-get install chromium`; Playwright's own browser download is not
-used) or without LFW (`LFW_DIR`).
+The real app runs as a subprocess (`streamlit run streamlit_app.py`, its temporary folder redirected
+to one the test watches); the tests upload photos, press the compare button and wait for the
+decrypted verdict, or for the message that refuses a bad upload. They also kill the app's embedded
+server, and open and close browser sessions to check that the server's key store does not grow.
+Full-page screenshots go to `artifacts/screenshots/`. Skipped with a reason without Playwright
+(`pip install playwright`) or a Chromium binary (`apt-get install chromium`; Playwright's own browser
+download is not used); the two LFW pairs also need LFW (`LFW_DIR`).
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
+from privface.resources import EXAMPLES_DIR
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Locator, Page
@@ -35,7 +39,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright not ins
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.lfw,
     pytest.mark.skipif(not (ARTIFACTS_ROOT / "accurate" / "meta.json").is_file(), reason="no shipped head"),
 ]
 
@@ -97,11 +100,21 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, ti
     pytest.fail(f"streamlit did not answer on {url} within {timeout_s} s:\n{log.read_text(errors='replace')[-3000:]}")
 
 
+@dataclass
+class RunningApp:
+    url: str
+    process: subprocess.Popen[bytes]
+    tmp: Path  # the app's TMPDIR: its embedded server's folder (privface-server-*) is made here
+
+
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The real app, served by `streamlit run` in its own process group."""
+def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    """The real app, served by `streamlit run` in its own process group; it sweeps ended sessions every second."""
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
+    tmp = tmp_path_factory.mktemp("app-tmp")
+    env = {**os.environ, "TMPDIR": str(tmp), "PRIVFACE_SWEEP_S": "1"}
+    env.pop("PRIVFACE_URL", None)
     command = [
         sys.executable,
         "-m",
@@ -120,13 +133,20 @@ def app_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "none",
     ]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         wait_until_healthy(url, process, log, SERVER_START_S)
-        yield url
+        yield RunningApp(url, process, tmp)
     finally:
         stop(process)
+
+
+@pytest.fixture(scope="module")
+def app_url(running_app: RunningApp) -> str:
+    return running_app.url
 
 
 def descendants(pid: int) -> list[int]:
@@ -290,12 +310,181 @@ def compare(page: Page, photos: list[Path], expected: str, other: str, shot: str
     screenshot(page, shot)
 
 
+@pytest.mark.lfw
 def test_same_person_in_browser(lfw_pairs: dict, page: Page, tmp_path: Path) -> None:
     photos = lfw_pair(lfw_pairs, SAME_PAIR, same=True)
     screenshot(page, "initial_page.png")
     compare(page, photos, VERDICT_SAME, VERDICT_DIFFERENT, "same_person.png", failures=tmp_path)
 
 
+@pytest.mark.lfw
 def test_different_people_in_browser(lfw_pairs: dict, page: Page, tmp_path: Path) -> None:
     photos = lfw_pair(lfw_pairs, DIFFERENT_PAIR, same=False)
     compare(page, photos, VERDICT_DIFFERENT, VERDICT_SAME, "different_people.png", failures=tmp_path)
+
+
+# --- Bad uploads, a dead server, sessions: the bundled example photos, no LFW needed ----------------
+OBAMA, OBAMA2, BIDEN, CAT = (EXAMPLES_DIR / f for f in ("obama.jpg", "obama2.jpg", "biden.jpg", "chelsea_cat.jpg"))
+ERROR_BOX = '[data-testid="stAlertContentError"]'
+TRACEBACK = '[data-testid="stException"]'
+
+
+def verdicts(page: Page) -> int:
+    return page.get_by_text(VERDICT_SAME, exact=True).count() + page.get_by_text(VERDICT_DIFFERENT, exact=True).count()
+
+
+def upload(page: Page, index: int, photo: Path) -> None:
+    """Upload into input `index`; wait until the app has judged the photo (the preview's caption or the
+    refusal, both name the file as "Photo N (name)")."""
+    file_inputs(page).nth(index).set_input_files(photo)
+    page.get_by_text(f"Photo {index + 1} ({photo.name})").first.wait_for(timeout=VERDICT_MS)
+    wait_until_idle(page)
+
+
+def choose_point(page: Page, point: str) -> None:
+    box = page.get_by_role("combobox", name="Encrypted head")
+    box.click()
+    page.keyboard.press("ArrowDown")  # opens the list (a click on the box alone does not, in Streamlit 1.5x+)
+    page.get_by_role("option", name=re.compile(f"^{point}")).click()
+    wait_until_idle(page)
+
+
+def press_compare(page: Page, expect: str) -> None:
+    """Press the button and wait for `expect`: a verdict (then this press's "Comparison N done" status
+    too, so a verdict left from the previous press cannot pass), or another message."""
+    presses = _comparisons.get(id(page), 0)
+    page.get_by_role("button", name=COMPARE_BUTTON).click()
+    if expect in (VERDICT_SAME, VERDICT_DIFFERENT):
+        _comparisons[id(page)] = presses + 1
+        done = page.get_by_text(re.compile(rf"^Comparison {presses + 1} done in"))
+        done.or_(page.locator(ERROR_BOX)).first.wait_for(timeout=VERDICT_MS)
+    else:
+        page.get_by_text(expect).first.wait_for(timeout=VERDICT_MS)
+    wait_until_idle(page)
+    assert page.locator(TRACEBACK).count() == 0 and "Traceback" not in page.content()
+    if expect in (VERDICT_SAME, VERDICT_DIFFERENT):
+        assert page.locator(ERROR_BOX).count() == 0, page.locator(ERROR_BOX).all_inner_texts()
+        assert page.get_by_text(expect, exact=True).count() == 1 and verdicts(page) == 1
+
+
+_comparisons: dict[int, int] = {}  # page -> comparisons made on it
+
+
+def server_pids(app: RunningApp) -> list[int]:
+    """The app's embedded verification server(s): its descendants running `fhe_head.service`."""
+    found = []
+    for pid in descendants(app.process.pid):
+        with contextlib.suppress(OSError):
+            if b"fhe_head.service" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def stored_keys(app: RunningApp) -> int:
+    return sum(1 for _ in app.tmp.glob("privface-server-*/keys/*"))
+
+
+def bad_files(folder: Path) -> list[tuple[Path, str]]:
+    """(file, what the app must say about it): one per way an upload can be refused."""
+    from PIL import Image
+
+    tiny, gif, text = folder / "tiny.png", folder / "animation.gif", folder / "notes.txt"
+    Image.new("RGB", (1, 500)).save(tiny)
+    Image.open(OBAMA).resize((200, 250)).save(gif)
+    text.write_text("not a photo")
+    too_big = folder / "too_big.png"
+    too_big.write_bytes(png_header_only(13000, 12000))
+    return [
+        (tiny, "image is too small: 1x500 px"),
+        (gif, "unsupported format GIF"),
+        (text, "not an image"),
+        (too_big, "image is too large: 13000x12000"),
+        (CAT, "no face found"),
+    ]
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height (the app must refuse it before decoding)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
+
+
+def test_bad_uploads_say_why_and_never_leave_a_stale_verdict(page: Page, tmp_path: Path) -> None:
+    upload(page, 0, OBAMA)
+    upload(page, 1, OBAMA2)
+    choose_point(page, "fast")
+    press_compare(page, VERDICT_SAME)
+    for number, (bad, message) in enumerate(bad_files(tmp_path)):
+        upload(page, 1, bad)
+        errors = page.locator(ERROR_BOX).all_inner_texts()
+        assert len(errors) == 1 and message in errors[0] and bad.name in errors[0], errors
+        assert verdicts(page) == 0, f"a verdict is still shown after uploading {bad.name}"
+        if number == 0:
+            screenshot(page, "refused_upload.png")
+        press_compare(page, "no comparison was made")
+        assert verdicts(page) == 0
+
+
+def test_a_100_megapixel_photo_is_downscaled_and_compared(page: Page, tmp_path: Path) -> None:
+    from PIL import Image
+
+    huge = tmp_path / "phone_100mp.jpg"
+    Image.open(OBAMA).resize((9100, 11370)).save(huge, quality=80)  # 103 MP, a 108 MP phone's size class
+    upload(page, 0, huge)
+    assert page.locator(ERROR_BOX).count() == 0, page.locator(ERROR_BOX).all_inner_texts()
+    upload(page, 1, OBAMA2)
+    choose_point(page, "fast")
+    press_compare(page, VERDICT_SAME)
+
+
+def test_a_killed_server_is_restarted_and_the_next_comparison_succeeds(page: Page, running_app: RunningApp) -> None:
+    upload(page, 0, OBAMA)
+    upload(page, 1, BIDEN)
+    choose_point(page, "fast")
+    press_compare(page, VERDICT_DIFFERENT)
+    pids = server_pids(running_app)
+    assert pids, "the app's embedded server was not found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    press_compare(page, VERDICT_DIFFERENT)
+    assert set(server_pids(running_app)).isdisjoint(pids) and server_pids(running_app)
+    screenshot(page, "different_people_after_restart.png")
+
+
+def wait_for_keys(app: RunningApp, count: int, timeout_s: float = 60) -> int:
+    deadline = time.monotonic() + timeout_s
+    while (found := stored_keys(app)) != count and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
+
+
+def test_closed_sessions_leave_no_keys_on_the_server(browser: Browser, running_app: RunningApp) -> None:
+    """Each browser session uploads its own keys; the app deletes them when the session ends."""
+    assert wait_for_keys(running_app, 0) == 0, "keys of earlier (closed) sessions are still stored"
+    for _ in range(2):
+        context = browser.new_context(viewport=VIEWPORT)
+        page = context.new_page()
+        page.goto(running_app.url)
+        page.get_by_role("button", name=COMPARE_BUTTON).wait_for(timeout=PAGE_READY_MS)
+        upload(page, 0, OBAMA)
+        upload(page, 1, OBAMA2)
+        choose_point(page, "fast")
+        press_compare(page, VERDICT_SAME)
+        assert stored_keys(running_app) == 1  # this session's only: the previous one's are gone
+        context.close()
+        assert wait_for_keys(running_app, 0) == 0, "a closed session's keys stayed on the server"
+
+
+def test_stopping_the_app_removes_its_server_folder(running_app: RunningApp) -> None:
+    """Last in this file: it stops the module's app."""
+    assert list(running_app.tmp.glob("privface-server-*"))
+    stop(running_app.process)
+    assert not list(running_app.tmp.glob("privface-server-*")), "the embedded server's folder was left behind"
