@@ -361,6 +361,8 @@ def main() -> None:
     st.title("privface: encrypted face verification")
     intro, diagram = st.columns([3, 2])
     where = mode()
+    if not os.environ.get("PRIVFACE_URL"):
+        embedded_server()  # starts it in the background on the first page of the app process
     intro.markdown(
         "Two photos become two face embeddings, each encrypted with a key that only this session holds. "
         "A server compares the encrypted embeddings under fully homomorphic encryption and sends back an "

@@ -1,8 +1,9 @@
 """What the Streamlit app keeps for the whole process: its embedded server and every session's keys.
 
-- `EmbeddedServer`: a loopback verification server in a temporary folder; `ensure_running()` restarts
-  it (same port, same folder, so the keys it held survive) when it has died; `close()` stops it and
-  removes the folder (also at interpreter exit), so no session leaves its keys on disk.
+- `EmbeddedServer`: a loopback verification server in a temporary folder, started in the background;
+  `ensure_running()` waits for it, and restarts it when it has died (same port, same folder, so the
+  keys it held survive); `close()` stops it and removes the folder (also at interpreter exit), so no
+  session leaves its keys on disk.
 - `KeyRegistry`: one `VerificationClient` per session and point; a sweeper thread deletes, on the
   server, the keys of sessions that ended or sat idle, so a public app does not fill its disk.
 """
@@ -33,11 +34,14 @@ class EmbeddedServer:
         self.server = LocalServer(self.data_dir, points=points)
         self.lock = threading.Lock()
         atexit.register(self.close)
-        try:
+        # Started in the background (loading the circuits takes a while): the page renders meanwhile,
+        # and the first comparison waits for it in ensure_running().
+        self._starting = threading.Thread(target=self._start, name="privface-server-start", daemon=True)
+        self._starting.start()
+
+    def _start(self) -> None:
+        with contextlib.suppress(Exception):  # a failed start is retried, and reported, by ensure_running()
             self.server.start()
-        except Exception:
-            self.close()
-            raise
 
     @property
     def url(self) -> str:
@@ -53,6 +57,7 @@ class EmbeddedServer:
     def ensure_running(self) -> bool:
         """Start it again if it died or stopped answering; True if it had to."""
         with self.lock:
+            self._starting.join()
             return self.server.ensure_running()
 
     @property
@@ -60,6 +65,7 @@ class EmbeddedServer:
         return self.server.restarts
 
     def close(self) -> None:
+        self._starting.join(timeout=300)  # a start under way would leave a server behind the removed folder
         with self.lock:
             with contextlib.suppress(Exception):
                 self.server.stop()

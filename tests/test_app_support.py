@@ -60,6 +60,7 @@ def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
 
     server = EmbeddedServer(points=("fast",))
     try:
+        assert not server.ensure_running() and server.running()  # started in the background: waited for, not restarted
         keys = server.data_dir / "keys"
         registry = KeyRegistry(idle_s=3600, sweep_s=3600)
         client = registry.client("s", "fast", lambda: VerificationClient(server.url, "fast", key_dir=None))

@@ -34,6 +34,7 @@ def _references(html: str) -> list[str]:
 def test_page_names_only_local_assets_and_they_load(client: TestClient, page: str) -> None:
     response = client.get(page)
     assert response.status_code == 200 and "text/html" in response.headers["content-type"]
+    assert "default-src 'self'" in response.headers["content-security-policy"]
     references = _references(response.text)
     assert references, "found no asset references: the page layout changed"
     assert "http" not in response.text.replace("http-equiv", ""), "the page names a remote URL"
@@ -71,3 +72,58 @@ def test_the_real_service_gets_offline_docs(tmp_path) -> None:
         assert f"{ASSETS_URL}/swagger-ui-bundle.js" in html and "cdn" not in html
         assert real.get(f"{ASSETS_URL}/swagger-ui.css").status_code == 200
         assert "/v1/verify" in real.get("/openapi.json").json()["paths"]
+
+
+@pytest.fixture
+def served_docs():
+    """The test app on a real port (uvicorn in a thread), for a browser."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    app = FastAPI(title="privface verification server")
+
+    @app.get("/health", tags=["service"])
+    def health() -> dict:
+        return {"ok": True}
+
+    install_offline_docs(app)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.browser
+def test_docs_render_in_a_browser_with_no_request_leaving_the_server(served_docs: str) -> None:
+    import shutil
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        pytest.skip("no Chromium binary: apt-get install chromium")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        page = browser.new_page()
+        loaded: list[str] = []  # requests that got an answer (a CSP-blocked one fails and is not listed)
+        page.on("requestfinished", lambda request: loaded.append(request.url))
+        page.goto(served_docs + "/")  # `/` redirects to /docs
+        page.locator(".swagger-ui .opblock").first.wait_for(timeout=60_000)  # Swagger UI drew the API
+        assert "/health" in page.locator(".swagger-ui").inner_text()
+        page.goto(served_docs + "/redoc")
+        page.get_by_role("heading", name="Health").first.wait_for(timeout=60_000)  # ReDoc drew the operation
+        browser.close()
+    local = (served_docs, "data:", f"blob:{served_docs}")
+    outside = [url for url in loaded if not url.startswith(local)]
+    assert not outside, f"requests left the server: {outside}"
+    assert any(url.endswith("/docs-assets/redoc.standalone.js") for url in loaded)

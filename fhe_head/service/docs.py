@@ -18,6 +18,11 @@ from fastapi.staticfiles import StaticFiles
 ASSETS_URL = "/docs-assets"
 ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
 _REPLACED = ("/docs", "/docs/oauth2-redirect", "/redoc", "/")
+# The pages may load nothing from elsewhere (ReDoc, for one, fetches its logo from a CDN otherwise).
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' blob:; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:; connect-src 'self'"
+)
 
 
 def assets_dir() -> str:
@@ -43,7 +48,7 @@ def install_offline_docs(app: FastAPI) -> None:
     @app.get("/docs", include_in_schema=False)
     def swagger(request: Request) -> HTMLResponse:
         base = prefix(request)
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=base + openapi_url,
             title=f"{title} - API",
             swagger_js_url=f"{base}{ASSETS_URL}/swagger-ui-bundle.js",
@@ -51,6 +56,8 @@ def install_offline_docs(app: FastAPI) -> None:
             swagger_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
             oauth2_redirect_url=base + "/docs/oauth2-redirect",
         )
+        page.headers["content-security-policy"] = CSP
+        return page
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def oauth2_redirect() -> HTMLResponse:
@@ -59,10 +66,12 @@ def install_offline_docs(app: FastAPI) -> None:
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
         base = prefix(request)
-        return get_redoc_html(
+        page = get_redoc_html(
             openapi_url=base + openapi_url,
             title=f"{title} - API reference",
             redoc_js_url=f"{base}{ASSETS_URL}/redoc.standalone.js",
             redoc_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
             with_google_fonts=False,
         )
+        page.headers["content-security-policy"] = CSP
+        return page
