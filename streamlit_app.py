@@ -26,7 +26,7 @@ import streamlit as st
 from PIL import Image, ImageDraw
 
 from client_encoder import FaceEncoder, FaceEncoding, distance
-from client_encoder.images import FORMATS_TEXT, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE, WORK_PIXELS
+from client_encoder.images import FORMATS_TEXT, MAX_FILE_BYTES, MAX_PIXELS, MB, MIN_SIDE, WORK_PIXELS
 from fhe_head.artifacts import POINTS
 from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
@@ -379,7 +379,7 @@ def main() -> None:
         photos = [example_photo(name) for name in pair]
     else:
         st.caption(
-            f"{FORMATS_TEXT}; up to {MAX_FILE_BYTES / 1e6:.0f} MB and {MAX_PIXELS / 1e6:.0f} megapixels (photos over "
+            f"{FORMATS_TEXT}; up to {MAX_FILE_BYTES / MB:.0f} MB and {MAX_PIXELS / 1e6:.0f} megapixels (photos over "
             f"{WORK_PIXELS / 1e6:.0f} MP are downscaled), each side at least {MIN_SIDE} px."
         )
         columns = st.columns(2)

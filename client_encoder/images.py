@@ -28,7 +28,8 @@ ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndar
 MIN_SIDE = 32  # px; HOG with one upsampling finds faces down to ~40 px, the CNN fallback ~20 px
 WORK_PIXELS = 24_000_000  # 6000x4000: a 12 MP phone photo is used as it is, larger ones are downscaled
 MAX_PIXELS = 150_000_000  # above 108 MP phone cameras, under PIL's own bomb limit; refused before decoding
-MAX_FILE_BYTES = 50 * 1024 * 1024
+MB = 1024 * 1024  # as Streamlit counts maxUploadSize
+MAX_FILE_BYTES = 50 * MB
 # PIL format name -> file extensions (the app's uploader and the docs list these).
 FORMATS = {
     "JPEG": ("jpg", "jpeg"),
@@ -68,7 +69,7 @@ def _open_pil(data: bytes, max_pixels: int) -> Image.Image:
     if not data:
         raise InvalidImageError("empty file: zero bytes")
     if len(data) > MAX_FILE_BYTES:
-        raise InvalidImageError(f"file is too large: {len(data) / 1e6:.0f} MB (limit {MAX_FILE_BYTES / 1e6:.0f} MB)")
+        raise InvalidImageError(f"file is too large: {len(data) / MB:.0f} MB (limit {MAX_FILE_BYTES / MB:.0f} MB)")
     try:
         with warnings.catch_warnings():
             # PIL's own decompression-bomb check would warn or raise with a less useful message.
@@ -149,8 +150,8 @@ def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         if not path.is_file():
             raise InvalidImageError(f"{path}: no such file")
         if path.stat().st_size > MAX_FILE_BYTES:
-            size = path.stat().st_size / 1e6
-            raise InvalidImageError(f"{path}: file is too large: {size:.0f} MB (limit {MAX_FILE_BYTES / 1e6:.0f} MB)")
+            size = path.stat().st_size / MB
+            raise InvalidImageError(f"{path}: file is too large: {size:.0f} MB (limit {MAX_FILE_BYTES / MB:.0f} MB)")
         try:
             return _to_rgb_array(_open_pil(path.read_bytes(), max_pixels))
         except InvalidImageError as err:
