@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -159,28 +159,33 @@ def get_encoder() -> FaceEncoder:
 # ---- photos: read, checked and encoded once each, as soon as they are chosen ---------------------
 @dataclass
 class Photo:
-    label: str
+    label: str  # how the page names it: "Photo 1 (name.jpg)"
     pixels: np.ndarray | None = None
     encoding: FaceEncoding | None = None
-    error: str | None = None
+    problem: str | None = None  # why it cannot be used
     took_s: float = 0.0
+
+    @property
+    def error(self) -> str | None:
+        return f"{self.label}{self.problem}" if self.problem else None
 
 
 def read_photo(label: str, key: str, source) -> Photo:
-    """Decode, detect and embed, cached in this session by content (a re-press never re-encodes)."""
+    """Decode, detect and embed, cached in this session by content (a re-press never re-encodes);
+    the label is this use's, not the cached one's (the same file may come back as the other photo)."""
     cache: OrderedDict[str, Photo] = st.session_state.setdefault("photos", OrderedDict())
     if key in cache:
         cache.move_to_end(key)
-        return cache[key]
+        return replace(cache[key], label=label)
     photo = Photo(label)
     start = time.perf_counter()
     try:
         photo.encoding = get_encoder().encode(source)
         photo.pixels = photo.encoding.located.pixels
     except InvalidImageError as err:
-        photo.error = f"{label} cannot be used: {err}"
+        photo.problem = f" cannot be used: {err}"
     except NoFaceError:
-        photo.error = f"{label}: no face found. Use a photo where a face is clearly visible (frontal, not too small)."
+        photo.problem = ": no face found. Use a photo where a face is clearly visible (frontal, not too small)."
     photo.took_s = time.perf_counter() - start
     cache[key] = photo
     while len(cache) > CACHED_PHOTOS:

@@ -47,7 +47,7 @@ PAIRS = [
     ("astronaut.jpg", "cameraman.jpg", DIFFERENT),
     ("obama.jpg", "biden.jpg", DIFFERENT),
 ]
-TIMEOUT_MS = 600_000
+TIMEOUT_MS = 300_000
 
 
 def _free_port() -> int:
