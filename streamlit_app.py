@@ -115,7 +115,9 @@ def point_label(point: str) -> str:
 # ---- process-wide state: the embedded server and every session's keys ---------------------------
 @st.cache_resource
 def embedded_server() -> EmbeddedServer:
-    return EmbeddedServer()
+    """PRIVFACE_SERVER_LIMITS="max_keys=8,max_idle_s=3600" passes limits to it (`--limit`)."""
+    limits = tuple(x.strip() for x in os.environ.get("PRIVFACE_SERVER_LIMITS", "").split(",") if x.strip())
+    return EmbeddedServer(limits=limits)
 
 
 def server_url() -> str:

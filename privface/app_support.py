@@ -27,11 +27,13 @@ from privface.errors import ServiceError
 class EmbeddedServer:
     """A verification server owned by this process, on 127.0.0.1, over a temporary folder."""
 
-    def __init__(self, points: tuple[str, ...] | None = None) -> None:
+    def __init__(self, points: tuple[str, ...] | None = None, limits: tuple[str, ...] = ()) -> None:
+        """`limits`: the server's `--limit NAME=VALUE` overrides (its key-store size, for one)."""
         from privface.local_server import LocalServer
 
         self.data_dir = Path(tempfile.mkdtemp(prefix="privface-server-"))
-        self.server = LocalServer(self.data_dir, points=points)
+        extra = tuple(arg for limit in limits for arg in ("--limit", limit))
+        self.server = LocalServer(self.data_dir, points=points, extra_args=extra)
         self.lock = threading.Lock()
         atexit.register(self.close)
         # Started in the background (loading the circuits takes a while): the page renders meanwhile,

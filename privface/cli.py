@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
-from privface.errors import NoFaceError, PrivfaceError
+from privface.errors import NoFaceError, PrivfaceError, ServiceError
 from privface.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
 from privface.resources import DEFAULT_KEY_DIR
 
@@ -91,13 +91,11 @@ def _connect(args: argparse.Namespace, client) -> None:
 
 def _existing_keys(client) -> bool:
     """Whether the server holds keys of ours, found without generating or uploading any."""
-    from fhe_head.artifacts import key_id_of
-
     key_file = client.fhe.key_file
     if key_file is None or not key_file.is_file():
         return False
-    client.fhe.generate_keys()  # loads the saved keys
-    key_id = key_id_of(client.fhe.evaluation_keys())
+    client._load_keys()  # the saved FHE keys and the signing key made with them
+    key_id = client._key_id()
     if not client._server_has(key_id):
         return False
     client.key_id = key_id
@@ -156,7 +154,7 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
         print(f"enrolled {record['name']!r} ({record['size'] / 1e3:.1f} KB of ciphertext stored on the server)")
         return OK
     if args.command == "verify":
-        return _print_result(args, client.verify(encodings[0], args.name))
+        return _print_result(args, _named(args, lambda: client.verify(encodings[0], args.name)))
     if args.command == "identify":
         matches = client.identify(encodings[0])
         found = [name for name, same in matches if same]
@@ -173,12 +171,22 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
         print(json.dumps(records, indent=1) if args.json else _table(records))
         return OK
     if args.command == "delete":
-        client.delete(args.name)
+        _named(args, lambda: client.delete(args.name))
         print(f"deleted {args.name!r}")
         return OK
     client.forget_me()
     print("the server no longer holds your keys or templates")
     return OK
+
+
+def _named(args: argparse.Namespace, call):
+    """`call()`, with the server's "no such template" (404) naming the template asked for."""
+    try:
+        return call()
+    except ServiceError as err:
+        if err.status == 404 and "template" in str(err):
+            raise ServiceError(f"no template named {args.name!r} is enrolled under your key", 404) from err
+        raise
 
 
 def run(args: argparse.Namespace) -> int:

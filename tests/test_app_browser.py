@@ -33,7 +33,7 @@ from fhe_head.artifacts import ARTIFACTS_ROOT
 from privface.resources import EXAMPLES_DIR
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Locator, Page
+    from playwright.sync_api import Browser, BrowserContext, Locator, Page
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright not installed: pip install playwright")
 
@@ -65,6 +65,7 @@ REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 SCREENSHOT_MAX_BYTES = 400_000
 VIEWPORT = {"width": 1280, "height": 900}
+KEY_LIMIT = 1  # the embedded server's key-store limit in these tests (issue 19's max_keys)
 SERVER_START_S = 90  # streamlit start-up on a busy 2-core machine
 PAGE_READY_MS = 120_000  # first render imports the encoder / FHE stack
 VERDICT_MS = 240_000  # encode both photos, key generation (first use in a session), FHE run
@@ -113,7 +114,8 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
     port = free_port()
     log = tmp_path_factory.mktemp("streamlit") / "streamlit.log"
     tmp = tmp_path_factory.mktemp("app-tmp")
-    env = {**os.environ, "TMPDIR": str(tmp), "PRIVFACE_SWEEP_S": "1"}
+    # the embedded server keeps one key set at most: a second session's keys evict the first's
+    env = {**os.environ, "TMPDIR": str(tmp), "PRIVFACE_SWEEP_S": "1", "PRIVFACE_SERVER_LIMITS": f"max_keys={KEY_LIMIT}"}
     env.pop("PRIVFACE_URL", None)
     command = [
         sys.executable,
@@ -381,7 +383,7 @@ def server_pids(app: RunningApp) -> list[int]:
 
 
 def stored_keys(app: RunningApp) -> int:
-    return sum(1 for _ in app.tmp.glob("privface-server-*/keys/*"))
+    return sum(1 for _ in app.tmp.glob("privface-server-*/keys/*.bin"))
 
 
 def bad_files(folder: Path) -> list[tuple[Path, str]]:
@@ -467,21 +469,40 @@ def wait_for_keys(app: RunningApp, count: int, timeout_s: float = 60) -> int:
     return found
 
 
+def new_session(browser: Browser, app: RunningApp) -> tuple[BrowserContext, Page]:
+    """A fresh browser session with both example photos uploaded and the fast head chosen."""
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.goto(app.url)
+    page.get_by_role("button", name=COMPARE_BUTTON).wait_for(timeout=PAGE_READY_MS)
+    upload(page, 0, OBAMA)
+    upload(page, 1, OBAMA2)
+    choose_point(page, "fast")
+    return context, page
+
+
 def test_closed_sessions_leave_no_keys_on_the_server(browser: Browser, running_app: RunningApp) -> None:
     """Each browser session uploads its own keys; the app deletes them when the session ends."""
     assert wait_for_keys(running_app, 0) == 0, "keys of earlier (closed) sessions are still stored"
     for _ in range(2):
-        context = browser.new_context(viewport=VIEWPORT)
-        page = context.new_page()
-        page.goto(running_app.url)
-        page.get_by_role("button", name=COMPARE_BUTTON).wait_for(timeout=PAGE_READY_MS)
-        upload(page, 0, OBAMA)
-        upload(page, 1, OBAMA2)
-        choose_point(page, "fast")
+        context, page = new_session(browser, running_app)
         press_compare(page, VERDICT_SAME)
         assert stored_keys(running_app) == 1  # this session's only: the previous one's are gone
         context.close()
         assert wait_for_keys(running_app, 0) == 0, "a closed session's keys stayed on the server"
+
+
+def test_two_open_sessions_stay_within_the_key_store_limit(browser: Browser, running_app: RunningApp) -> None:
+    """Two sessions at once against a store of KEY_LIMIT key sets: each upload evicts the other's keys,
+    and the evicted session's next comparison uploads them again without the user noticing."""
+    assert wait_for_keys(running_app, 0) == 0
+    sessions = [new_session(browser, running_app) for _ in range(2)]
+    for _, page in [*sessions, sessions[0]]:
+        press_compare(page, VERDICT_SAME)
+        assert stored_keys(running_app) <= KEY_LIMIT
+    for context, _ in sessions:
+        context.close()
+    assert wait_for_keys(running_app, 0) == 0
 
 
 def test_stopping_the_app_removes_its_server_folder(running_app: RunningApp) -> None:

@@ -65,7 +65,7 @@ def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
         registry = KeyRegistry(idle_s=3600, sweep_s=3600)
         client = registry.client("s", "fast", lambda: VerificationClient(server.url, "fast", key_dir=None))
         client.connect()
-        assert len(list(keys.iterdir())) == 1
+        assert len(list(keys.glob("*.bin"))) == 1
         os.kill(server.pid, signal.SIGKILL)
         server.server.process.wait(timeout=30)
         assert not server.running()
@@ -75,7 +75,7 @@ def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
         assert client._server_has(client.key_id)
         registry.idle_s = 0.0
         assert registry.sweep() == 1 and registry.deleted == 1
-        assert list(keys.iterdir()) == []
+        assert list(keys.glob("*.bin")) == []
         registry.close()
     finally:
         server.close()

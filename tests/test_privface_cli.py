@@ -47,7 +47,7 @@ def opts(server, key_dir: Path) -> list[str]:
 
 
 def server_key_count(server) -> int:
-    return len(list((server.data_dir / "keys").glob("*")))
+    return len(list((server.data_dir / "keys").glob("*.bin")))
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,9 @@ def test_templates_list_verify_identify_delete(server, key_dir, capsys):
     assert run(capsys, "identify", str(OBAMA3), *o)[:2] == (OK, "MATCH  obama\n")
     assert run(capsys, "identify", str(BIDEN), *o)[:2] == (NEGATIVE, "no match among 1 templates\n")
     status, _, err = run(capsys, "delete", "ghost", *o)
-    assert status == FAILED and "ghost" in err and len(err.strip().splitlines()) == 1
+    assert (status, err) == (FAILED, "error: no template named 'ghost' is enrolled under your key\n")
+    status, _, err = run(capsys, "verify", str(OBAMA2), "--name", "ghost", *o)
+    assert (status, err) == (FAILED, "error: no template named 'ghost' is enrolled under your key\n")
     assert run(capsys, "delete", "obama", *o)[:2] == (OK, "deleted 'obama'\n")
     assert run(capsys, "identify", str(OBAMA), *o)[:2] == (NEGATIVE, "no templates enrolled under this key\n")
 
