@@ -60,17 +60,18 @@ def test_root_points_to_docs_and_the_api_is_untouched(client: TestClient) -> Non
 
 
 def test_the_real_service_gets_offline_docs(tmp_path) -> None:
-    service = pytest.importorskip("fhe_head.service.api")
     from fhe_head.artifacts import ARTIFACTS_ROOT
+    from fhe_head.service.app import create_app
 
     if not (ARTIFACTS_ROOT / "fast" / "meta.json").is_file():
         pytest.skip("no shipped head")
-    app = service.create_app(tmp_path, points=("fast",), workers=1)
+    app = create_app(tmp_path, points=("fast",), workers=1)
     install_offline_docs(app)
     with TestClient(app) as real:
         html = real.get("/docs").text
         assert f"{ASSETS_URL}/swagger-ui-bundle.js" in html and "cdn" not in html
         assert real.get(f"{ASSETS_URL}/swagger-ui.css").status_code == 200
+        assert real.get("/", follow_redirects=False).headers["location"] == "/docs"
         assert "/v1/verify" in real.get("/openapi.json").json()["paths"]
 
 
