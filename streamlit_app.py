@@ -7,6 +7,10 @@ encrypted on its own, and goes to the verification server, which compares the tw
 returns an encrypted bit that only this browser session's secret key decrypts. By default the app
 starts the server itself on loopback (and restarts it if it dies); set PRIVFACE_URL to use a remote
 one. Each session's keys are deleted from the server when the session ends or sits idle.
+
+Settings (environment): PRIVFACE_URL (a remote server), PRIVFACE_SESSION_IDLE_S (idle time before a
+session's keys are deleted, default 900), PRIVFACE_SERVER_LIMITS ("max_keys=8,..." for the embedded
+server), PRIVFACE_MODE (local / remote / space: which privacy text; a Space is found by SPACE_ID).
 """
 
 from __future__ import annotations
