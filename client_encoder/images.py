@@ -106,8 +106,11 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
+    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
+        # 16-bit greyscale (scans, medical, some cameras): keep the top 8 bits, as PIL would clip to white
+        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
     if image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")  # 16-bit greyscale, CMYK, palette: resize needs a plain mode
+        image = image.convert("RGB")  # CMYK, palette, bilevel, float: resize needs a plain mode
     return np.asarray(_downscale(image).convert("RGB"), dtype=np.uint8).copy()
 
 

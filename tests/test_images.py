@@ -181,3 +181,18 @@ def test_rgba_greyscale_and_float_arrays():
         load_image(np.zeros((36, 40, 7), np.uint8))
     with pytest.raises(InvalidImageError, match="no pixels"):
         load_image(np.zeros((0, 40, 3), np.uint8))
+
+
+def test_16_bit_greyscale_keeps_its_contrast():
+    grey = (np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="PNG")
+    pixels = load_image(buffer.getvalue())
+    assert pixels[0, 0].tolist() == [0, 0, 0] and pixels[-1, -1, 0] == 255 and 100 < pixels.mean() < 155
+
+
+@pytest.mark.parametrize("mode", ["CMYK", "1", "LA", "P", "F"])
+def test_other_pixel_modes_read_as_rgb(mode):
+    image = Image.open(ASTRONAUT).resize((64, 64)).convert(mode)
+    pixels = load_image(image)
+    assert pixels.shape == (64, 64, 3) and pixels.dtype == np.uint8 and 20 < pixels.mean() < 235
