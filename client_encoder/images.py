@@ -25,7 +25,7 @@ from privface.errors import InvalidImageError
 
 ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
 
-MIN_SIDE = 32  # px; HOG with one upsampling finds faces down to ~40 px, the CNN fallback ~20 px
+MIN_SIDE = 32  # px: no face the detectors find fits in less (HOG scans 80 px windows, 40 px after upsampling)
 WORK_PIXELS = 24_000_000  # 6000x4000: a 12 MP phone photo is used as it is, larger ones are downscaled
 MAX_PIXELS = 150_000_000  # above 108 MP phone cameras, under PIL's own bomb limit; refused before decoding
 MB = 1024 * 1024  # as Streamlit counts maxUploadSize
