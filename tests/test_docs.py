@@ -65,8 +65,7 @@ def test_the_real_service_gets_offline_docs(tmp_path) -> None:
 
     if not (ARTIFACTS_ROOT / "fast" / "meta.json").is_file():
         pytest.skip("no shipped head")
-    app = create_app(tmp_path, points=("fast",), workers=1)
-    install_offline_docs(app)
+    app = create_app(tmp_path, points=("fast",), workers=1)  # create_app installs the offline pages itself
     with TestClient(app) as real:
         html = real.get("/docs").text
         assert f"{ASSETS_URL}/swagger-ui-bundle.js" in html and "cdn" not in html

@@ -221,6 +221,7 @@ def create_app(
 ) -> FastAPI:
     """The API over a data directory. `workers`: FHE runs at once on this machine (default: one per
     core); `ray_address`: run them on that Ray cluster instead (nothing falls back silently)."""
+    from fhe_head.service.docs import install_offline_docs
     from fhe_head.service.routes import keys, service, templates, verification
 
     state = ServiceState(data_dir, points, limits, workers, engine, ray_address)
@@ -242,4 +243,5 @@ def create_app(
     _register_errors(app)
     for router in (service, keys, verification, templates):
         app.include_router(router)
+    install_offline_docs(app)
     return app
