@@ -58,16 +58,20 @@ def inputset(params: HeadParams, n: int = 64, seed: int = 0) -> list[tuple[np.nd
     return [(a.astype(np.int64), b.astype(np.int64)) for a, b in samples]
 
 
-def compile_head(params: HeadParams, global_p_error: float = DEFAULT_GLOBAL_P_ERROR, exact_rounding: bool = True):
-    configuration = fhe.Configuration(
-        global_p_error=global_p_error,
-        parameter_selection_strategy=PARAMETER_STRATEGY,
+def configuration(**options) -> fhe.Configuration:
+    """Every head circuit's settings: compressed keys and inputs, quiet; `options` add the error model."""
+    return fhe.Configuration(
         compress_evaluation_keys=True,
         compress_input_ciphertexts=True,
         show_statistics=False,
         show_progress=False,
+        **options,
     )
-    return build_function(params, exact_rounding).compile(inputset(params), configuration=configuration)
+
+
+def compile_head(params: HeadParams, global_p_error: float = DEFAULT_GLOBAL_P_ERROR, exact_rounding: bool = True):
+    settings = configuration(global_p_error=global_p_error, parameter_selection_strategy=PARAMETER_STRATEGY)
+    return build_function(params, exact_rounding).compile(inputset(params), configuration=settings)
 
 
 def circuit_report(circuit, global_p_error: float, exact_rounding: bool) -> dict:
@@ -179,17 +183,13 @@ def compile_batched(params: HeadParams, client_specs: bytes, p_error: float, k: 
     # and re-derives the 1:1 error with float rounding of its own: the first of these requests that lands
     # on exactly the 1:1 key set is kept, and anything else is refused below.
     for factor, strategy in BATCH_SEARCH:
-        configuration = fhe.Configuration(
+        settings = configuration(
             p_error=p_error * factor,
             global_p_error=None,
             parameter_selection_strategy=strategy,
             keyset_restriction=restriction,
-            compress_evaluation_keys=True,
-            compress_input_ciphertexts=True,
-            show_statistics=False,
-            show_progress=False,
         )
-        circuit = function.compile(samples, configuration=configuration)
+        circuit = function.compile(samples, configuration=settings)
         if _keyset(circuit.client.specs.program_info) == _keyset(specs.program_info):
             break
     else:

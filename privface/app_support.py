@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -22,6 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from privface.errors import ServiceError
+
+APP_SCRIPT = Path(__file__).resolve().parents[1] / "streamlit_app.py"
+
+
+def app_command(port: int, file_watcher: str = "none") -> list[str]:
+    """`streamlit run` of the app on 127.0.0.1:`port`, headless, without usage statistics; the file
+    watcher off by default (over a checkout with its virtual environment it overflows inotify)."""
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP_SCRIPT),
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", file_watcher,
+    ]  # fmt: skip
 
 
 class EmbeddedServer:

@@ -17,9 +17,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +28,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
+from privface.app_support import app_command
+from privface.local_server import free_port, stop_process_group
 from privface.resources import EXAMPLES_DIR
 
 if TYPE_CHECKING:
@@ -80,12 +80,6 @@ def chromium_path() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -117,23 +111,7 @@ def running_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp
     # the embedded server keeps one key set at most: a second session's keys evict the first's
     env = {**os.environ, "TMPDIR": str(tmp), "PRIVFACE_SWEEP_S": "1", "PRIVFACE_SERVER_LIMITS": f"max_keys={KEY_LIMIT}"}
     env.pop("PRIVFACE_URL", None)
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",  # others may edit the repo meanwhile: no reruns, no inotify load
-        "none",
-    ]
+    command = app_command(port)  # no file watcher: others may edit the repo meanwhile
     with log.open("wb") as out:
         process = subprocess.Popen(
             command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
@@ -171,13 +149,7 @@ def descendants(pid: int) -> list[int]:
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the app's process group (streamlit stops what it started), then SIGKILL what is left."""
     leftovers = descendants(process.pid)
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+    stop_process_group(process)
     deadline = time.monotonic() + 15
     for pid in leftovers:
         while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:

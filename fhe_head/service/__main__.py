@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         limits = Limits.parse(args.limit)
-        app = create_app(args.data_dir, tuple(args.points), args.workers, limits, ray_address=args.ray_address)
+        app = create_app(
+            args.data_dir, points=tuple(args.points), workers=args.workers, limits=limits, ray_address=args.ray_address
+        )
     except (PrivfaceError, ValueError) as err:
         print(f"privface-server: {err}", file=sys.stderr)
         return 2

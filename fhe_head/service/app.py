@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -211,20 +212,14 @@ def _register_errors(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-def create_app(
-    data_dir: str | Path,
-    points: tuple[str, ...] = POINTS,
-    workers: int | None = None,
-    limits: Limits | None = None,
-    engine: FHEEngine | None = None,
-    ray_address: str | None = None,
-) -> FastAPI:
-    """The API over a data directory. `workers`: FHE runs at once on this machine (default: one per
-    core); `ray_address`: run them on that Ray cluster instead (nothing falls back silently)."""
+def create_app(data_dir: str | Path, **options: Any) -> FastAPI:
+    """The API over a data directory; `options` are `ServiceState`'s: `points`, `limits`, `workers`
+    (FHE runs at once on this machine, default one per core), `engine`, `ray_address` (run them on
+    that Ray cluster instead; nothing falls back silently)."""
     from fhe_head.service.docs import install_offline_docs
     from fhe_head.service.routes import keys, service, templates, verification
 
-    state = ServiceState(data_dir, points, limits, workers, engine, ray_address)
+    state = ServiceState(data_dir, **options)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

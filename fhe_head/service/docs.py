@@ -30,6 +30,11 @@ def assets_dir() -> str:
     return str(files("fastapi_offline") / "static")
 
 
+def _local_only(page: HTMLResponse) -> HTMLResponse:
+    page.headers["content-security-policy"] = CSP
+    return page
+
+
 def install_offline_docs(app: FastAPI) -> None:
     """Serve /docs (Swagger UI), /redoc and their assets locally; `/` redirects to /docs."""
     openapi_url = app.openapi_url or "/openapi.json"
@@ -47,17 +52,17 @@ def install_offline_docs(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     def swagger(request: Request) -> HTMLResponse:
-        base = prefix(request)
-        page = get_swagger_ui_html(
-            openapi_url=base + openapi_url,
-            title=f"{title} - API",
-            swagger_js_url=f"{base}{ASSETS_URL}/swagger-ui-bundle.js",
-            swagger_css_url=f"{base}{ASSETS_URL}/swagger-ui.css",
-            swagger_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
-            oauth2_redirect_url=base + "/docs/oauth2-redirect",
+        base, assets = prefix(request), prefix(request) + ASSETS_URL
+        return _local_only(
+            get_swagger_ui_html(
+                openapi_url=base + openapi_url,
+                title=f"{title} - API",
+                swagger_js_url=f"{assets}/swagger-ui-bundle.js",
+                swagger_css_url=f"{assets}/swagger-ui.css",
+                swagger_favicon_url=f"{assets}/favicon.png",
+                oauth2_redirect_url=base + "/docs/oauth2-redirect",
+            )
         )
-        page.headers["content-security-policy"] = CSP
-        return page
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)
     def oauth2_redirect() -> HTMLResponse:
@@ -65,13 +70,13 @@ def install_offline_docs(app: FastAPI) -> None:
 
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
-        base = prefix(request)
-        page = get_redoc_html(
-            openapi_url=base + openapi_url,
-            title=f"{title} - API reference",
-            redoc_js_url=f"{base}{ASSETS_URL}/redoc.standalone.js",
-            redoc_favicon_url=f"{base}{ASSETS_URL}/favicon.png",
-            with_google_fonts=False,
+        assets = prefix(request) + ASSETS_URL
+        return _local_only(
+            get_redoc_html(
+                openapi_url=prefix(request) + openapi_url,
+                title=f"{title} - API reference",
+                redoc_js_url=f"{assets}/redoc.standalone.js",
+                redoc_favicon_url=f"{assets}/favicon.png",
+                with_google_fonts=False,
+            )
         )
-        page.headers["content-security-policy"] = CSP
-        return page

@@ -31,7 +31,9 @@ class FHEEngine(Protocol):
 
     def verify(
         self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
-    ) -> tuple[bytes, float]: ...
+    ) -> tuple[bytes, float]:
+        """A 1:1 verification is an identification over one template (engines inherit this)."""
+        return self.identify(point, key_id, [template], probe, cancel)[0]
 
     def identify(
         self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
@@ -181,7 +183,7 @@ class FairScheduler:
             thread.join(timeout=60)
 
 
-class LocalEngine:
+class LocalEngine(FHEEngine):
     """FHE runs on this machine's cores, fair between owners, parsed keys cached (bounded)."""
 
     def __init__(
@@ -215,11 +217,6 @@ class LocalEngine:
         finally:
             for f in futures:
                 f.cancel()  # no-op for finished or running runs; queued ones never start
-
-    def verify(
-        self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
-    ) -> tuple[bytes, float]:
-        return self.identify(point, key_id, [template], probe, cancel)[0]
 
     def identify(
         self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None

@@ -33,6 +33,7 @@ from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fhe_head.artifacts import POINTS, load_meta, point_dir
+from fhe_head.service.engine import FHEEngine
 from privface.errors import ArtifactError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def _reachable(address: str, timeout: float) -> None:
         raise ClusterError(f"no Ray cluster reachable at {address}: {err}") from None
 
 
-class RayEngine:
+class RayEngine(FHEEngine):
     """`FHEEngine` over a Ray cluster (see the module docstring)."""
 
     def __init__(
@@ -273,11 +274,6 @@ class RayEngine:
             handle.actor.forget.remote(key_id)
 
     # ---- FHEEngine ----
-    def verify(
-        self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
-    ) -> tuple[bytes, float]:
-        return self.identify(point, key_id, [template], probe, cancel)[0]
-
     def identify(
         self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
     ) -> list[tuple[bytes, float]]:

@@ -313,17 +313,29 @@ async def delete_key(request: Request) -> Response:
 
 
 # ---- verification ------------------------------------------------------------------------------
-@verification.post("/v1/verify", response_model=EncryptedResult, openapi_extra=_body_schema(VerifyRequest))
-async def verify(request: Request) -> EncryptedResult:
-    """Run the head on two ciphertexts sent now; returns the encrypted bit."""
+async def _served_request(request: Request, model: type[BaseModel]) -> tuple[ServiceState, KeyRecord, Any]:
+    """A signed FHE request on a circuit this server still serves: the state, the owner and the body."""
     state = state_of(request)
-    record, body = await signed(request, VerifyRequest)
+    record, body = await signed(request, model)
     _served(state, record)
-    template = _ciphertext(state, record, body.template, "template")
-    probe = _ciphertext(state, record, body.probe, "probe")
+    return state, record, body
+
+
+async def _verify_pair(request: Request, record: KeyRecord, template: bytes, probe: bytes) -> EncryptedResult:
+    """One FHE run under the owner's admission limits; the encrypted bit and the server's FHE time."""
+    state = state_of(request)
     with state.admit(record.key_id):
         result, fhe_s = _encode(await _run(request, state.engine.verify, record.point, record.key_id, template, probe))
     return EncryptedResult(result=result, fhe_s=fhe_s)
+
+
+@verification.post("/v1/verify", response_model=EncryptedResult, openapi_extra=_body_schema(VerifyRequest))
+async def verify(request: Request) -> EncryptedResult:
+    """Run the head on two ciphertexts sent now; returns the encrypted bit."""
+    state, record, body = await _served_request(request, VerifyRequest)
+    template = _ciphertext(state, record, body.template, "template")
+    probe = _ciphertext(state, record, body.probe, "probe")
+    return await _verify_pair(request, record, template, probe)
 
 
 @verification.post(
@@ -331,22 +343,16 @@ async def verify(request: Request) -> EncryptedResult:
 )
 async def verify_template(request: Request) -> EncryptedResult:
     """1:1 against a stored template."""
-    state = state_of(request)
-    record, body = await signed(request, NamedProbeRequest)
-    _served(state, record)
+    state, record, body = await _served_request(request, NamedProbeRequest)
     probe = _ciphertext(state, record, body.probe, "probe")
     template = await run_in_threadpool(state.store.template, record.key_id, _name(body.name))
-    with state.admit(record.key_id):
-        result, fhe_s = _encode(await _run(request, state.engine.verify, record.point, record.key_id, template, probe))
-    return EncryptedResult(result=result, fhe_s=fhe_s)
+    return await _verify_pair(request, record, template, probe)
 
 
 @verification.post("/v1/identify", response_model=IdentifyResult, openapi_extra=_body_schema(ProbeRequest))
 async def identify(request: Request) -> IdentifyResult:
     """1:N: one encrypted bit per stored template of this key, scheduled fairly with other owners."""
-    state = state_of(request)
-    record, body = await signed(request, ProbeRequest)
-    _served(state, record)
+    state, record, body = await _served_request(request, ProbeRequest)
     probe = _ciphertext(state, record, body.probe, "probe")
     stored = await run_in_threadpool(state.store.all_templates, record.key_id)
     if len(stored) > state.limits.max_identify_templates:

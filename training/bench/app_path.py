@@ -24,8 +24,6 @@ import os
 import platform
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,6 +32,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from privface.app_support import app_command
+from privface.local_server import free_port, stop_process_group
 from privface.resources import EXAMPLES_DIR, artifacts_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,31 +50,9 @@ PAIRS = [
 TIMEOUT_MS = 300_000
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def start_app(watcher: str, tmp: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "streamlit_app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        watcher,
-    ]
+    port = free_port()
+    command = app_command(port, watcher)
     env = {**os.environ, "TMPDIR": str(tmp)}
     env.pop("PRIVFACE_URL", None)
     log = (tmp / "streamlit.log").open("wb")
@@ -90,15 +68,6 @@ def start_app(watcher: str, tmp: Path) -> tuple[subprocess.Popen, str]:
         except OSError:
             time.sleep(0.5)
     raise RuntimeError("streamlit did not start within 300 s")
-
-
-def stop_app(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
 
 
 class Session:
@@ -224,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
                     warm.close()
                     results[watcher] = {p: run_point(browser, url, p, args.sessions, args.later) for p in args.points}
                 finally:
-                    stop_app(process)
+                    stop_process_group(process)
             medians = {
                 p: {k: v["median"] for k, v in r.items() if isinstance(v, dict) and "median" in v}
                 for p, r in results[watcher].items()
