@@ -53,15 +53,22 @@ class FHEClient:
         return wrap(self.meta, self._client.evaluation_keys.serialize())
 
     # ---- data ----------------------------------------------------------------------------
-    def quantize(self, embedding: np.ndarray) -> np.ndarray:
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The security levels this head offers (empty for a head without the level element)."""
+        return self.head.levels
+
+    def quantize(self, embedding: np.ndarray, level: str | None = None) -> np.ndarray:
         embedding = np.asarray(embedding, dtype=np.float64)
         if embedding.shape != self.head.mean.shape or not np.all(np.isfinite(embedding)):
             raise ValueError(f"expected a finite embedding of shape {self.head.mean.shape}, got {embedding.shape}")
-        return self.head.quantize(embedding)
+        return self.head.quantize(embedding, level)
 
-    def encrypt(self, embedding: np.ndarray) -> bytes:
-        """One embedding (a template or a probe), quantised and encrypted on its own."""
-        encrypted, _ = self._client.encrypt(self.quantize(embedding), None)
+    def encrypt(self, embedding: np.ndarray, level: str | None = None) -> bytes:
+        """One embedding, quantised and encrypted on its own: a template (level None: it serves every
+        level) or a probe asking for a security level (`self.levels`, e.g. "1e-3"). The level travels
+        inside the ciphertext; an unknown level raises fhe_head.head.UnknownLevelError."""
+        encrypted, _ = self._client.encrypt(self.quantize(embedding, level), None)
         return wrap(self.meta, encrypted.serialize())
 
     def decrypt(self, result: bytes) -> bool:

@@ -52,7 +52,7 @@ def build_function(params: HeadParams, exact_rounding: bool = True):
 def inputset(params: HeadParams, n: int = 64, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """Covers the full input range (corners included) so every difference is in bounds."""
     rng = np.random.default_rng(seed)
-    d, lo, hi = params.dims, params.q_min, params.q_max
+    d, lo, hi = params.vector_length, params.q_min, params.q_max  # the level element included
     samples = [(np.full(d, lo), np.full(d, hi)), (np.full(d, hi), np.full(d, lo))]
     samples += [(rng.integers(lo, hi + 1, d), rng.integers(lo, hi + 1, d)) for _ in range(n)]
     return [(a.astype(np.int64), b.astype(np.int64)) for a, b in samples]
@@ -112,6 +112,9 @@ def save_artifacts(
     meta = {
         "point": params.name,
         "dims": params.dims,
+        "vector_length": params.vector_length,
+        "levels": list(params.levels),
+        "level_thresholds": list(params.level_thresholds),
         "n_bits": params.n_bits,
         "lsbs": params.lsbs,
         "threshold": params.threshold,

@@ -5,9 +5,16 @@ Split (per face, in clear, on the client):
     z = P (e - mean)                     learned/PCA projection 128 -> d
     q = clip(round(z / scale), lo, hi)   per-dimension scale, signed n-bit integers
 Interaction (in FHE, on the server):
-    s = sum_i table_i[q_a,i - q_b,i]     one lookup per dimension: a learned function of the difference
+    s = sum_i table_i[q_a,i - q_b,i]     one lookup per vector element: a learned function of the difference
     s' = round s to a multiple of 2**lsbs (only the top bits enter the comparison)
     same = s' < threshold                the one bit that leaves the server, encrypted
+
+Security levels (optional): the vector gets one more element after the d projected ones. A template
+carries 0 there, a probe the index k of its level in `levels`; that element's table maps the
+difference -k (or +k: the row is symmetric, so the argument order does not matter) to the level's
+score offset, added before the rounding. The constant threshold of the circuit thus acts as a
+per-level threshold on the raw sum, at full integer resolution, one circuit serves every level, and
+the server, which sees only ciphertexts, cannot tell which level a probe asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +25,12 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 = no level element
+
+
+class UnknownLevelError(ValueError):
+    """A security level this head does not offer."""
 
 
 def round_half_up(s: np.ndarray, lsbs: int) -> np.ndarray:
@@ -32,10 +44,19 @@ class HeadParams:
     projection: np.ndarray  # (d, 128) float32
     scale: np.ndarray  # (d,) float32: quantisation step per dimension
     n_bits: int  # signed input bits per dimension
-    tables: np.ndarray  # (d, 2**(n_bits+1) - 1) int: table_i[delta + offset]
+    tables: np.ndarray  # (d [+ 1 level row], 2**(n_bits+1) - 1) int: table_i[delta + offset]
     lsbs: int  # bits rounded off the sum before the comparison
     threshold: int  # a multiple of 2**lsbs: same person iff rounded sum < threshold
     name: str = "head"
+    levels: tuple[str, ...] = ()  # level names by index k (k = 0 is what a template carries); () = no level row
+    level_thresholds: tuple[int, ...] = ()  # per level: same person iff raw sum of the d lookups < this
+
+    def __post_init__(self) -> None:
+        expected = self.dims + (1 if self.levels else 0)
+        if len(self.tables) != expected:
+            raise ValueError(f"{len(self.tables)} table rows for {self.dims} dimensions and levels {self.levels}")
+        if len(self.levels) > self.q_max + 1 or len(self.level_thresholds) != len(self.levels):
+            raise ValueError("levels and level_thresholds must pair up, at most 2**(n_bits-1) of them")
 
     @property
     def dims(self) -> int:
@@ -50,21 +71,46 @@ class HeadParams:
         return 2 ** (self.n_bits - 1) - 1
 
     @property
+    def vector_length(self) -> int:
+        """Elements of the encrypted vector: the d projected ones, plus the level element if any."""
+        return len(self.tables)
+
+    def level_index(self, level: str | None) -> int:
+        """k of a level name; None (a template, or a head without levels' only decision) -> 0."""
+        if level is None:
+            return 0
+        if not self.levels:
+            raise UnknownLevelError(f"security level {level!r} asked of head {self.name!r}, which has no levels")
+        if level not in self.levels:
+            raise UnknownLevelError(f"unknown security level {level!r}: this head offers {', '.join(self.levels)}")
+        return self.levels.index(level)
+
+    @property
     def offset(self) -> int:
         """Added to a - b so every table index is >= 0 (a clear addition: free in FHE)."""
         return self.q_max - self.q_min
 
     # ---- client side, clear --------------------------------------------------------------
-    def quantize(self, embeddings: np.ndarray) -> np.ndarray:
-        """Integer vector(s) to encrypt, from 128-d float embedding(s)."""
+    def quantize(self, embeddings: np.ndarray, level: str | None = None) -> np.ndarray:
+        """Integer vector(s) to encrypt, from 128-d float embedding(s): a template (level None) or a
+        probe asking for `level`."""
         e = np.asarray(embeddings, dtype=np.float64)
         z = (e - self.mean) @ self.projection.T.astype(np.float64)
-        return np.clip(np.rint(z / self.scale), self.q_min, self.q_max).astype(np.int64)
+        q = np.clip(np.rint(z / self.scale), self.q_min, self.q_max).astype(np.int64)
+        k = self.level_index(level)
+        if not self.levels:
+            return q
+        return np.concatenate([q, np.full(q.shape[:-1] + (1,), k, np.int64)], axis=-1)
 
     # ---- what the circuit computes, in clear ---------------------------------------------
     def score(self, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
         """Exact integer sum of the per-dimension lookups (before rounding)."""
         delta = np.asarray(qa) - np.asarray(qb) + self.offset
+        return self.tables[np.arange(self.vector_length), delta].sum(axis=-1)
+
+    def raw_score(self, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
+        """The sum of the d projected dimensions' lookups only (what `level_thresholds` apply to)."""
+        delta = np.asarray(qa)[..., : self.dims] - np.asarray(qb)[..., : self.dims] + self.offset
         return self.tables[np.arange(self.dims), delta].sum(axis=-1)
 
     def decide(self, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:
@@ -77,8 +123,10 @@ class HeadParams:
 
     # ---- persistence ---------------------------------------------------------------------
     def to_json(self) -> dict:
+        levels = {"levels": list(self.levels), "level_thresholds": list(self.level_thresholds)} if self.levels else {}
         return {
-            "format_version": FORMAT_VERSION,
+            "format_version": FORMAT_VERSION if self.levels else 1,
+            **levels,
             "name": self.name,
             "n_bits": self.n_bits,
             "lsbs": self.lsbs,
@@ -91,8 +139,8 @@ class HeadParams:
 
     @classmethod
     def from_json(cls, data: dict) -> HeadParams:
-        if data.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"head parameters of format {data.get('format_version')}, expected {FORMAT_VERSION}")
+        if data.get("format_version") not in READABLE_VERSIONS:
+            raise ValueError(f"head parameters of format {data.get('format_version')}, expected {READABLE_VERSIONS}")
         return cls(
             mean=np.array(data["mean"], np.float32),
             projection=np.array(data["projection"], np.float32),
@@ -102,6 +150,8 @@ class HeadParams:
             lsbs=int(data["lsbs"]),
             threshold=int(data["threshold"]),
             name=data.get("name", "head"),
+            levels=tuple(data.get("levels", ())),
+            level_thresholds=tuple(int(t) for t in data.get("level_thresholds", ())),
         )
 
     def save(self, path: Path) -> None:

@@ -1,0 +1,126 @@
+"""Security levels (the level element): the integer model per level, simulation, and a level chosen by
+the key owner changing the decision through the real client/server roles, on a small toy head."""
+
+import numpy as np
+import pytest
+
+from fhe_head.client import FHEClient
+from fhe_head.dev import compile_head, save_artifacts
+from fhe_head.head import HeadParams, UnknownLevelError
+from fhe_head.server import FHEServer
+from training.head_fit import HeadConfig, fit_head
+from training.security_levels import add_levels, raw_threshold, threshold_at_fmr
+
+ENCODER_SHA = "e" * 64
+LEVEL_NAMES = ("balanced", "1e-2", "1e-3", "1e-4")
+
+
+def _toy(seed: int = 0, dims: int = 8) -> tuple[HeadParams, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, 128))
+    people = rng.integers(0, 40, 400)
+    faces = centres[people] + 0.7 * rng.normal(size=(400, 128))
+    i, j = rng.integers(0, 400, (2, 600))
+    j[:300] = [rng.choice(np.flatnonzero(people == people[k])) for k in i[:300]]
+    config = HeadConfig(dims, clip_sigma=3.0, levels=16, saturation=0.4, target_bits=5)
+    return fit_head(config, faces, faces[i], faces[j], people[i] == people[j], name=f"toy{seed}"), faces
+
+
+def _leveled(head: HeadParams) -> HeadParams:
+    """Four levels, each stricter than the one before (raw thresholds below the balanced one)."""
+    t = raw_threshold(head)
+    return add_levels(head, dict(zip(LEVEL_NAMES, (t, t - 3, t - 6, t - 9), strict=True)))
+
+
+@pytest.fixture(scope="module")
+def toy():
+    head, faces = _toy()
+    return head, _leveled(head), faces
+
+
+def test_each_level_is_a_raw_threshold_and_balanced_is_unchanged(toy):
+    head, leveled, faces = toy
+    rng = np.random.default_rng(3)
+    i, j = rng.integers(0, len(faces), (2, 3000))
+    raw = head.score(head.quantize(faces[i]), head.quantize(faces[j]))
+    for name, t in zip(leveled.levels, leveled.level_thresholds, strict=True):
+        decided = leveled.decide(leveled.quantize(faces[i]), leveled.quantize(faces[j], name))
+        assert np.array_equal(decided, (raw < t).astype(int)), name
+        # The level element is symmetric: a template may be either argument.
+        swapped = leveled.decide(leveled.quantize(faces[j], name), leveled.quantize(faces[i]))
+        assert np.array_equal(swapped, decided)
+    balanced = leveled.decide(leveled.quantize(faces[i]), leveled.quantize(faces[j], "balanced"))
+    assert np.array_equal(balanced, head.decide(head.quantize(faces[i]), head.quantize(faces[j])))
+    assert leveled.vector_length == head.dims + 1
+
+
+def test_level_thresholds_round_trip_and_unknown_levels_are_refused(toy, tmp_path):
+    head, leveled, faces = toy
+    leveled.save(tmp_path / "head.json")
+    again = HeadParams.load(tmp_path / "head.json")
+    assert again.levels == leveled.levels and again.level_thresholds == leveled.level_thresholds
+    assert np.array_equal(again.tables, leveled.tables)
+    with pytest.raises(UnknownLevelError, match="unknown security level '1e-5'.*balanced, 1e-2, 1e-3, 1e-4"):
+        leveled.quantize(faces[0], "1e-5")
+    with pytest.raises(UnknownLevelError, match="has no levels"):
+        head.quantize(faces[0], "1e-3")
+
+
+def test_a_forged_level_index_gets_the_strictest_offset(toy):
+    _, leveled, faces = toy
+    qa, qb = leveled.quantize(faces[0]), leveled.quantize(faces[1], "1e-4")
+    forged = qb.copy()
+    forged[-1] = leveled.q_max
+    assert leveled.score(qa, forged) == leveled.score(qa, qb)
+
+
+def test_offsets_that_widen_the_sum_round_off_one_more_bit():
+    head, faces = _toy(1)
+    wide = add_levels(head, {"balanced": raw_threshold(head), "strict": raw_threshold(head) - head.max_sum})
+    assert wide.lsbs == head.lsbs + 1
+    a, b = head.quantize(faces[:200]), head.quantize(faces[200:400])
+    raw = head.score(a, b)
+    for name, t in zip(wide.levels, wide.level_thresholds, strict=True):
+        decided = wide.decide(wide.quantize(faces[:200]), wide.quantize(faces[200:400], name))
+        assert np.array_equal(decided, (raw < t).astype(int))
+
+
+def test_threshold_at_fmr_is_the_loosest_within_the_target():
+    scores = np.arange(1000) // 2  # ties, as integer sums have
+    for target in (1e-2, 1e-3, 3e-3):
+        t = threshold_at_fmr(scores, target)
+        assert np.mean(scores < t) <= target < np.mean(scores < t + 1)
+
+
+def test_levels_integer_model_equals_simulation(toy):
+    _, leveled, faces = toy
+    circuit = compile_head(leveled)
+    rng = np.random.default_rng(5)
+    for k, (i, j) in enumerate(rng.integers(0, len(faces), (16, 2))):
+        name = LEVEL_NAMES[k % 4]
+        qa, qb = leveled.quantize(faces[i]), leveled.quantize(faces[j], name)
+        assert int(circuit.simulate(qa, qb)) == int(leveled.decide(qa, qb))
+
+
+def test_the_key_owner_picks_the_level_and_the_decision_follows(toy, tmp_path):
+    head, leveled, faces = toy
+    directory = tmp_path / "toy"
+    save_artifacts(leveled, directory, ENCODER_SHA)
+    client, server = FHEClient(directory, encoder_sha256=ENCODER_SHA), FHEServer(directory)
+    client.generate_keys()
+    keys = server.load_evaluation_keys(client.evaluation_keys())
+    assert client.levels == LEVEL_NAMES
+    # A pair just inside the 1e-2 threshold and outside the 1e-3 one.
+    loose, strict = leveled.level_thresholds[1], leveled.level_thresholds[2]
+    q = head.quantize(faces)
+    rng = np.random.default_rng(7)
+    pairs = rng.integers(0, len(faces), (5000, 2))
+    raw = head.score(q[pairs[:, 0]], q[pairs[:, 1]])
+    i, j = pairs[np.flatnonzero((raw >= strict) & (raw < loose))[0]]
+    template = client.encrypt(faces[i])  # enrolled once, serves every level
+    assert client.decrypt(server.run(template, client.encrypt(faces[j], "1e-2"), keys)) is True
+    assert client.decrypt(server.run(template, client.encrypt(faces[j], "1e-3"), keys)) is False
+    # Both probes are the same size: the ciphertext does not show the level by its length.
+    assert len(client.encrypt(faces[j], "1e-2")) == len(client.encrypt(faces[j], "1e-4"))
+    with pytest.raises(UnknownLevelError, match="unknown security level 'paranoid'"):
+        client.encrypt(faces[j], "paranoid")

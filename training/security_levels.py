@@ -1,0 +1,527 @@
+"""Security levels: calibrate each head's false-match rate on LFW people it never saw, and ship them.
+
+    python -m training.security_levels --lfw-dir PATH              # calibrate, report, reship the heads
+    python -m training.security_levels --lfw-dir PATH --no-ship    # report only (e.g. deep-funneled)
+    python -m training.security_levels --lfw-dir PATH --fhe POINT  # real FHE near every level's threshold
+
+Protocol (ISO/IEC 19795-1 terms; LFW View 2, image-restricted: only View 2's images and folds):
+- Impostor pairs = every cross-identity pair of images within one fold (View 2's folds are
+  identity-disjoint, checked here), ~300 k per fold. Genuine pairs = View 2's same-person pairs
+  (300 per fold); FNMR over every same-identity pair of a fold's images is reported beside it.
+- For each held-out fold f: the head is fitted on the other 9 folds' pairs (as train_head and eval_fhe
+  do), each level's threshold is set on the other 9 folds' impostor pairs (the loosest threshold whose
+  false-match rate there is <= the target), and FMR / FNMR are measured on fold f's people.
+- Scores: clear float = Euclidean distance of the 128-d descriptors; a head = its exact integer sum of
+  lookups (what the circuit computes, so the integer model = FHE); accept iff score < threshold.
+- The shipped heads are fitted on all 6000 pairs (as train_head ships them); their level thresholds
+  are set on the impostor pairs of all 10 folds (training people), and `balanced` keeps each head's
+  own threshold, so its decisions are unchanged.
+
+Levels travel as one extra vector element (fhe_head/head.py): one circuit for every level, which the
+server cannot tell apart. Writes artifacts/metrics/security_levels[_<variant>].json and a DET plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from client_encoder.models import REPO_ROOT, cache_dir
+from fhe_head.head import HeadParams
+from training.head_fit import HeadConfig, fit_head
+from training.lfw import Pair, open_lfw_for_cli, unique_images
+from training.protocol import best_threshold
+
+METRICS = REPO_ROOT / "artifacts" / "metrics"
+HEADS_ROOT = REPO_ROOT / "artifacts" / "fhe_head"
+# Level name -> target false-match rate; `balanced` is the head's best-accuracy threshold (index 0,
+# what a template carries). Order = index k in the level element, loosest first.
+LEVELS: dict[str, float | None] = {"balanced": None, "1e-2": 1e-2, "1e-3": 1e-3, "1e-4": 1e-4}
+POINTS = ("accurate", "fast")
+CHUNK = 200_000
+
+
+# ---- the level element -------------------------------------------------------------------------
+def add_levels(params: HeadParams, thresholds: dict[str, int]) -> HeadParams:
+    """`params` (no levels) plus the level element: `thresholds[name]` = raw-sum threshold of that level
+    (same person iff sum of the d lookups < it). Keeps as many bits for the comparison as `params`
+    does: if the offsets widen the sum, one more bit is rounded off (the offset is added before the
+    rounding, so every level keeps its exact raw threshold)."""
+    if params.levels:
+        raise ValueError(f"head {params.name!r} already has levels {params.levels}")
+    names = tuple(thresholds)
+    t = np.array([int(thresholds[n]) for n in names], np.int64)
+    base_max = params.max_sum
+    kept_bits = max(int(base_max).bit_length() - params.lsbs, 1)
+    lsbs = params.lsbs
+    while True:
+        step, half = 1 << lsbs, (1 << lsbs) >> 1
+        circuit_threshold = -(-(int(t.max()) + half) // step) * step
+        offsets = circuit_threshold - half - t  # >= 0; the loosest level gets the smallest
+        if int(base_max + offsets.max()).bit_length() - lsbs <= kept_bits:
+            break
+        lsbs += 1
+    deltas = np.abs(np.arange(-params.offset, params.offset + 1))
+    # Symmetric in the difference (a template may be either argument); a difference no level has
+    # (two probes, a forged element) gets the strictest offset.
+    row = np.where(deltas < len(names), offsets[np.minimum(deltas, len(names) - 1)], offsets.max())
+    return HeadParams(
+        mean=params.mean,
+        projection=params.projection,
+        scale=params.scale,
+        n_bits=params.n_bits,
+        tables=np.vstack([params.tables, row[None, :]]).astype(np.int64),
+        lsbs=lsbs,
+        threshold=int(circuit_threshold),
+        name=params.name,
+        levels=names,
+        level_thresholds=tuple(int(v) for v in t),
+    )
+
+
+def raw_threshold(params: HeadParams) -> int:
+    """The head's own decision as a threshold on the raw sum: rounded(s) < T  <=>  s < T - half."""
+    return int(params.threshold - ((1 << params.lsbs) >> 1))
+
+
+def threshold_at_fmr(impostor_scores: np.ndarray, target: float) -> float:
+    """The loosest threshold t with mean(impostor < t) <= target (accept iff score < t)."""
+    s = np.sort(np.asarray(impostor_scores))
+    return float(s[int(np.floor(target * len(s)))])
+
+
+# ---- pairs ------------------------------------------------------------------------------------
+class Gallery:
+    """View 2's images, their people and folds, and every pair the protocol uses (as index arrays)."""
+
+    def __init__(self, view2: list[Pair], vectors: np.ndarray) -> None:
+        self.paths = unique_images(view2)
+        self.vectors = vectors
+        index = {p: i for i, p in enumerate(self.paths)}
+        self.person = np.array([p.parent.name for p in self.paths])
+        fold_sets: list[set[int]] = [set() for _ in self.paths]
+        for p in view2:
+            fold_sets[index[p.left]].add(p.fold)
+            fold_sets[index[p.right]].add(p.fold)
+        people_folds: dict[str, set[int]] = {}
+        for i, folds in enumerate(fold_sets):
+            people_folds.setdefault(self.person[i], set()).update(folds)
+        self.people_in_several_folds = sorted(n for n, f in people_folds.items() if len(f) > 1)
+        if self.people_in_several_folds:
+            raise ValueError(f"View 2 folds share people: {self.people_in_several_folds[:5]}")
+        self.fold = np.array([next(iter(f)) for f in fold_sets])
+        self.pairs = view2
+        self.pair_left = np.array([index[p.left] for p in view2])
+        self.pair_right = np.array([index[p.right] for p in view2])
+        self.pair_same = np.array([p.same for p in view2])
+        self.pair_fold = np.array([p.fold for p in view2])
+        self.impostors, self.same_identity = [], []
+        for f in range(10):
+            members = np.flatnonzero(self.fold == f)
+            i, j = np.triu_indices(len(members), k=1)
+            i, j = members[i], members[j]
+            same = self.person[i] == self.person[j]
+            self.impostors.append((i[~same].astype(np.int32), j[~same].astype(np.int32)))
+            self.same_identity.append((i[same].astype(np.int32), j[same].astype(np.int32)))
+
+    def genuine(self, f: int) -> tuple[np.ndarray, np.ndarray]:
+        keep = self.pair_same & (self.pair_fold == f)
+        return self.pair_left[keep], self.pair_right[keep]
+
+    def training_pairs(self, f: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b, same, images) of View 2's pairs outside fold f (all of them for f=None), as train_head."""
+        pairs = [p for p in self.pairs if f is None or p.fold != f]
+        index = {p: i for i, p in enumerate(self.paths)}
+        a = self.vectors[[index[p.left] for p in pairs]]
+        b = self.vectors[[index[p.right] for p in pairs]]
+        images = self.vectors[[index[p] for p in unique_images(pairs)]]
+        return a, b, np.array([p.same for p in pairs]), images
+
+
+# ---- scorers ----------------------------------------------------------------------------------
+class Scorer:
+    """Score of an image pair: clear float distance, or a head's exact integer sum (no level element)."""
+
+    def __init__(self, vectors: np.ndarray, head: HeadParams | None = None) -> None:
+        self.head = head
+        if head is None:
+            self.points = vectors.astype(np.float32)
+        else:
+            q = head.quantize(vectors)[:, : head.dims]
+            self.points = q.astype(np.int16)
+            self.rows = np.arange(head.dims)
+            self.tables = head.tables[: head.dims].astype(np.int32)
+
+    def __call__(self, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+        out = []
+        for start in range(0, len(i), CHUNK):
+            a, b = self.points[i[start : start + CHUNK]], self.points[j[start : start + CHUNK]]
+            if self.head is None:
+                out.append(np.linalg.norm(a - b, axis=1))
+            else:
+                delta = a.astype(np.int32) - b + self.head.offset
+                out.append(self.tables[self.rows, delta].sum(axis=1))
+        return np.concatenate(out) if out else np.zeros(0)
+
+
+def level_thresholds(scorer: Scorer, gallery: Gallery, folds: list[int], balanced: float) -> dict[str, float]:
+    impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in folds])
+    return {name: balanced if target is None else threshold_at_fmr(impostor, target) for name, target in LEVELS.items()}
+
+
+def _summary(values: list[float]) -> dict:
+    return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "per_fold": values}
+
+
+def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, recorded: dict | None = None) -> dict:
+    """Fold-wise thresholds (set on 9 folds' people) and held-out FMR / FNMR for clear float (config
+    None) or a head configuration (refitted per fold). Also DET points, averaged over the folds.
+
+    For a head, each fold's head also gets its level element, and its integer model is checked on the
+    held-out View 2 pairs: every level decides as `raw sum < that level's threshold`, and `balanced`
+    as the head without levels (and as `recorded`, eval_fhe's real-FHE decisions by pair index)."""
+    checks = {"pairs": 0, "level_vs_raw_mismatches": 0, "balanced_vs_today_mismatches": 0}
+    if recorded:
+        checks.update({"recorded_pairs_compared": 0, "balanced_vs_recorded_clear": 0, "balanced_vs_recorded_fhe": 0})
+    per_level: dict[str, dict[str, list]] = {
+        n: {"threshold": [], "fmr": [], "fnmr": [], "fnmr_all": []} for n in LEVELS
+    }
+    counts = {"impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
+    det_grid, det_fmr, det_fnmr = None, [], []
+    for f in range(10):
+        train_folds = [g for g in range(10) if g != f]
+        a, b, same, images = gallery.training_pairs(f)
+        if config is None:
+            scorer = Scorer(gallery.vectors)
+            balanced = best_threshold(np.linalg.norm(a - b, axis=1), same)
+        else:
+            head = fit_head(config, images, a, b, same, name=f"{label}-fold{f}")
+            scorer = Scorer(gallery.vectors, head)
+            balanced = raw_threshold(head)
+        thresholds = level_thresholds(scorer, gallery, train_folds, balanced)
+        if config is not None:
+            _check_levels(gallery, head, thresholds, f, checks, recorded)
+        impostor = scorer(*gallery.impostors[f])
+        genuine = scorer(*gallery.genuine(f))
+        same_all = scorer(*gallery.same_identity[f])
+        counts["impostor_pairs"].append(len(impostor))
+        counts["genuine_pairs"].append(len(genuine))
+        counts["same_identity_pairs"].append(len(same_all))
+        for name, t in thresholds.items():
+            per_level[name]["threshold"].append(float(t))
+            per_level[name]["fmr"].append(float(np.mean(impostor < t)))
+            per_level[name]["fnmr"].append(float(np.mean(genuine >= t)))
+            per_level[name]["fnmr_all"].append(float(np.mean(same_all >= t)))
+        if det_grid is None:
+            top = float(np.quantile(impostor, 0.2))
+            det_grid = np.arange(0, top + 1) if config is not None else np.linspace(0, top, 400)
+        det_fmr.append([float(np.mean(impostor < t)) for t in det_grid])
+        det_fnmr.append([float(np.mean(genuine >= t)) for t in det_grid])
+    levels = {}
+    for name, v in per_level.items():
+        levels[name] = {
+            "target_fmr": LEVELS[name],
+            "threshold_per_fold": v["threshold"],
+            "fmr": _summary(v["fmr"]),
+            "fnmr": _summary(v["fnmr"]),
+            "tar_mean": 1 - float(np.mean(v["fnmr"])),
+            "fnmr_all_same_identity_pairs": _summary(v["fnmr_all"]),
+            "false_matches_total": int(
+                round(sum(r * n for r, n in zip(v["fmr"], counts["impostor_pairs"], strict=True)))
+            ),
+        }
+    return {
+        "model": label,
+        "config": config.to_dict() if config else None,
+        "score": "Euclidean distance, 128-d float" if config is None else "exact integer sum of the head's lookups",
+        "counts_per_fold": counts,
+        "impostor_pairs_total": int(sum(counts["impostor_pairs"])),
+        "levels": levels,
+        **({"level_element_checks": checks} if config is not None else {}),
+        "det": {
+            "thresholds": [float(t) for t in det_grid],
+            "fmr_mean_over_folds": np.mean(det_fmr, axis=0).tolist(),
+            "fnmr_mean_over_folds": np.mean(det_fnmr, axis=0).tolist(),
+        },
+    }
+
+
+def _check_levels(
+    gallery: Gallery, head: HeadParams, thresholds: dict, f: int, checks: dict, recorded: dict | None
+) -> None:
+    leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
+    test = np.flatnonzero(gallery.pair_fold == f)
+    a, b = gallery.vectors[gallery.pair_left[test]], gallery.vectors[gallery.pair_right[test]]
+    qa, qb = head.quantize(a), head.quantize(b)
+    raw = head.score(qa, qb)
+    today = head.decide(qa, qb)
+    checks["pairs"] += len(test)
+    for name, t in thresholds.items():
+        decided = leveled.decide(leveled.quantize(a), leveled.quantize(b, name))
+        checks["level_vs_raw_mismatches"] += int(np.sum(decided != (raw < t)))
+        if name == "balanced":
+            checks["balanced_vs_today_mismatches"] += int(np.sum(decided != today))
+            if recorded:
+                for i, d in zip(test, decided, strict=True):
+                    if int(i) in recorded:
+                        checks["recorded_pairs_compared"] += 1
+                        checks["balanced_vs_recorded_clear"] += int(d != recorded[int(i)]["clear"])
+                        checks["balanced_vs_recorded_fhe"] += int(d != recorded[int(i)]["fhe"])
+
+
+# ---- the shipped heads ---------------------------------------------------------------------------
+def shipped_config(point: str) -> HeadConfig:
+    return HeadConfig(**json.loads((HEADS_ROOT / point / "meta.json").read_text())["config"])
+
+
+def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict]:
+    """The shipped point refitted exactly as train_head ships it, plus levels set on all 10 folds."""
+    config = shipped_config(point)
+    a, b, same, images = gallery.training_pairs(None)
+    head = fit_head(config, images, a, b, same, name=f"d{config.dims}")
+    shipped = HeadParams.load(HEADS_ROOT / point / "head.json")
+    base = shipped.tables[: shipped.dims]
+    if not (np.array_equal(base, head.tables) and np.allclose(shipped.scale, head.scale)):
+        raise ValueError(f"refitting {point} does not reproduce the shipped head (other embeddings?)")
+    if not shipped.levels and shipped.threshold != head.threshold:
+        raise ValueError(f"refitted {point} threshold {head.threshold} != shipped {shipped.threshold}")
+    scorer = Scorer(gallery.vectors, head)
+    thresholds = level_thresholds(scorer, gallery, list(range(10)), raw_threshold(head))
+    leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
+    impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(10)])
+    genuine = scorer(gallery.pair_left[gallery.pair_same], gallery.pair_right[gallery.pair_same])
+    calibration = {
+        "calibrated_on": "impostor pairs of all 10 View 2 folds (the head's own training people)",
+        "impostor_pairs": int(len(impostor)),
+        "raw_thresholds": {n: int(t) for n, t in thresholds.items()},
+        "training_fmr": {n: float(np.mean(impostor < t)) for n, t in thresholds.items()},
+        "training_fnmr_view2_same": {n: float(np.mean(genuine >= t)) for n, t in thresholds.items()},
+    }
+    return leveled, calibration
+
+
+def ship(gallery: Gallery, point: str, encoder_sha256: str) -> dict:
+    """Recompile the shipped point with its level element (artifacts/fhe_head/<point>/)."""
+    from fhe_head.dev import save_artifacts
+
+    leveled, calibration = leveled_shipped_head(gallery, point)
+    config = shipped_config(point)
+    meta = save_artifacts(
+        leveled,
+        HEADS_ROOT / point,
+        encoder_sha256,
+        extra_meta={
+            "config": config.to_dict(),
+            "trained_on": "LFW original View 2, all 6000 pairs",
+            "security_levels": calibration,
+        },
+    )
+    print(f"  shipped {point} with levels {leveled.level_thresholds}: {meta['programmable_bootstrap_count']} PBS")
+    return {**calibration, "circuit_threshold": leveled.threshold, "lsbs": leveled.lsbs, "max_sum": leveled.max_sum}
+
+
+def plot_det(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    markers = {"1e-2": "o", "1e-3": "s", "1e-4": "^", "balanced": "D"}
+    for key, model in report["models"].items():
+        det = model["det"]
+        fmr, fnmr = np.array(det["fmr_mean_over_folds"]), np.array(det["fnmr_mean_over_folds"])
+        keep = (fmr > 0) & (fnmr > 0)
+        style = "-" if model["config"] is None else "-."
+        (line,) = ax.plot(fmr[keep], fnmr[keep], style, label=key, drawstyle="steps-post")
+        for name, level in model["levels"].items():
+            ax.plot(
+                max(level["fmr"]["mean"], 1e-6),
+                max(level["fnmr"]["mean"], 1e-4),
+                markers[name],
+                color=line.get_color(),
+                markersize=6,
+                markerfacecolor="none",
+            )
+    for name, m in markers.items():
+        ax.plot([], [], m, color="gray", markerfacecolor="none", label=f"level {name}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(1e-5, 1e-1)
+    ax.set_ylim(1e-3, 1)
+    ax.set_xlabel("false-match rate (held-out fold's impostor pairs)")
+    ax.set_ylabel("false non-match rate (View 2 same pairs)")
+    ax.set_title(f"DET, LFW {report['variant']}: 10 identity-disjoint folds, mean")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _recorded(point: str) -> dict:
+    """eval_fhe's per-pair real-FHE decisions of this point (per-fold heads), if committed."""
+    suffix = "" if point == "accurate" else f"_{point}"
+    report = METRICS / f"lfw_fhe{suffix}.json"
+    if not report.is_file():
+        return {}
+    path = METRICS / "eval_fhe" / f"{json.loads(report.read_text())['run_key']}.jsonl"
+    if not path.is_file():
+        return {}
+    return {r["pair"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
+
+
+def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...]) -> dict:
+    primary = variant == "original"
+    report = {
+        "protocol": __doc__.split("Protocol")[1].split("Levels travel")[0].strip(),
+        "variant": variant,
+        "images": len(gallery.paths),
+        "people": int(len(set(gallery.person))),
+        "view2_folds_identity_disjoint": not gallery.people_in_several_folds,
+        "levels": {n: t for n, t in LEVELS.items()},
+        "models": {},
+    }
+    models: list[tuple[str, HeadConfig | None, str | None]] = [("clear float 128-d", None, None)]
+    models += [(f"{p} head (integer model = FHE)", shipped_config(p), p) for p in points]
+    for key, config, point in models:
+        start = time.perf_counter()
+        recorded = _recorded(point) if point and primary else None
+        report["models"][key] = calibrate_model(gallery, config, point or "clear", recorded)
+        brief = {
+            n: (round(v["fmr"]["mean"], 5), round(v["tar_mean"], 4)) for n, v in report["models"][key]["levels"].items()
+        }
+        print(f"{key}: (FMR, TAR) {brief}  [{time.perf_counter() - start:.0f} s]", flush=True)
+    return report
+
+
+# ---- real FHE near the thresholds ----------------------------------------------------------------
+def near_threshold_pairs(gallery: Gallery, head: HeadParams, per_level: int) -> list[tuple[str, int, int]]:
+    """Per level, `per_level` pairs whose raw scores lie closest to its threshold, half on each side
+    (impostor pairs of all folds and View 2 same pairs), interleaved level by level."""
+    scorer = Scorer(gallery.vectors, head)
+    i = np.concatenate([gallery.impostors[f][0] for f in range(10)] + [gallery.pair_left[gallery.pair_same]])
+    j = np.concatenate([gallery.impostors[f][1] for f in range(10)] + [gallery.pair_right[gallery.pair_same]])
+    s = scorer(i, j)
+    rng = np.random.default_rng(17)
+    chosen: dict[str, list[tuple[int, int]]] = {}
+    for name, t in zip(head.levels, head.level_thresholds, strict=True):
+        picks = []
+        for side in (s < t, s >= t):
+            idx = np.flatnonzero(side)
+            dist = np.abs(s[idx] - (t - 0.5)) + rng.random(len(idx)) * 0.1  # random among ties
+            picks += [int(k) for k in idx[np.argsort(dist)[: per_level // 2]]]
+        chosen[name] = [(int(i[k]), int(j[k])) for k in picks]
+    return [(n, *chosen[n][k]) for k in range(per_level) for n in head.levels if k < len(chosen[n])]
+
+
+def run_fhe(gallery: Gallery, point: str, per_level: int) -> int:
+    from fhe_head.client import FHEClient
+    from fhe_head.server import FHEServer
+
+    client, server = FHEClient(point), FHEServer(point)
+    head = client.head
+    if not head.levels:
+        print(f"error: the {point} head has no levels; run python -m training.security_levels first", file=sys.stderr)
+        return 2
+    work = cache_dir() / "security_levels" / client.meta["circuit_id"]
+    work.mkdir(parents=True, exist_ok=True)
+    checkpoint = work / "decisions.jsonl"
+    committed = METRICS / "security_levels_fhe" / f"{point}-{client.meta['circuit_id']}.jsonl"
+    done = {}
+    for path in (committed, checkpoint):
+        if path.is_file():
+            for r in map(json.loads, filter(None, path.read_text().splitlines())):
+                done[(r["level"], r["i"], r["j"])] = r
+    todo = [p for p in near_threshold_pairs(gallery, head, per_level) if p not in done]
+    client.generate_keys()
+    keys = server.load_evaluation_keys(client.evaluation_keys())
+    print(f"{point}: {len(done)} pairs done, {len(todo)} to run", flush=True)
+    with checkpoint.open("a") as log:
+        for n, (level, i, j) in enumerate(todo):
+            template = client.encrypt(gallery.vectors[i])
+            probe = client.encrypt(gallery.vectors[j], level)
+            start = time.perf_counter()
+            result = server.run(template, probe, keys)
+            seconds = time.perf_counter() - start
+            qa, qb = head.quantize(gallery.vectors[i]), head.quantize(gallery.vectors[j], level)
+            record = {
+                "level": level,
+                "i": i,
+                "j": j,
+                "raw_score": int(head.raw_score(qa, qb)),
+                "fhe": int(client.decrypt(result)),
+                "integer_model": int(head.decide(qa, qb)),
+                "server_s": round(seconds, 4),
+            }
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            done[(level, i, j)] = record
+            if n % 20 == 0:
+                print(
+                    f"  {n + 1}/{len(todo)} {level}: fhe {record['fhe']}, model {record['integer_model']}",
+                    flush=True,
+                )
+    committed.parent.mkdir(parents=True, exist_ok=True)
+    committed.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
+    records = list(done.values())
+    summary = {
+        "protocol": f"real FHE ({point} head as shipped, FHEClient keygen/encrypt of template and probe separately, "
+        "FHEServer.run, decrypt): per level the pairs (View 2 impostor + same pairs) whose raw integer scores lie "
+        "closest to that level's threshold, half on each side",
+        "point": point,
+        "circuit_id": client.meta["circuit_id"],
+        "levels": {},
+        "server_run_s_median": float(np.median([r["server_s"] for r in records])) if records else None,
+    }
+    for level, t in zip(head.levels, head.level_thresholds, strict=True):
+        rs = [r for r in records if r["level"] == level]
+        summary["levels"][level] = {
+            "raw_threshold": t,
+            "pairs": len(rs),
+            "accepted_by_fhe": sum(r["fhe"] for r in rs),
+            "raw_score_range": [min(r["raw_score"] for r in rs), max(r["raw_score"] for r in rs)] if rs else None,
+            "fhe_vs_integer_model_disagreements": sum(r["fhe"] != r["integer_model"] for r in rs),
+        }
+    (METRICS / f"security_levels_fhe_{point}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(json.dumps(summary["levels"], indent=1))
+    return 0
+
+
+# ---- entry point ---------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR)")
+    parser.add_argument("--points", nargs="*", default=list(POINTS), choices=POINTS)
+    parser.add_argument("--no-ship", action="store_true", help="report only; do not recompile the shipped heads")
+    parser.add_argument("--fhe", choices=POINTS, help="real FHE near each level's threshold with the shipped POINT")
+    parser.add_argument("--pairs-per-level", type=int, default=200)
+    args = parser.parse_args(argv)
+    lfw = open_lfw_for_cli(args.lfw_dir)
+    from client_encoder.encoder import FaceEncoder
+    from training.embeddings import embed_images
+
+    view2 = lfw.view2()
+    variant = lfw.variant()
+    encoder = FaceEncoder(tta="jitter")
+    # The same embeddings train_head uses (its cache, the jitter TTA), View 2's images only.
+    emb = embed_images(unique_images(view2), encoder, desc=f"LFW {variant}")
+    gallery = Gallery(view2, emb.tta("jitter").astype(np.float64))
+    if args.fhe:
+        return run_fhe(gallery, args.fhe, args.pairs_per_level)
+    report = calibrate(gallery, variant, tuple(args.points))
+    if variant == "original" and not args.no_ship:
+        report["shipped"] = {p: ship(gallery, p, encoder.model_sha256) for p in args.points}
+    suffix = "" if variant == "original" else "_" + variant.replace("-", "")
+    METRICS.mkdir(parents=True, exist_ok=True)
+    (METRICS / f"security_levels{suffix}.json").write_text(json.dumps(report, indent=1) + "\n")
+    plot_det(report, METRICS / f"security_levels_det{suffix}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
