@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
             b, a = r["before"], r["after"]
             print(
                 f"{point}: server {b['server_run_s_median']:.3f} -> {a['server_run_s_median']:.3f} s, "
-                f"complexity x{r['after_vs_before']['complexity']:.3f}, keys {b['eval_keys_mb']:.1f} -> {a['eval_keys_mb']:.1f} MB",
+                f"complexity x{r['after_vs_before']['complexity']:.3f}, "
+                f"keys {b['eval_keys_mb']:.1f} -> {a['eval_keys_mb']:.1f} MB",
                 flush=True,
             )
     report["machine"]["load_avg_at_end"] = os.getloadavg()
