@@ -169,8 +169,8 @@ class Scorer:
         return np.concatenate(out) if out else np.zeros(0)
 
 
-def level_thresholds(scorer: Scorer, gallery: Gallery, folds: list[int], balanced: float) -> dict[str, float]:
-    impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in folds])
+def level_thresholds(impostor: np.ndarray, balanced: float) -> dict[str, float]:
+    """Per level: the balanced threshold given, or the loosest one holding the target FMR on `impostor`."""
     return {name: balanced if target is None else threshold_at_fmr(impostor, target) for name, target in LEVELS.items()}
 
 
@@ -193,20 +193,24 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
     }
     counts = {"impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
     det_grid, det_fmr, det_fnmr = None, [], []
+    clear_impostors = None
     for f in range(10):
-        train_folds = [g for g in range(10) if g != f]
         a, b, same, images = gallery.training_pairs(f)
         if config is None:
             scorer = Scorer(gallery.vectors)
             balanced = best_threshold(np.linalg.norm(a - b, axis=1), same)
+            # The clear score does not depend on the fold: score every fold's impostors once.
+            clear_impostors = clear_impostors or [scorer(*gallery.impostors[g]) for g in range(10)]
+            by_fold = clear_impostors
         else:
             head = fit_head(config, images, a, b, same, name=f"{label}-fold{f}")
             scorer = Scorer(gallery.vectors, head)
             balanced = raw_threshold(head)
-        thresholds = level_thresholds(scorer, gallery, train_folds, balanced)
+            by_fold = [scorer(*gallery.impostors[g]) for g in range(10)]
+        thresholds = level_thresholds(np.concatenate([by_fold[g] for g in range(10) if g != f]), balanced)
         if config is not None:
             _check_levels(gallery, head, thresholds, f, checks, recorded)
-        impostor = scorer(*gallery.impostors[f])
+        impostor = by_fold[f]
         genuine = scorer(*gallery.genuine(f))
         same_all = scorer(*gallery.same_identity[f])
         counts["impostor_pairs"].append(len(impostor))
@@ -291,9 +295,9 @@ def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict
     if not shipped.levels and shipped.threshold != head.threshold:
         raise ValueError(f"refitted {point} threshold {head.threshold} != shipped {shipped.threshold}")
     scorer = Scorer(gallery.vectors, head)
-    thresholds = level_thresholds(scorer, gallery, list(range(10)), raw_threshold(head))
-    leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
     impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(10)])
+    thresholds = level_thresholds(impostor, raw_threshold(head))
+    leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
     genuine = scorer(gallery.pair_left[gallery.pair_same], gallery.pair_right[gallery.pair_same])
     calibration = {
         "calibrated_on": "impostor pairs of all 10 View 2 folds (the head's own training people)",
