@@ -299,7 +299,11 @@ def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict
     thresholds = level_thresholds(impostor, raw_threshold(head))
     leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
     genuine = scorer(gallery.pair_left[gallery.pair_same], gallery.pair_right[gallery.pair_same])
+    a, b = gallery.vectors[gallery.pair_left], gallery.vectors[gallery.pair_right]
+    today = head.decide(head.quantize(a), head.quantize(b))
+    balanced = leveled.decide(leveled.quantize(a), leveled.quantize(b, "balanced"))
     calibration = {
+        "balanced_vs_today_on_view2": {"pairs": len(a), "mismatches": int(np.sum(today != balanced))},
         "calibrated_on": "impostor pairs of all 10 View 2 folds (the head's own training people)",
         "impostor_pairs": int(len(impostor)),
         "raw_thresholds": {n: int(t) for n, t in thresholds.items()},
@@ -423,7 +427,7 @@ def near_threshold_pairs(gallery: Gallery, head: HeadParams, per_level: int) -> 
     return [(n, *chosen[n][k]) for k in range(per_level) for n in head.levels if k < len(chosen[n])]
 
 
-def run_fhe(gallery: Gallery, point: str, per_level: int) -> int:
+def run_fhe(gallery: Gallery, point: str, per_level: int, report_only: bool = False) -> int:
     from fhe_head.client import FHEClient
     from fhe_head.server import FHEServer
 
@@ -441,9 +445,11 @@ def run_fhe(gallery: Gallery, point: str, per_level: int) -> int:
         if path.is_file():
             for r in map(json.loads, filter(None, path.read_text().splitlines())):
                 done[(r["level"], r["i"], r["j"])] = r
-    todo = [p for p in near_threshold_pairs(gallery, head, per_level) if p not in done]
-    client.generate_keys()
-    keys = server.load_evaluation_keys(client.evaluation_keys())
+    selected = near_threshold_pairs(gallery, head, per_level)
+    todo = [] if report_only else [p for p in selected if p not in done]
+    if todo:
+        client.generate_keys()
+        keys = server.load_evaluation_keys(client.evaluation_keys())
     print(f"{point}: {len(done)} pairs done, {len(todo)} to run", flush=True)
     with checkpoint.open("a") as log:
         for n, (level, i, j) in enumerate(todo):
@@ -472,13 +478,15 @@ def run_fhe(gallery: Gallery, point: str, per_level: int) -> int:
                 )
     committed.parent.mkdir(parents=True, exist_ok=True)
     committed.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
-    records = list(done.values())
+    records = [done[p] for p in selected if p in done]
     summary = {
         "protocol": f"real FHE ({point} head as shipped, FHEClient keygen/encrypt of template and probe separately, "
         "FHEServer.run, decrypt): per level the pairs (View 2 impostor + same pairs) whose raw integer scores lie "
         "closest to that level's threshold, half on each side",
         "point": point,
         "circuit_id": client.meta["circuit_id"],
+        "pairs_selected": len(selected),
+        "pairs_run": len(records),
         "levels": {},
         "server_run_s_median": float(np.median([r["server_s"] for r in records])) if records else None,
     }
@@ -504,6 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-ship", action="store_true", help="report only; do not recompile the shipped heads")
     parser.add_argument("--fhe", choices=POINTS, help="real FHE near each level's threshold with the shipped POINT")
     parser.add_argument("--pairs-per-level", type=int, default=200)
+    parser.add_argument("--report-only", action="store_true", help="with --fhe: summarise the pairs run so far")
     args = parser.parse_args(argv)
     lfw = open_lfw_for_cli(args.lfw_dir)
     from client_encoder.encoder import FaceEncoder
@@ -516,7 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = embed_images(unique_images(view2), encoder, desc=f"LFW {variant}")
     gallery = Gallery(view2, emb.tta("jitter").astype(np.float64))
     if args.fhe:
-        return run_fhe(gallery, args.fhe, args.pairs_per_level)
+        return run_fhe(gallery, args.fhe, args.pairs_per_level, args.report_only)
     report = calibrate(gallery, variant, tuple(args.points))
     if variant == "original" and not args.no_ship:
         report["shipped"] = {p: ship(gallery, p, encoder.model_sha256) for p in args.points}
