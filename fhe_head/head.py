@@ -25,12 +25,14 @@ from pathlib import Path
 
 import numpy as np
 
+from privface.errors import InputError
+
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 = no level element
 
 
-class UnknownLevelError(ValueError):
-    """A security level this head does not offer."""
+class UnknownLevelError(InputError):
+    """A security level this head does not offer (a bad input: one clear line, never a default)."""
 
 
 def round_half_up(s: np.ndarray, lsbs: int) -> np.ndarray:

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from client_encoder.models import REPO_ROOT
 from fhe_head.client import FHEClient
 from fhe_head.server import FHEServer
+from privface.resources import artifacts_dir
 
+REPO_ROOT = Path(__file__).resolve().parents[1]  # the git checkout "before" is read from
 POINT_FILES = ("server.zip", "client.specs.json", "head.json", "meta.json")
 
 
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-ref", default="main", help="git ref holding today's (level-less) artifacts")
     parser.add_argument("--points", nargs="*", default=["fast", "accurate"])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "artifacts" / "metrics" / "security_levels_cost.json")
+    parser.add_argument("--out", type=Path, default=artifacts_dir() / "metrics" / "security_levels_cost.json")
     args = parser.parse_args(argv)
     report = {
         "method": "before/after runs alternate in one process (same load); medians; "
@@ -110,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for point in args.points:
             before = extract(args.before_ref, point, Path(tmp) / point)
-            report["points"][point] = r = bench_point(
-                point, before, REPO_ROOT / "artifacts" / "fhe_head" / point, args.runs
-            )
+            report["points"][point] = r = bench_point(point, before, artifacts_dir() / "fhe_head" / point, args.runs)
             b, a = r["before"], r["after"]
             print(
                 f"{point}: server {b['server_run_s_median']:.3f} -> {a['server_run_s_median']:.3f} s, "

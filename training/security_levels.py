@@ -31,14 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from client_encoder.models import REPO_ROOT, cache_dir
+from client_encoder.models import cache_dir
 from fhe_head.head import HeadParams
+from privface.resources import artifacts_dir
 from training.head_fit import HeadConfig, fit_head
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.protocol import best_threshold
 
-METRICS = REPO_ROOT / "artifacts" / "metrics"
-HEADS_ROOT = REPO_ROOT / "artifacts" / "fhe_head"
+METRICS = artifacts_dir() / "metrics"
+HEADS_ROOT = artifacts_dir() / "fhe_head"
 # Level name -> target false-match rate; `balanced` is the head's best-accuracy threshold (index 0,
 # what a template carries). Order = index k in the level element, loosest first.
 LEVELS: dict[str, float | None] = {"balanced": None, "1e-2": 1e-2, "1e-3": 1e-3, "1e-4": 1e-4}
