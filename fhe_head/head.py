@@ -29,6 +29,10 @@ from privface.errors import InputError
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 = no level element
+# The shipped heads' levels by index k (0 = what a template carries): `balanced` = best LFW accuracy,
+# then the target false-match rates. The default is a secure one, not `balanced` (see README).
+LEVEL_NAMES = ("balanced", "1e-2", "1e-3", "1e-4")
+DEFAULT_LEVEL = "1e-3"
 
 
 class UnknownLevelError(InputError):

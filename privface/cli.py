@@ -26,6 +26,7 @@ import time
 from datetime import datetime
 
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
+from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
 from privface.errors import NoFaceError, PrivfaceError, ServiceError
 from privface.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
 from privface.resources import DEFAULT_KEY_DIR
@@ -47,7 +48,7 @@ def _encoder(args: argparse.Namespace):
 def _client(args: argparse.Namespace):
     from privface.client import VerificationClient
 
-    return VerificationClient(args.url, args.point, args.key_dir, encoder=_encoder(args))
+    return VerificationClient(args.url, args.point, args.key_dir, encoder=_encoder(args), level=args.security)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -121,7 +122,7 @@ def _print_result(args: argparse.Namespace, result) -> int:
         answer = "Same person" if result.same else "Different people"
         print(answer + (f" as {result.name!r}" if result.name and result.same else ""))
         timings = ", ".join(f"{k} {v:.3f} s" for k, v in result.timings.items())
-        _say(args, f"decrypted here; {timings}")
+        _say(args, f"security level {result.level}; decrypted here; {timings}")
     return OK if result.same else NEGATIVE
 
 
@@ -228,6 +229,14 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         "--key-dir", default=default(str(DEFAULT_KEY_DIR)), help="where the secret key is kept (mode 0600)"
     )
     parser.add_argument("--tta", default=default("jitter"), choices=("none", "flip", "jitter"))
+    parser.add_argument(
+        "--security",
+        default=default(None),
+        choices=LEVEL_NAMES,
+        help="false-match rate the probe asks for (sent encrypted; the server cannot tell): 1e-3 = about 1 "
+        f"stranger in 1,000 accepted; balanced = best LFW accuracy, less secure (default: {DEFAULT_LEVEL}, "
+        "or the strictest level the head offers)",
+    )
     parser.add_argument(
         "-v", "--verbose", action="store_true", default=default(False), help="print keys, steps and timings"
     )

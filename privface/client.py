@@ -25,6 +25,7 @@ import numpy as np
 
 from fhe_head.artifacts import DEFAULT_POINT
 from fhe_head.client import FHEClient
+from fhe_head.head import default_level
 from privface.auth import Signer, key_id_for
 from privface.errors import ServiceError
 from privface.resources import DEFAULT_KEY_DIR
@@ -76,11 +77,16 @@ class VerificationClient:
         encoder=None,
         timeout: float = 120.0,
         transport: httpx.BaseTransport | None = None,
+        level: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.point = point
         self._encoder = encoder
         self.fhe = FHEClient(point, key_dir=key_dir)
+        # The security level every probe asks for; it travels inside the probe's ciphertext. None = the
+        # head's default. Unknown or not offered by this head -> UnknownLevelError.
+        self.level = level if level is not None else default_level(self.fhe.levels)
+        self.fhe.head.level_index(self.level)
         self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
         self.key_id: str | None = None
         self.signer: Signer | None = None
@@ -140,8 +146,9 @@ class VerificationClient:
         """The photo's `FaceEncoding` (face found, chip, embedding, timings), on this device."""
         return self.encoder.encode(photo)
 
-    def encrypt(self, photo) -> Encrypted:
-        """A photo, a `FaceEncoding` or a 128-d embedding, quantised and encrypted on its own."""
+    def encrypt(self, photo, level: str | None = None) -> Encrypted:
+        """A photo, a `FaceEncoding` or a 128-d embedding, quantised and encrypted on its own: a template
+        (level None, it serves every level) or a probe asking for `level`."""
         start = time.perf_counter()
         encoding = None
         array = None if isinstance(photo, (str, Path, bytes)) or hasattr(photo, "embedding") else np.asarray(photo)
@@ -151,7 +158,7 @@ class VerificationClient:
             encoding = photo if hasattr(photo, "embedding") else self.encode(photo)
             embedding = encoding.embedding
         encoded = time.perf_counter()
-        ciphertext = self.fhe.encrypt(embedding)
+        ciphertext = self.fhe.encrypt(embedding, level)
         return Encrypted(ciphertext, encoded - start, time.perf_counter() - encoded, encoding)
 
     def decrypt(self, answer: ServerAnswer | bytes) -> bool:
@@ -262,13 +269,13 @@ class VerificationClient:
         }
         sizes = {"result": len(answer.result)}
         sizes.update(zip(("template", "probe")[-len(parts) :], (len(p.ciphertext) for p in parts), strict=True))
-        return CompareResult(same, self.point, timings=timings, sizes=sizes, name=name)
+        return CompareResult(same, self.point, self.level, timings=timings, sizes=sizes, name=name)
 
     def compare(self, photo_a, photo_b) -> CompareResult:
         """Are these two photos of the same person? Both encrypted here, compared on the server."""
         self.connect()
         start = time.perf_counter()
-        template, probe = self.encrypt(photo_a), self.encrypt(photo_b)
+        template, probe = self.encrypt(photo_a), self.encrypt(photo_b, self.level)
         return self._result(self.send_pair(template, probe), start, [template, probe])
 
     def enrol(self, photo, name: str, replace: bool = False) -> dict:
@@ -281,7 +288,7 @@ class VerificationClient:
         """Is `photo` the person enrolled as `name`?"""
         self.connect()
         start = time.perf_counter()
-        probe = self.encrypt(photo)
+        probe = self.encrypt(photo, self.level)
         body = {"name": name, "probe": _b64(probe.ciphertext)}
         sent = time.perf_counter()
         answer = self._answer(self._signed("POST", "/v1/templates/verify", body).json(), sent)
@@ -291,7 +298,7 @@ class VerificationClient:
         """Every enrolled name with its decrypted bit (True = this photo matches it)."""
         self.connect()
         start = time.perf_counter()
-        probe = self.encrypt(photo).ciphertext
+        probe = self.encrypt(photo, self.level).ciphertext
         body = self._signed("POST", "/v1/identify", {"probe": _b64(probe)})
         results = body.json()
         self.timings["identify_s"] = time.perf_counter() - start

@@ -124,3 +124,60 @@ def test_the_key_owner_picks_the_level_and_the_decision_follows(toy, tmp_path):
     assert len(client.encrypt(faces[j], "1e-2")) == len(client.encrypt(faces[j], "1e-4"))
     with pytest.raises(UnknownLevelError, match="unknown security level 'paranoid'"):
         client.encrypt(faces[j], "paranoid")
+
+
+def test_verification_client_refuses_an_unknown_level(toy, tmp_path):
+    from privface.client import VerificationClient
+
+    _, leveled, _ = toy
+    save_artifacts(leveled, tmp_path / "toy", ENCODER_SHA)
+    with pytest.raises(UnknownLevelError, match="unknown security level '1e-9'"):
+        VerificationClient("http://127.0.0.1:9", tmp_path / "toy", key_dir=None, level="1e-9")
+    with VerificationClient("http://127.0.0.1:9", tmp_path / "toy", key_dir=None) as client:
+        assert client.level == "1e-3"  # a secure default, not `balanced`
+
+
+def test_cli_refuses_an_unknown_level(capsys):
+    from privface.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--security", "1e-9", "compare", "a.jpg", "b.jpg"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: '1e-9'" in capsys.readouterr().err
+
+
+def _pair_with_raw_score(head: HeadParams, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two synthetic embeddings whose raw integer score is exactly `target` (searched, seeded)."""
+    rng = np.random.default_rng(11)
+    for _ in range(20000):
+        a = head.mean + 0.02 * rng.normal(size=head.mean.shape)
+        b = a + rng.uniform(0.001, 0.2) * rng.normal(size=head.mean.shape)
+        if int(head.raw_score(head.quantize(a), head.quantize(b))) == target:
+            return a, b
+    raise AssertionError(f"no pair with raw score {target}")
+
+
+def test_level_selection_through_the_real_server(tmp_path):
+    """The shipped fast head over HTTP: one enrolled template; a probe just inside the 1e-2 threshold and
+    outside the 1e-3 one is accepted at 1e-2 and refused at 1e-3 (the server sees only ciphertexts)."""
+    from privface.client import VerificationClient
+    from privface.local_server import LocalServer
+
+    head = FHEClient("fast").head
+    if not head.levels:
+        pytest.skip("the shipped fast head has no security levels (python -m training.security_levels)")
+    loose, strict = (head.level_thresholds[head.levels.index(n)] for n in ("1e-2", "1e-3"))
+    if loose <= strict:
+        pytest.skip("the fast head's 1e-2 and 1e-3 thresholds coincide")
+    a, b = _pair_with_raw_score(head, strict)  # raw score in [strict, loose): 1e-2 accepts, 1e-3 refuses
+    server = LocalServer(tmp_path / "server", points=("fast",)).start()
+    try:
+        with VerificationClient(server.url, "fast", tmp_path / "keys", level="1e-2") as client:
+            client.enrol(a, "someone")
+            assert client.verify(b, "someone").same is True
+            assert client.verify(b, "someone").level == "1e-2"
+        with VerificationClient(server.url, "fast", tmp_path / "keys", level="1e-3") as client:
+            result = client.verify(b, "someone")  # the same template, enrolled once
+            assert result.same is False and result.level == "1e-3"
+    finally:
+        server.stop()

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from client_encoder.models import cache_dir
-from fhe_head.head import HeadParams
+from fhe_head.head import LEVEL_NAMES, HeadParams
 from privface.resources import artifacts_dir
 from training.head_fit import HeadConfig, fit_head
 from training.lfw import Pair, open_lfw_for_cli, unique_images
@@ -43,6 +43,7 @@ HEADS_ROOT = artifacts_dir() / "fhe_head"
 # Level name -> target false-match rate; `balanced` is the head's best-accuracy threshold (index 0,
 # what a template carries). Order = index k in the level element, loosest first.
 LEVELS: dict[str, float | None] = {"balanced": None, "1e-2": 1e-2, "1e-3": 1e-3, "1e-4": 1e-4}
+assert tuple(LEVELS) == LEVEL_NAMES
 POINTS = ("accurate", "fast")
 CHUNK = 200_000
 
