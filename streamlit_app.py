@@ -258,6 +258,7 @@ class Outcome:
     key_id: str
     first: bool
     restarted: bool
+    level: str | None = None  # the security level the probe asked for (inside its ciphertext)
 
 
 def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
@@ -298,7 +299,8 @@ def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
                     f"uploaded in {steps['key_upload']:.1f} s."
                 )
             status.update(label="Encrypting both embeddings…")
-            encrypted = [client.encrypt(p.encoding) for p in photos]
+            # The first photo is the template; the second, the probe, carries the security level.
+            encrypted = [client.encrypt(photos[0].encoding), client.encrypt(photos[1].encoding, client.level)]
             steps["encrypt"] = sum(e.encrypt_s for e in encrypted)
             status.update(label="Comparing under FHE on the server…")
             answer = client.send_pair(encrypted[0], encrypted[1])
@@ -325,6 +327,7 @@ def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
         key_id=client.key_id or "",
         first=first,
         restarted=restarted,
+        level=client.level,
     )
 
 
@@ -336,7 +339,8 @@ def show_result(outcome: Outcome, photos: list[Photo], show_clear: bool, verdict
             st.info(DIFFERENT, icon=":material/group:")
         total = sum(outcome.steps.values())
         st.caption(
-            f"Decrypted here. This comparison: {total:.1f} s after the photos were ready, of which the server's "
+            (f"Security level {outcome.level} (sent encrypted). " if outcome.level else "")
+            + f"Decrypted here. This comparison: {total:.1f} s after the photos were ready, of which the server's "
             f"FHE computation {outcome.fhe_s:.2f} s"
             + (" (first one: keys generated and uploaded)." if outcome.first else ".")
         )

@@ -243,6 +243,7 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
         }
     return {
         "model": label,
+        "point": label if config is not None else None,
         "config": config.to_dict() if config else None,
         "score": "Euclidean distance, 128-d float" if config is None else "exact integer sum of the head's lookups",
         "counts_per_fold": counts,

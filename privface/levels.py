@@ -1,0 +1,49 @@
+"""Security levels in plain words: what a level means for a head, from its measured rates.
+
+The rates come from artifacts/metrics/security_levels.json (training.security_levels: LFW, thresholds
+set on other people than those measured, 10 folds); nothing here is a hard-coded figure.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+
+from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
+from privface.resources import artifacts_dir
+
+__all__ = ["DEFAULT_LEVEL", "LEVEL_NAMES", "describe", "measured_rates"]
+
+
+@cache
+def _report() -> dict:
+    path = artifacts_dir() / "metrics" / "security_levels.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def measured_rates(point: str, level: str) -> tuple[float, float] | None:
+    """(false-match rate, false non-match rate) measured for this head and level, or None if unmeasured."""
+    for model in _report().get("models", {}).values():
+        if model.get("point") == point and level in model.get("levels", {}):
+            rates = model["levels"][level]
+            return rates["fmr"]["mean"], rates["fnmr"]["mean"]
+    return None
+
+
+def _one_in(rate: float) -> str:
+    return f"1 in {round(1 / rate):,}" if rate > 0 else "none"
+
+
+def describe(point: str, level: str) -> str:
+    """One plain sentence: how many strangers this level lets in, how many genuine attempts it refuses."""
+    rates = measured_rates(point, level)
+    if rates is None:
+        return f"security level {level} (no measured rates for the {point} head)"
+    fmr, fnmr = rates
+    return (
+        f"about {_one_in(fmr)} strangers would be accepted; about {_one_in(fnmr)} genuine attempts "
+        "would be refused (measured on LFW, people the head was not fitted on)"
+    )
