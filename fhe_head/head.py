@@ -35,6 +35,13 @@ LEVEL_NAMES = ("balanced", "1e-2", "1e-3", "1e-4")
 DEFAULT_LEVEL = "1e-3"
 
 
+def default_level(offered: tuple[str, ...]) -> str | None:
+    """DEFAULT_LEVEL where a head offers it, else the strictest level it offers (None: a head without levels)."""
+    if not offered:
+        return None
+    return DEFAULT_LEVEL if DEFAULT_LEVEL in offered else offered[-1]
+
+
 class UnknownLevelError(InputError):
     """A security level this head does not offer (a bad input: one clear line, never a default)."""
 

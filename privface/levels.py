@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from functools import cache
 
-from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
+from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES, default_level
 from privface.resources import artifacts_dir
 
-__all__ = ["DEFAULT_LEVEL", "LEVEL_NAMES", "describe", "measured_rates"]
+__all__ = ["DEFAULT_LEVEL", "LEVEL_NAMES", "default_level", "describe", "measured_rates"]
 
 
 @cache

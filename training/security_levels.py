@@ -300,7 +300,10 @@ def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict
     scorer = Scorer(gallery.vectors, head)
     impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(10)])
     thresholds = level_thresholds(impostor, raw_threshold(head))
-    leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
+    # A level whose threshold is 0 would refuse everyone (the integer score is too coarse to hold that
+    # rate): the head does not offer it, and asking for it is an error, not a silent substitute.
+    offered = {n: int(t) for n, t in thresholds.items() if t > 0}
+    leveled = add_levels(head, offered)
     genuine = scorer(gallery.pair_left[gallery.pair_same], gallery.pair_right[gallery.pair_same])
     a, b = gallery.vectors[gallery.pair_left], gallery.vectors[gallery.pair_right]
     today = head.decide(head.quantize(a), head.quantize(b))
@@ -310,6 +313,7 @@ def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict
         "calibrated_on": "impostor pairs of all 10 View 2 folds (the head's own training people)",
         "impostor_pairs": int(len(impostor)),
         "raw_thresholds": {n: int(t) for n, t in thresholds.items()},
+        "levels_offered": list(offered),
         "training_fmr": {n: float(np.mean(impostor < t)) for n, t in thresholds.items()},
         "training_fnmr_view2_same": {n: float(np.mean(genuine >= t)) for n, t in thresholds.items()},
     }
