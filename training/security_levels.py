@@ -122,8 +122,9 @@ class Gallery:
         self.pair_right = np.array([index[p.right] for p in view2])
         self.pair_same = np.array([p.same for p in view2])
         self.pair_fold = np.array([p.fold for p in view2])
+        self.n_folds = int(self.pair_fold.max()) + 1
         self.impostors, self.same_identity = [], []
-        for f in range(10):
+        for f in range(self.n_folds):
             members = np.flatnonzero(self.fold == f)
             i, j = np.triu_indices(len(members), k=1)
             i, j = members[i], members[j]
@@ -196,20 +197,20 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
     counts = {"impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
     det_grid, det_fmr, det_fnmr = None, [], []
     clear_impostors = None
-    for f in range(10):
+    for f in range(gallery.n_folds):
         a, b, same, images = gallery.training_pairs(f)
         if config is None:
             scorer = Scorer(gallery.vectors)
             balanced = best_threshold(np.linalg.norm(a - b, axis=1), same)
             # The clear score does not depend on the fold: score every fold's impostors once.
-            clear_impostors = clear_impostors or [scorer(*gallery.impostors[g]) for g in range(10)]
+            clear_impostors = clear_impostors or [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
             by_fold = clear_impostors
         else:
             head = fit_head(config, images, a, b, same, name=f"{label}-fold{f}")
             scorer = Scorer(gallery.vectors, head)
             balanced = raw_threshold(head)
-            by_fold = [scorer(*gallery.impostors[g]) for g in range(10)]
-        thresholds = level_thresholds(np.concatenate([by_fold[g] for g in range(10) if g != f]), balanced)
+            by_fold = [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
+        thresholds = level_thresholds(np.concatenate([by_fold[g] for g in range(gallery.n_folds) if g != f]), balanced)
         if config is not None:
             _check_levels(gallery, head, thresholds, f, checks, recorded)
         impostor = by_fold[f]
@@ -371,7 +372,7 @@ def plot_det(report: dict, path: Path) -> None:
     ax.set_ylim(1e-3, 1)
     ax.set_xlabel("false-match rate (held-out fold's impostor pairs)")
     ax.set_ylabel("false non-match rate (View 2 same pairs)")
-    ax.set_title(f"DET, LFW {report['variant']}: 10 identity-disjoint folds, mean")
+    ax.set_title(f"DET, LFW {report['variant']}: {report['folds']} identity-disjoint folds, mean")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -395,6 +396,7 @@ def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...]) -> dict:
     report = {
         "protocol": __doc__.split("Protocol")[1].split("Levels travel")[0].strip(),
         "variant": variant,
+        "folds": gallery.n_folds,
         "images": len(gallery.paths),
         "people": int(len(set(gallery.person))),
         "view2_folds_identity_disjoint": not gallery.people_in_several_folds,
@@ -520,13 +522,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ship-only", action="store_true", help="recompile the shipped heads; no fold-wise report")
     parser.add_argument("--fhe", choices=POINTS, help="real FHE near each level's threshold with the shipped POINT")
     parser.add_argument("--pairs-per-level", type=int, default=200)
+    parser.add_argument(
+        "--folds", type=int, default=10, help="use View 2's first N folds only (a report on fewer folds says so)"
+    )
     parser.add_argument("--report-only", action="store_true", help="with --fhe: summarise the pairs run so far")
     args = parser.parse_args(argv)
     lfw = open_lfw_for_cli(args.lfw_dir)
     from client_encoder.encoder import FaceEncoder
     from training.embeddings import embed_images
 
-    view2 = lfw.view2()
+    view2 = [p for p in lfw.view2() if p.fold < args.folds]
     variant = lfw.variant()
     encoder = FaceEncoder(tta="jitter")
     # The same embeddings train_head uses (its cache, the jitter TTA), View 2's images only.
@@ -534,6 +539,9 @@ def main(argv: list[str] | None = None) -> int:
     gallery = Gallery(view2, emb.tta("jitter").astype(np.float64))
     if args.fhe:
         return run_fhe(gallery, args.fhe, args.pairs_per_level, args.report_only)
+    if (args.ship_only or not args.no_ship) and variant == "original" and gallery.n_folds != 10:
+        print("error: the shipped heads are calibrated on all 10 folds; add --no-ship with --folds", file=sys.stderr)
+        return 2
     if args.ship_only:
         shipped = {p: ship(gallery, p, encoder.model_sha256) for p in args.points}
         (METRICS / "security_levels_shipped.json").write_text(json.dumps(shipped, indent=1) + "\n")
