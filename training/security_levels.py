@@ -482,7 +482,9 @@ def near_threshold_pairs(gallery: Gallery, head: HeadParams, per_level: int) -> 
     return [(n, *chosen[n][k]) for k in range(per_level) for n in head.levels if k < len(chosen[n])]
 
 
-def run_fhe(gallery: Gallery, point: str, per_level: int, report_only: bool = False) -> int:
+def run_fhe(
+    gallery: Gallery, point: str, per_level: int, report_only: bool = False, levels: list[str] | None = None
+) -> int:
     from fhe_head.client import FHEClient
     from fhe_head.server import FHEServer
 
@@ -501,7 +503,7 @@ def run_fhe(gallery: Gallery, point: str, per_level: int, report_only: bool = Fa
             for r in map(json.loads, filter(None, path.read_text().splitlines())):
                 done[(r["level"], r["i"], r["j"])] = r
     selected = near_threshold_pairs(gallery, head, per_level)
-    todo = [] if report_only else [p for p in selected if p not in done]
+    todo = [] if report_only else [p for p in selected if p not in done and (not levels or p[0] in levels)]
     if todo:
         client.generate_keys()
         keys = server.load_evaluation_keys(client.evaluation_keys())
@@ -600,6 +602,7 @@ def main(argv: list[str] | None = None) -> int:
         "--folds", type=int, default=10, help="use View 2's first N folds only (a report on fewer folds says so)"
     )
     parser.add_argument("--report-only", action="store_true", help="with --fhe: summarise the pairs run so far")
+    parser.add_argument("--levels", nargs="*", choices=LEVEL_NAMES, help="with --fhe: run these levels' pairs only")
     args = parser.parse_args(argv)
     lfw = open_lfw_for_cli(args.lfw_dir)
     from client_encoder.encoder import FaceEncoder
@@ -614,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = embed_images(unique_images(view2), encoder, desc=f"LFW {variant}")
     gallery = Gallery(view2, emb.tta("jitter").astype(np.float64))
     if args.fhe:
-        return run_fhe(gallery, args.fhe, args.pairs_per_level, args.report_only)
+        return run_fhe(gallery, args.fhe, args.pairs_per_level, args.report_only, args.levels)
     if (args.ship_only or not args.no_ship) and variant == "original" and gallery.n_folds != 10:
         print("error: the shipped heads are calibrated on all 10 folds; add --no-ship with --folds", file=sys.stderr)
         return 2
