@@ -6,7 +6,7 @@ import pytest
 
 from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
-from fhe_head.head import HeadParams, UnknownLevelError
+from fhe_head.head import HeadParams, UnknownLevelError, default_level
 from fhe_head.server import FHEServer
 from training.head_fit import HeadConfig, fit_head
 from training.security_levels import add_levels, raw_threshold, threshold_at_fmr
@@ -135,6 +135,8 @@ def test_verification_client_refuses_an_unknown_level(toy, tmp_path):
         VerificationClient("http://127.0.0.1:9", tmp_path / "toy", key_dir=None, level="1e-9")
     with VerificationClient("http://127.0.0.1:9", tmp_path / "toy", key_dir=None) as client:
         assert client.level == "1e-3"  # a secure default, not `balanced`
+    assert default_level(("balanced", "1e-2")) == "1e-2"  # a head that cannot hold 1e-3: its strictest
+    assert default_level(()) is None
 
 
 def test_cli_refuses_an_unknown_level(capsys):
@@ -158,26 +160,29 @@ def _pair_with_raw_score(head: HeadParams, target: int) -> tuple[np.ndarray, np.
 
 
 def test_level_selection_through_the_real_server(tmp_path):
-    """The shipped fast head over HTTP: one enrolled template; a probe just inside the 1e-2 threshold and
-    outside the 1e-3 one is accepted at 1e-2 and refused at 1e-3 (the server sees only ciphertexts)."""
+    """The shipped fast head over HTTP: one enrolled template; a probe just inside one level's threshold and
+    outside the next stricter one's is accepted at the first and refused at the second (the server sees
+    only ciphertexts)."""
     from privface.client import VerificationClient
     from privface.local_server import LocalServer
 
     head = FHEClient("fast").head
-    if not head.levels:
+    if len(head.levels) < 2:
         pytest.skip("the shipped fast head has no security levels (python -m training.security_levels)")
-    loose, strict = (head.level_thresholds[head.levels.index(n)] for n in ("1e-2", "1e-3"))
-    if loose <= strict:
-        pytest.skip("the fast head's 1e-2 and 1e-3 thresholds coincide")
-    a, b = _pair_with_raw_score(head, strict)  # raw score in [strict, loose): 1e-2 accepts, 1e-3 refuses
+    loose, strict = head.levels[0], head.levels[1]
+    t_strict = head.level_thresholds[1]
+    assert t_strict < head.level_thresholds[0]
+    a, b = _pair_with_raw_score(head, t_strict)  # inside the loose threshold, outside the strict one
     server = LocalServer(tmp_path / "server", points=("fast",)).start()
     try:
-        with VerificationClient(server.url, "fast", tmp_path / "keys", level="1e-2") as client:
+        with VerificationClient(server.url, "fast", tmp_path / "keys", level=loose) as client:
             client.enrol(a, "someone")
-            assert client.verify(b, "someone").same is True
-            assert client.verify(b, "someone").level == "1e-2"
-        with VerificationClient(server.url, "fast", tmp_path / "keys", level="1e-3") as client:
+            result = client.verify(b, "someone")
+            assert result.same is True and result.level == loose
+        with VerificationClient(server.url, "fast", tmp_path / "keys", level=strict) as client:
             result = client.verify(b, "someone")  # the same template, enrolled once
-            assert result.same is False and result.level == "1e-3"
+            assert result.same is False and result.level == strict
+            with pytest.raises(UnknownLevelError, match="this head offers balanced, 1e-2"):
+                client.encrypt(b, "1e-4")  # a level the fast head cannot hold
     finally:
         server.stop()
