@@ -1,6 +1,6 @@
 """What the security-level element costs: today's shipped circuits against the leveled ones, side by side.
 
-    python -m training.bench_levels [--before-ref main] [--runs 15]
+    python -m training.bench.levels [--before-ref main] [--runs 15]
 
 Both versions of each point go through the deployment classes (FHEClient keygen / encrypt, FHEServer.run,
 decrypt). The runs alternate (before, after, before, ...) in one process, so both see the same load on a
@@ -26,7 +26,7 @@ from fhe_head.client import FHEClient
 from fhe_head.server import FHEServer
 from privface.resources import artifacts_dir
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # the git checkout "before" is read from
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the git checkout "before" is read from
 POINT_FILES = ("server.zip", "client.specs.json", "head.json", "meta.json")
 
 
