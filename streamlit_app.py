@@ -35,6 +35,7 @@ from fhe_head.artifacts import POINTS
 from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
 from privface.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
+from privface.levels import describe
 from privface.resources import EXAMPLES_DIR
 
 ROOT = Path(__file__).parent
@@ -259,6 +260,7 @@ class Outcome:
     first: bool
     restarted: bool
     level: str | None = None  # the security level the probe asked for (inside its ciphertext)
+    point: str = ""
 
 
 def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
@@ -328,6 +330,7 @@ def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
         first=first,
         restarted=restarted,
         level=client.level,
+        point=point,
     )
 
 
@@ -339,7 +342,7 @@ def show_result(outcome: Outcome, photos: list[Photo], show_clear: bool, verdict
             st.info(DIFFERENT, icon=":material/group:")
         total = sum(outcome.steps.values())
         st.caption(
-            (f"Security level {outcome.level} (sent encrypted). " if outcome.level else "")
+            (f"Security level {outcome.level}: {describe(outcome.point, outcome.level)}. " if outcome.level else "")
             + f"Decrypted here. This comparison: {total:.1f} s after the photos were ready, of which the server's "
             f"FHE computation {outcome.fhe_s:.2f} s"
             + (" (first one: keys generated and uploaded)." if outcome.first else ".")

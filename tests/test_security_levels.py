@@ -186,3 +186,14 @@ def test_level_selection_through_the_real_server(tmp_path):
                 client.encrypt(b, "1e-4")  # a level the fast head cannot hold
     finally:
         server.stop()
+
+
+def test_levels_are_described_from_the_measured_rates():
+    from privface.levels import describe, measured_rates
+
+    rates = measured_rates("accurate", "1e-3")
+    if rates is None:
+        pytest.skip("no artifacts/metrics/security_levels.json (python -m training.security_levels)")
+    fmr, fnmr = rates
+    assert f"about 1 in {round(1 / fmr):,} strangers would be accepted" in describe("accurate", "1e-3")
+    assert "no measured rates" in describe("accurate", "1e-9")
