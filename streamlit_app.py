@@ -35,7 +35,7 @@ from fhe_head.artifacts import POINTS
 from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
 from privface.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
-from privface.levels import describe
+from privface.levels import default_level, describe, offered_levels
 from privface.resources import EXAMPLES_DIR
 
 ROOT = Path(__file__).parent
@@ -263,7 +263,7 @@ class Outcome:
     point: str = ""
 
 
-def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
+def run_comparison(photos: list[Photo], point: str, level: str | None, status) -> Outcome:
     steps: dict[str, float] = {}
     restarted = False
     if not os.environ.get("PRIVFACE_URL"):
@@ -302,7 +302,7 @@ def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
                 )
             status.update(label="Encrypting both embeddings…")
             # The first photo is the template; the second, the probe, carries the security level.
-            encrypted = [client.encrypt(photos[0].encoding), client.encrypt(photos[1].encoding, client.level)]
+            encrypted = [client.encrypt(photos[0].encoding), client.encrypt(photos[1].encoding, level)]
             steps["encrypt"] = sum(e.encrypt_s for e in encrypted)
             status.update(label="Comparing under FHE on the server…")
             answer = client.send_pair(encrypted[0], encrypted[1])
@@ -329,7 +329,7 @@ def run_comparison(photos: list[Photo], point: str, status) -> Outcome:
         key_id=client.key_id or "",
         first=first,
         restarted=restarted,
-        level=client.level,
+        level=level,
         point=point,
     )
 
@@ -374,6 +374,22 @@ def show_result(outcome: Outcome, photos: list[Photo], show_clear: bool, verdict
         st.info(f"Clear mode (NOT private): distance {d:.3f}, threshold {get_encoder().threshold:.3f}")
 
 
+def choose_level(point: str) -> str | None:
+    """The key owner's security level for this comparison (it travels inside the probe's ciphertext)."""
+    offered = offered_levels(point)
+    if not offered:
+        return None
+    level = st.selectbox(
+        "Security level",
+        offered,
+        index=offered.index(default_level(offered)),
+        format_func=lambda name: "balanced (best LFW accuracy)" if name == "balanced" else f"false-match rate {name}",
+        help="Chosen here, encrypted inside the second photo's ciphertext: the server cannot tell which level you use.",
+    )
+    st.caption(f"At this level, {describe(point, level)}.")
+    return level
+
+
 def main() -> None:
     st.set_page_config(page_title="privface — encrypted face verification", layout="wide")
     st.title("privface: encrypted face verification")
@@ -406,6 +422,7 @@ def main() -> None:
         show_preview(column, photo, number)
 
     point = st.selectbox("Encrypted head", POINTS, format_func=point_label)
+    level = choose_level(point)
     show_clear = st.checkbox("Also show the clear (not private) distance")
     if not st.button("Compare (encrypted)", type="primary"):
         return
@@ -419,7 +436,7 @@ def main() -> None:
     number = st.session_state["comparisons"] = st.session_state.get("comparisons", 0) + 1
     status = st.status(f"Comparison {number}…", expanded=True)
     try:
-        outcome = run_comparison(photos, point, status)
+        outcome = run_comparison(photos, point, level, status)
     except ServiceError as err:
         status.update(label="Stopped: the verification server is not available", state="error", expanded=False)
         st.error(f"The verification server is not available: {err}")

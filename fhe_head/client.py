@@ -67,7 +67,7 @@ class FHEClient:
     def encrypt(self, embedding: np.ndarray, level: str | None = None) -> bytes:
         """One embedding, quantised and encrypted on its own: a template (level None: it serves every
         level) or a probe asking for a security level (`self.levels`, e.g. "1e-3"). The level travels
-        inside the ciphertext; an unknown level raises fhe_head.head.UnknownLevelError."""
+        inside the ciphertext; an unknown level raises privface.errors.UnknownLevelError."""
         encrypted, _ = self._client.encrypt(self.quantize(embedding, level), None)
         return wrap(self.meta, encrypted.serialize())
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from privface.errors import InputError
+from privface.errors import UnknownLevelError
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 = no level element
@@ -40,10 +40,6 @@ def default_level(offered: tuple[str, ...]) -> str | None:
     if not offered:
         return None
     return DEFAULT_LEVEL if DEFAULT_LEVEL in offered else offered[-1]
-
-
-class UnknownLevelError(InputError):
-    """A security level this head does not offer (a bad input: one clear line, never a default)."""
 
 
 def round_half_up(s: np.ndarray, lsbs: int) -> np.ndarray:

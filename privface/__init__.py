@@ -28,6 +28,7 @@ from privface.errors import (
     NotABitError,
     PrivfaceError,
     ServiceError,
+    UnknownLevelError,
 )
 
 _LAZY = {
@@ -49,6 +50,7 @@ __all__ = [
     "NotABitError",
     "PrivfaceError",
     "ServiceError",
+    "UnknownLevelError",
     "VerificationClient",
 ]
 

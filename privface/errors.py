@@ -3,7 +3,8 @@
     PrivfaceError
     ├── InputError            the photo or embedding given cannot be used
     │   ├── InvalidImageError not an image, truncated, empty, too small or too large, missing file
-    │   └── NoFaceError       no face in the photo
+    │   ├── NoFaceError       no face in the photo
+    │   └── UnknownLevelError a security level the head does not offer
     ├── ArtifactError         shipped models/heads missing, of another version or another encoder
     ├── CryptoError           encrypted material that cannot be used
     │   ├── CiphertextError   corrupted, truncated, foreign or for another circuit
@@ -28,6 +29,7 @@ __all__ = [
     "NotABitError",
     "PrivfaceError",
     "ServiceError",
+    "UnknownLevelError",
 ]
 
 
@@ -45,6 +47,10 @@ class InvalidImageError(InputError):
 
 class NoFaceError(InputError):
     """No face was found in the image."""
+
+
+class UnknownLevelError(InputError):
+    """A security level this head does not offer (a bad input: one clear line, never a default)."""
 
 
 class ArtifactError(PrivfaceError):

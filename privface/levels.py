@@ -9,10 +9,17 @@ from __future__ import annotations
 import json
 from functools import cache
 
-from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES, default_level
+from fhe_head.artifacts import point_dir
+from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES, HeadParams, default_level
 from privface.resources import artifacts_dir
 
-__all__ = ["DEFAULT_LEVEL", "LEVEL_NAMES", "default_level", "describe", "measured_rates"]
+__all__ = ["DEFAULT_LEVEL", "LEVEL_NAMES", "default_level", "describe", "measured_rates", "offered_levels"]
+
+
+@cache
+def offered_levels(point: str) -> tuple[str, ...]:
+    """The security levels a shipped head offers, in order of strictness (empty: a head without levels)."""
+    return HeadParams.load(point_dir(point) / "head.json").levels
 
 
 @cache

@@ -126,3 +126,22 @@ def test_hosted_space_says_the_photos_and_key_are_on_the_host(monkeypatch):
     app = _app()
     text = " ".join(m.value for m in app.markdown)
     assert "runs on the host's machine, not on your device" in text and "secret key" in text
+
+
+def test_the_key_owner_picks_the_security_level_and_sees_it_beside_the_verdict():
+    app = _app()
+    app.selectbox[1].set_value("accurate")
+    app.run()
+    levels = app.selectbox[2]
+    assert list(levels.options) == [
+        "balanced (best LFW accuracy)",
+        "false-match rate 1e-2",
+        "false-match rate 1e-3",
+        "false-match rate 1e-4",
+    ]
+    assert levels.value == "1e-3"  # a secure default, not `balanced`
+    assert any("strangers would be accepted" in c.value for c in app.caption)
+    levels.set_value("1e-2")
+    app = _compare(app, "astronaut / cameraman", point="fast")
+    assert _verdicts(app) == [DIFFERENT]
+    assert any(c.value.startswith("Security level 1e-2:") for c in app.caption)

@@ -6,8 +6,9 @@ import pytest
 
 from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
-from fhe_head.head import HeadParams, UnknownLevelError, default_level
+from fhe_head.head import HeadParams, default_level
 from fhe_head.server import FHEServer
+from privface.errors import UnknownLevelError
 from training.head_fit import HeadConfig, fit_head
 from training.security_levels import add_levels, raw_threshold, threshold_at_fmr
 
