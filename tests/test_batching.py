@@ -55,3 +55,23 @@ def test_batched_circuits_of_another_circuit_are_ignored(tmp_path):
     assert FHEServer(copy).batch_sizes == [2]
     (copy / BATCH_META).write_text(json.dumps({**info, "circuit_id": "0" * 16}))
     assert FHEServer(copy).batch_sizes == []
+
+
+def test_the_embedded_engine_batches_an_identification_with_the_shipped_circuit(owner):
+    """LocalEngine runs chunks of K through the shipped batched circuit when N fills every worker."""
+    from fhe_head.service.engine import LocalEngine
+
+    client, templates, probe, expected = owner
+    server = FHEServer(POINT)
+    if not server.batch_sizes:
+        pytest.skip("no batched circuit shipped for this point (python -m fhe_head.dev batch --point fast --k 8)")
+    k = server.batch_sizes[0]
+    many = (templates * (2 * k // len(templates) + 1))[: 2 * k + 1]  # 2 chunks of K + a first, warming run
+    keys = client.evaluation_keys()
+    engine = LocalEngine({POINT: server}, lambda _: keys, workers=2)
+    try:
+        results = engine.identify(POINT, "k", many, probe)
+    finally:
+        engine.close()
+    assert [client.decrypt(r) for r, _ in results] == (expected * (2 * k // len(expected) + 1))[: 2 * k + 1]
+    assert engine._chunk_size(server, 2 * k) == k and engine._chunk_size(server, k) == 1
