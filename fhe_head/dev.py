@@ -129,6 +129,10 @@ def save_artifacts(
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
+    # The service refuses inputs that are not in this circuit's exact encoding: record it now.
+    from fhe_head.formats import record
+
+    record(out_dir)
     return meta
 
 

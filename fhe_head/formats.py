@@ -127,15 +127,22 @@ def learn(point: str, key_sets: int = 2, encryptions: int = 3) -> dict:
     }
 
 
+def record(point: str | Path) -> dict:
+    """Learn a compiled point's exact input encodings and write them beside its artifacts."""
+    directory = point_dir(point)
+    load_meta(directory, ("client.specs.json",))
+    formats = learn(str(directory))
+    (directory / FORMATS_FILE).write_text(json.dumps(formats, indent=1) + "\n")
+    return formats
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Record the exact input encodings of compiled head points.")
     parser.add_argument("points", nargs="+", help="point names or artifact folders")
     args = parser.parse_args(argv)
     for point in args.points:
         directory = point_dir(point)
-        load_meta(directory, ("client.specs.json",))
-        formats = learn(point)
-        (directory / FORMATS_FILE).write_text(json.dumps(formats, indent=1) + "\n")
+        formats = record(directory)
         print(
             f"{directory / FORMATS_FILE}: ciphertext {formats['ciphertext']['length']} B, "
             f"evaluation keys {formats['evaluation_keys']['length']} B"

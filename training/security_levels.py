@@ -337,9 +337,6 @@ def ship(gallery: Gallery, point: str, encoder_sha256: str) -> dict:
             "security_levels": calibration,
         },
     )
-    from fhe_head.formats import main as record_formats
-
-    record_formats([str(HEADS_ROOT / point)])  # the service checks inputs against the new circuit's formats
     print(f"  shipped {point} with levels {leveled.level_thresholds}: {meta['programmable_bootstrap_count']} PBS")
     return {**calibration, "circuit_threshold": leveled.threshold, "lsbs": leveled.lsbs, "max_sum": leveled.max_sum}
 
