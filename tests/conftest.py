@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -42,3 +44,26 @@ def fold0(lfw_dir, tmp_path_factory):
     cache = tmp_path_factory.mktemp("embeddings") / "cache.sqlite"
     emb = embed_images(unique_images(pairs), encoder, cache_path=cache, tta=encoder.tta, progress=False)
     return pairs, emb
+
+
+# concrete registers an exit handler that stops its dataflow runtime and ends the process with status 0
+# once a server circuit has run in it, whatever Python was exiting with: a failing session would look
+# green. Run the other exit handlers, then leave with pytest's own status.
+_session_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _session_status
+    _session_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not _session_status:
+        return
+    compiler = sys.modules.get("concrete.compiler")
+    if compiler is not None:
+        atexit.unregister(compiler._terminate_df_parallelization)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    atexit._run_exitfuncs()
+    os._exit(_session_status)
