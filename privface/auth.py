@@ -21,6 +21,8 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from privface.errors import ServiceError
+
 SCHEME = b"privface-sig-v1"
 HEADER_KEY = "x-privface-key"  # the key id (or, on key upload, absent)
 HEADER_PUBLIC_KEY = "x-privface-public-key"  # base64 Ed25519 public key, on key upload only
@@ -32,12 +34,16 @@ NONCE_CHARS = 32
 WINDOW_S = 120  # clocks may differ this much; a signed request is valid this long
 
 
-class AuthError(ValueError):
+class AuthError(ServiceError, ValueError):
     """A request without a valid, fresh signature of the key owner."""
 
+    status = 401
 
-class ReplayCacheFull(Exception):
+
+class ReplayCacheFull(ServiceError):
     """More signed requests within the window than the server remembers nonces for: retry later."""
+
+    status = 429
 
 
 def key_id_for(public_key: bytes, evaluation_keys_sha256: bytes) -> str:

@@ -11,6 +11,8 @@
     │   ├── EvaluationKeyError unreadable evaluation keys
     │   └── NotABitError      decrypted a non-bit: computed or decrypted under another key
     └── ServiceError          the verification server refused a request or cannot be reached
+                              (server side: not found 404, conflict 409, evicted 410, quota 429,
+                              bad signature 401 — fhe_head.service.store, privface.auth)
 
 Input and crypto errors are also `ValueError`s (bad input, not a crash). Messages are one line,
 written for the person who gave the input.
@@ -74,8 +76,12 @@ class NotABitError(CryptoError):
 
 
 class ServiceError(PrivfaceError):
-    """The server refused a request (its message included) or could not be reached."""
+    """The server refused a request (its message included) or could not be reached; on the server, a
+    request it refuses. `status`: the HTTP status that goes with it, where one does."""
+
+    status: int | None = None
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
-        self.status = status
+        if status is not None:
+            self.status = status

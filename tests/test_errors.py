@@ -112,3 +112,14 @@ def test_app_shows_one_line_per_error(error, monkeypatch):
         assert [e.value for e in app.error] and all(str(error) in e.value for e in app.error)
     finally:
         st.cache_resource.clear()
+
+
+def test_the_servers_refusals_are_service_errors_with_their_status():
+    from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError
+    from privface.auth import AuthError, ReplayCacheFull
+
+    statuses = {NotFoundError: 404, ConflictError: 409, EvictedError: 410, QuotaError: 429, AuthError: 401}
+    statuses[ReplayCacheFull] = 429
+    for kind, status in statuses.items():
+        err = kind("refused")
+        assert isinstance(err, errors.ServiceError) and err.status == status and err.args == ("refused",)

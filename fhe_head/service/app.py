@@ -194,9 +194,8 @@ async def _service_error(_: Request, err: Exception) -> JSONResponse:
 
 
 def _register_errors(app: FastAPI) -> None:
-    statuses = {NotFoundError: 404, ConflictError: 409, EvictedError: 410, QuotaError: 429, AuthError: 401}
-    statuses[ReplayCacheFull] = 429
-    for kind, status in statuses.items():
+    for kind in (NotFoundError, ConflictError, EvictedError, QuotaError, AuthError, ReplayCacheFull):
+        status = kind.status
 
         async def handler(_: Request, err: Exception, status: int = status) -> JSONResponse:
             detail = str(err.args[0]) if err.args else type(err).__name__

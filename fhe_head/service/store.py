@@ -20,6 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from privface.errors import ServiceError
+
 SCHEMA_VERSION = 2  # 2: owners sign requests (public_key); earlier stores had no owner and are dropped
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS keys (
@@ -42,20 +44,28 @@ CREATE TABLE IF NOT EXISTS templates (
 """
 
 
-class NotFoundError(KeyError):
+class NotFoundError(ServiceError, KeyError):
     """An unknown key id or template name."""
 
+    status = 404
 
-class ConflictError(ValueError):
+
+class ConflictError(ServiceError, ValueError):
     """A template of that name already exists for this key."""
 
+    status = 409
 
-class QuotaError(Exception):
+
+class QuotaError(ServiceError):
     """A configured limit reached (HTTP 429 with the limit named)."""
 
+    status = 429
 
-class EvictedError(LookupError):
+
+class EvictedError(ServiceError, LookupError):
     """The owner is known but its evaluation keys were evicted: upload them again."""
+
+    status = 410
 
 
 @dataclass(frozen=True)
