@@ -4,12 +4,30 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from privface.client import VerificationClient
+from privface.local_server import LocalServer
+
+
+def running_server(tmp_path_factory: pytest.TempPathFactory, *extra_args: str) -> Iterator[LocalServer]:
+    """A module's real server on loopback (`yield from` it in a fixture); stopped afterwards."""
+    running = LocalServer(tmp_path_factory.mktemp("server"), extra_args=extra_args).start()
+    yield running
+    running.stop()
+
+
+def connected_owner(
+    server: LocalServer, point: str, encoder, tmp_path_factory: pytest.TempPathFactory, name: str = "owner"
+) -> Iterator[VerificationClient]:
+    """A key owner whose evaluation keys the server holds (`yield from` it in a fixture)."""
+    with VerificationClient(server.url, point, key_dir(tmp_path_factory, name), encoder=encoder) as client:
+        client.connect()
+        yield client
 
 
 def key_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:

@@ -16,22 +16,15 @@ from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
 from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError
-from training.head_fit import HeadConfig, fit_head
+from tests.toy_heads import toy_head
+from training.head_fit import HeadConfig
 
 ENCODER_SHA = "e" * 64
 
 
 def _toy_head(seed: int, dims: int = 8) -> tuple[HeadParams, np.ndarray]:
-    """A head fitted on synthetic 'identities' (clusters in 128-d), plus those embeddings."""
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(40, 128))
-    people = rng.integers(0, 40, 400)
-    faces = centres[people] + 0.35 * rng.normal(size=(400, 128))
-    i, j = rng.integers(0, 400, (2, 600))
-    j[:300] = [rng.choice(np.flatnonzero(people == people[k])) for k in i[:300]]
-    same = people[i] == people[j]
     config = HeadConfig(dims, clip_sigma=3.0, levels=8, saturation=0.15, target_bits=5)
-    return fit_head(config, faces, faces[i], faces[j], same, name=f"toy{seed}"), faces
+    return toy_head(seed, config, noise=0.35)
 
 
 @pytest.fixture(scope="module")

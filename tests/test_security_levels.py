@@ -6,25 +6,19 @@ import pytest
 
 from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
-from fhe_head.head import HeadParams, default_level
+from fhe_head.head import LEVEL_NAMES, HeadParams, default_level
 from fhe_head.server import FHEServer
 from privface.errors import UnknownLevelError
-from training.head_fit import HeadConfig, fit_head
+from tests.toy_heads import toy_head
+from training.head_fit import HeadConfig
 from training.security_levels import add_levels, raw_threshold, threshold_at_fmr
 
 ENCODER_SHA = "e" * 64
-LEVEL_NAMES = ("balanced", "1e-2", "1e-3", "1e-4")
 
 
 def _toy(seed: int = 0, dims: int = 8) -> tuple[HeadParams, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(40, 128))
-    people = rng.integers(0, 40, 400)
-    faces = centres[people] + 0.7 * rng.normal(size=(400, 128))
-    i, j = rng.integers(0, 400, (2, 600))
-    j[:300] = [rng.choice(np.flatnonzero(people == people[k])) for k in i[:300]]
     config = HeadConfig(dims, clip_sigma=3.0, levels=16, saturation=0.4, target_bits=5)
-    return fit_head(config, faces, faces[i], faces[j], people[i] == people[j], name=f"toy{seed}"), faces
+    return toy_head(seed, config, noise=0.7)
 
 
 def _leveled(head: HeadParams) -> HeadParams:

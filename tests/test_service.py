@@ -28,7 +28,7 @@ from privface.client import VerificationClient
 from privface.errors import ServiceError
 from privface.local_server import LocalServer
 from tests.conftest import ASTRONAUT, CAMERAMAN
-from tests.service_helpers import key_dir, signed
+from tests.service_helpers import connected_owner, key_dir, running_server, signed
 
 POINT = "fast"
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,16 +36,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LocalServer:
-    running = LocalServer(tmp_path_factory.mktemp("server")).start()
-    yield running
-    running.stop()
+    yield from running_server(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def client(server, encoder, tmp_path_factory) -> VerificationClient:
-    with VerificationClient(server.url, POINT, key_dir(tmp_path_factory, "owner"), encoder=encoder) as c:
-        c.connect()
-        yield c
+    yield from connected_owner(server, POINT, encoder, tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

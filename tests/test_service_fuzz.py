@@ -21,7 +21,7 @@ from privface import auth
 from privface.client import VerificationClient
 from privface.local_server import LocalServer
 from tests.conftest import ASTRONAUT
-from tests.service_helpers import key_dir, signed
+from tests.service_helpers import connected_owner, running_server, signed
 
 POINT = "fast"
 CIPHERTEXT_MUTATIONS = 1000
@@ -31,17 +31,12 @@ SLOWEST_S = 1.0  # any single refused or accepted ciphertext
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> LocalServer:
-    extra = ("--points", POINT, "--limit", "max_uploads_per_address=100")
-    running = LocalServer(tmp_path_factory.mktemp("server"), extra_args=extra).start()
-    yield running
-    running.stop()
+    yield from running_server(tmp_path_factory, "--points", POINT, "--limit", "max_uploads_per_address=100")
 
 
 @pytest.fixture(scope="module")
 def owner(server, encoder, tmp_path_factory) -> VerificationClient:
-    with VerificationClient(server.url, POINT, key_dir(tmp_path_factory, "owner"), encoder=encoder) as client:
-        client.connect()
-        yield client
+    yield from connected_owner(server, POINT, encoder, tmp_path_factory)
 
 
 def mutate(data: bytes, rng: random.Random) -> bytes:
