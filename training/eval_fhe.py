@@ -32,7 +32,7 @@ from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_hea
 from fhe_head.server import FHEServer
 from training.embeddings import embed_images
 from training.folds import fit_without_fold
-from training.head_fit import HeadConfig
+from training.head_fit import HeadConfig, config_from_dict
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.pairs import PairData
 from training.paths import METRICS
@@ -45,7 +45,7 @@ COMPILED_WITH = {"parameter_selection_strategy": PARAMETER_STRATEGY.value, "glob
 
 def shipped_config(point: str) -> HeadConfig:
     meta = json.loads((ARTIFACTS_ROOT / point / "meta.json").read_text())
-    return HeadConfig(**meta["config"])
+    return config_from_dict(meta["config"])
 
 
 @dataclass

@@ -7,7 +7,7 @@ from tqdm import tqdm
 
 from fhe_head.dev import compile_head
 from fhe_head.head import HeadParams
-from training.head_fit import HeadConfig, fit_head
+from training.head_fit import HeadConfig, fit
 from training.lfw import Pair
 from training.pairs import PairData, folds
 
@@ -17,7 +17,7 @@ def fit_without_fold(
 ) -> HeadParams:
     """The head fitted on every pair (and its images) outside `fold`."""
     a, b, same, images = data.arrays([p for p in pairs if p.fold != fold])
-    return fit_head(config, images, a, b, same, name=name)
+    return fit(config, images, a, b, same, name=name)
 
 
 def simulate(params: HeadParams, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:

@@ -14,6 +14,7 @@ table for every dimension) is the same code with `per_dim=False`.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -29,6 +30,7 @@ class HeadConfig:
     saturation: float = 0.15
     target_bits: int = 6
     per_dim: bool = True
+    kind: ClassVar[str] = "hand-set"  # not a field: recorded configurations (and run keys) stay as they were
 
     def label(self) -> str:
         kind = "per-dim" if self.per_dim else "naive"
@@ -48,7 +50,7 @@ def pca(images: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, vt[:dims]
 
 
-def _best_rounded_threshold(scores: np.ndarray, same: np.ndarray, lsbs: int) -> int:
+def best_rounded_threshold(scores: np.ndarray, same: np.ndarray, lsbs: int) -> int:
     """Threshold (a multiple of 2**lsbs) maximising accuracy of `rounded score < threshold`."""
     rounded = round_half_up(scores, lsbs)
     candidates = np.arange(0, int(rounded.max()) + (2 << lsbs), 1 << lsbs)
@@ -82,9 +84,29 @@ def fit_head(
     unit = per_dim_values[~same].mean() / (config.saturation * (config.levels - 1))
     params.tables = np.minimum(config.levels - 1, np.rint(squared / unit)).astype(np.int64)
     params.lsbs = max(0, int(params.max_sum).bit_length() - config.target_bits)
-    params.threshold = _best_rounded_threshold(params.score(qa, qb), same, params.lsbs)
+    params.threshold = best_rounded_threshold(params.score(qa, qb), same, params.lsbs)
     return params
 
 
 def accuracy_of(params: HeadParams, a: np.ndarray, b: np.ndarray, same: np.ndarray) -> float:
     return float(np.mean(params.decide(params.quantize(a), params.quantize(b)) == same))
+
+
+# ---- one entry point for every kind of head -------------------------------------------------------
+def config_from_dict(data: dict):
+    """A head configuration as recorded in meta.json / metrics: the hand-set kind (`HeadConfig`, records
+    without a kind included) or the trained siamese kind (`training.siamese.SiameseConfig`)."""
+    if data.get("kind") == "siamese":
+        from training.siamese import SiameseConfig
+
+        return SiameseConfig(**data)
+    return HeadConfig(**{k: v for k, v in data.items() if k != "kind"})
+
+
+def fit(config, images: np.ndarray, a: np.ndarray, b: np.ndarray, same: np.ndarray, name: str = "head") -> HeadParams:
+    """The integer head of `config` fitted on training data: hand-set tables, or trained (Brevitas QAT)."""
+    if config.kind == "siamese":
+        from training.siamese import fit_siamese
+
+        return fit_siamese(config, images, a, b, same, name=name)
+    return fit_head(config, images, a, b, same, name=name)

@@ -34,7 +34,7 @@ import numpy as np
 from client_encoder.models import cache_dir
 from fhe_head.head import LEVEL_NAMES, HeadParams
 from privface.resources import artifacts_dir
-from training.head_fit import HeadConfig, fit_head
+from training.head_fit import HeadConfig, config_from_dict, fit, fit_head
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.protocol import best_threshold
 
@@ -206,7 +206,7 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
             clear_impostors = clear_impostors or [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
             by_fold = clear_impostors
         else:
-            head = fit_head(config, images, a, b, same, name=f"{label}-fold{f}")
+            head = fit(config, images, a, b, same, name=f"{label}-fold{f}")
             scorer = Scorer(gallery.vectors, head)
             balanced = raw_threshold(head)
             by_fold = [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
@@ -283,15 +283,15 @@ def _check_levels(
 
 
 # ---- the shipped heads ---------------------------------------------------------------------------
-def shipped_config(point: str) -> HeadConfig:
-    return HeadConfig(**json.loads((HEADS_ROOT / point / "meta.json").read_text())["config"])
+def shipped_config(point: str):
+    return config_from_dict(json.loads((HEADS_ROOT / point / "meta.json").read_text())["config"])
 
 
 def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict]:
     """The shipped point refitted exactly as train_head ships it, plus levels set on all 10 folds."""
     config = shipped_config(point)
     a, b, same, images = gallery.training_pairs(None)
-    head = fit_head(config, images, a, b, same, name=f"d{config.dims}")
+    head = fit(config, images, a, b, same, name=f"d{config.dims}")
     shipped = HeadParams.load(HEADS_ROOT / point / "head.json")
     base = shipped.tables[: shipped.dims]
     if not (np.array_equal(base, head.tables) and np.allclose(shipped.scale, head.scale)):
