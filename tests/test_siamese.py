@@ -30,7 +30,7 @@ def _people(seed: int, n: int = 600):
 def trained():
     faces, a, b, same = _people(0)
     model, start = train(CONFIG, faces, a, b, same)
-    return faces, a, b, same, model, start, export(model, CONFIG, a, b, same, "toy-siamese")
+    return faces, a, b, same, model, start, export(model, start, CONFIG, a, b, same, "toy-siamese")
 
 
 def test_the_integer_quantiser_outputs_the_signed_integers_themselves():

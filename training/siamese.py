@@ -12,7 +12,7 @@ Training: binary cross-entropy of sigmoid(alpha * (t - s)) on the training pairs
 straight-through rounding everywhere, so the model learns under the exact integer arithmetic it will
 run with. It starts from the hand-set head (`training.head_fit`: PCA, per-dimension steps, saturated
 squares), and the projection is held near that start (`tie`): the descriptors are already metric-learned
-and a few thousand pairs cannot retrain 128 x d weights freely.
+and a few thousand pairs cannot retrain 128 x d weights freely (by default only the steps are learned).
 
 `export` evaluates f_i on every possible difference: the result is a plain `HeadParams`, so the integer
 model, the concrete-python circuit and any other build of the same head all compute the same thing.
@@ -43,14 +43,18 @@ class SiameseConfig:
     target_bits: int = 5  # significant bits of the sum kept for the comparison
     clip_sigma: float = 3.0  # the starting head's quantisation range (standard deviations)
     saturation: float = 0.15  # the starting head's tables
-    tie: float = 1.0  # pull of the projection towards its start (relative squared distance)
+    tie: float | None = None  # pull of the projection's axes towards PCA's (None: PCA's axes, learned steps only)
+    decay: float = 1.0  # pull of the per-dimension steps, weights and caps towards the starting head's
     steps: int = 300
     lr: float = 0.02
     seed: int = 0
     kind: str = "siamese"
 
     def label(self) -> str:
-        return f"siamese d={self.dims} {self.n_bits}b L={self.levels} keep={self.target_bits}b tie={self.tie}"
+        return (
+            f"siamese d={self.dims} {self.n_bits}b L={self.levels} keep={self.target_bits}b "
+            f"tie={self.tie} decay={self.decay} steps={self.steps}"
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -86,32 +90,40 @@ def straight_through_round(x: torch.Tensor) -> torch.Tensor:
 class SiameseHead(nn.Module):
     """Tower (client) + interaction (server) of the trained head, in float with exact integer rounding."""
 
-    def __init__(self, start: HeadParams, weight: np.ndarray, levels: int) -> None:
+    def __init__(self, start: HeadParams, weight: np.ndarray, levels: int, learn_axes: bool) -> None:
         super().__init__()
         self.levels = levels
         projection = torch.tensor(start.projection / start.scale[:, None], dtype=torch.float64)
         self.register_buffer("mean", torch.tensor(start.mean, dtype=torch.float64))
-        self.register_buffer("start_projection", projection.clone())
-        self.projection = nn.Parameter(projection)
+        self.register_buffer("start_projection", projection)
+        # rows = (start + shift) * gain: the per-dimension step (gain) is always learned, the axes (shift)
+        # only where the configuration allows it
+        self.axes_shift = nn.Parameter(torch.zeros_like(projection), requires_grad=learn_axes)
+        self.log_gain = nn.Parameter(torch.zeros(start.dims, dtype=torch.float64))
         self.quantiser = integer_quantiser(start.n_bits).double()
         self.log_weight = nn.Parameter(torch.tensor(np.log(weight), dtype=torch.float64))
         # Per-dimension cap c_i = (L - 1) * sigmoid(cap_logit): the model may lower a noisy dimension's say.
         self.cap_logit = nn.Parameter(torch.full((start.dims,), 4.0, dtype=torch.float64))
-        # threshold = origin + spread * shift: Adam moves parameters by ~lr per step, so the threshold is
-        # learned in units of the scores' spread (set by `calibrate`) rather than in raw sum units.
-        self.register_buffer("origin", torch.tensor(0.0, dtype=torch.float64))
-        self.register_buffer("spread", torch.tensor(1.0, dtype=torch.float64))
-        self.shift = nn.Parameter(torch.tensor(0.0, dtype=torch.float64))
-        self.log_alpha = nn.Parameter(torch.tensor(0.0, dtype=torch.float64))
+        # The comparison keeps only the top bits of the sum: `round(s) < T` (T a multiple of 2**lsbs) is
+        # exactly `s < T - 2**(lsbs-1)`. T stays the starting head's; the scores learn to fall on its
+        # right side, so the exported head needs no threshold the rounding cannot express.
+        self.register_buffer(
+            "threshold", torch.tensor(float(start.threshold - ((1 << start.lsbs) >> 1)), dtype=torch.float64)
+        )
+        # The logit's slope is fixed (set by `calibrate`): a learned one grows without bound on separable
+        # training pairs and turns the loss into fitting the few hardest (often mislabelled) pairs.
+        self.register_buffer("log_alpha", torch.tensor(0.0, dtype=torch.float64))
 
     @torch.no_grad()
     def calibrate(self, a: torch.Tensor, b: torch.Tensor, same: torch.Tensor) -> None:
-        """Start the threshold between the classes' median scores, the logit slope at ~4 per spread."""
+        """Logit slope: ~8 per distance between the classes' median scores."""
         scores = self.score(a, b)
-        genuine, impostor = scores[same > 0].median(), scores[same == 0].median()
-        self.origin.fill_(float((genuine + impostor) / 2))
-        self.spread.fill_(float(max(impostor - genuine, 1.0)))
-        self.log_alpha.fill_(float(np.log(8.0 / float(self.spread))))
+        spread = max(float(scores[same == 0].median() - scores[same > 0].median()), 1.0)
+        self.log_alpha.fill_(float(np.log(8.0 / spread)))
+
+    @property
+    def projection(self) -> torch.Tensor:
+        return (self.start_projection + self.axes_shift) * torch.exp(self.log_gain)[:, None]
 
     def tower(self, embeddings: torch.Tensor) -> torch.Tensor:
         return self.quantiser((embeddings - self.mean) @ self.projection.T)
@@ -126,12 +138,16 @@ class SiameseHead(nn.Module):
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """Logit of 'same person'."""
-        threshold = self.origin + self.spread * self.shift
-        return torch.exp(self.log_alpha) * (threshold - self.score(a, b))
+        return torch.exp(self.log_alpha) * (self.threshold - self.score(a, b))
 
     def drift(self) -> torch.Tensor:
-        """Relative squared distance of the projection from its start."""
-        return ((self.projection - self.start_projection) ** 2).sum() / (self.start_projection**2).sum()
+        """Relative squared distance of the projection's axes from their start."""
+        return (self.axes_shift**2).sum() / (self.start_projection**2).sum()
+
+    def departure(self, start: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean squared change of the per-dimension parameters (log step, log weight, cap logit)."""
+        now = (self.log_gain, self.log_weight, self.cap_logit)
+        return sum(((p - start[n]) ** 2).mean() for n, p in zip(("gain", "weight", "cap"), now, strict=True))
 
 
 def starting_weights(start: HeadParams, config: SiameseConfig, a: np.ndarray, b: np.ndarray, same: np.ndarray):
@@ -148,21 +164,25 @@ def train(
     """The trained model and the hand-set head it started from."""
     torch.manual_seed(config.seed)
     start = fit_head(config.start(), images, a, b, same)
-    model = SiameseHead(start, starting_weights(start, config, a, b, same), config.levels)
+    weights = starting_weights(start, config, a, b, same)
+    model = SiameseHead(start, weights, config.levels, learn_axes=config.tie is not None)
     ta, tb = torch.tensor(a, dtype=torch.float64), torch.tensor(b, dtype=torch.float64)
     target = torch.tensor(same, dtype=torch.float64)
     model.calibrate(ta, tb, target)
     loss_of = nn.BCEWithLogitsLoss()
     optimiser = torch.optim.Adam(
         [
-            {"params": [model.projection], "lr": config.lr * 0.05},
-            {"params": [model.log_weight, model.cap_logit, model.shift, model.log_alpha]},
+            {"params": [model.axes_shift], "lr": config.lr * 0.05},
+            {"params": [model.log_gain, model.log_weight, model.cap_logit]},
         ],
         lr=config.lr,
     )
+    initial = {"gain": model.log_gain.detach().clone(), "weight": model.log_weight.detach().clone()}
+    initial["cap"] = model.cap_logit.detach().clone()
     for step in range(config.steps):
         optimiser.zero_grad()
-        loss = loss_of(model(ta, tb), target) + config.tie * model.drift()
+        loss = loss_of(model(ta, tb), target) + (config.tie or 0.0) * model.drift()
+        loss = loss + config.decay * model.departure(initial)
         loss.backward()
         optimiser.step()
         if VERBOSE and step % 50 == 0:
@@ -170,9 +190,17 @@ def train(
     return model, start
 
 
-def export(model: SiameseHead, config: SiameseConfig, a: np.ndarray, b: np.ndarray, same: np.ndarray, name: str):
-    """The trained model as a `HeadParams`: tables = f_i on every difference, the comparison's threshold
-    re-chosen on the training pairs after rounding the sum to `target_bits` significant bits."""
+def export(
+    model: SiameseHead,
+    start: HeadParams,
+    config: SiameseConfig,
+    a: np.ndarray,
+    b: np.ndarray,
+    same: np.ndarray,
+    name: str,
+) -> HeadParams:
+    """The trained model as a `HeadParams`: tables = f_i on every difference, the sum rounded as the
+    starting head's (`lsbs`), the threshold re-chosen on the training pairs among the rounding's multiples."""
     n_bits = config.n_bits
     offset = 2**n_bits - 1
     with torch.no_grad():
@@ -189,7 +217,7 @@ def export(model: SiameseHead, config: SiameseConfig, a: np.ndarray, b: np.ndarr
         threshold=0,
         name=name,
     )
-    params.lsbs = max(0, int(params.max_sum).bit_length() - config.target_bits)
+    params.lsbs = max(start.lsbs, int(params.max_sum).bit_length() - config.target_bits)
     scores = params.score(params.quantize(a), params.quantize(b))
     params.threshold = best_rounded_threshold(scores, same, params.lsbs)
     return params
@@ -199,5 +227,5 @@ def fit_siamese(
     config: SiameseConfig, images: np.ndarray, a: np.ndarray, b: np.ndarray, same: np.ndarray, name: str = "head"
 ) -> HeadParams:
     """Train on the pairs given and export the integer head (the `fit_head` of the trained kind)."""
-    model, _ = train(config, images, a, b, same)
-    return export(model, config, a, b, same, name)
+    model, start = train(config, images, a, b, same)
+    return export(model, start, config, a, b, same, name)
