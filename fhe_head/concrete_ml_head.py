@@ -139,11 +139,16 @@ def rounding_threshold(params: HeadParams) -> dict | None:
 
     Concrete-ML removes (accumulator bits on the calibration set - n_bits) from *every* accumulator: the sum's
     must lose `lsbs` and the difference's (5 bits for 4-bit inputs) none; `check_build` verifies both.
+    Raises ValueError / RuntimeError for a head this build cannot reproduce exactly.
     """
     if not params.lsbs:
         return None
     low, high = int(params.tables.min(axis=1).sum()), int(params.tables.max(axis=1).sum())
     sum_bits = _bits(low, high)
+    # Concrete-ML rounds without overflow protection: a largest sum that rounds past its bit width wraps
+    # around (measured: to a small sum, i.e. "same person"). Such a head is refused, not compiled wrong.
+    if high + ((1 << params.lsbs) >> 1) >= (1 << sum_bits) >> (1 if low < 0 else 0):
+        raise RuntimeError(f"head {params.name!r}: rounding the largest sum {high} would overflow its bit width")
     n_bits = sum_bits - params.lsbs
     if n_bits < _bits(-params.offset, params.offset):
         raise ValueError(
@@ -194,11 +199,6 @@ def check_build(params: HeadParams, quantized) -> None:
     ]
     if removed != [0, params.lsbs]:
         raise RuntimeError(f"Concrete-ML rounds the accumulators by {removed} bits, the head needs [0, {params.lsbs}]")
-    # Concrete-ML rounds without overflow protection: the largest sum must not round past its bit width.
-    high = int(params.tables.max(axis=1).sum())
-    low = int(params.tables.min(axis=1).sum())
-    if params.lsbs and high + ((1 << params.lsbs) >> 1) >= (1 << _bits(low, high)) >> (1 if low < 0 else 0):
-        raise RuntimeError(f"head {params.name!r}: rounding the largest sum {high} would overflow its bit width")
 
 
 def circuit_report(quantized, global_p_error: float = DEFAULT_GLOBAL_P_ERROR) -> dict:
