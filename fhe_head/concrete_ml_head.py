@@ -208,13 +208,17 @@ def circuit_report(quantized, global_p_error: float = DEFAULT_GLOBAL_P_ERROR) ->
     return {**direct_report(quantized.fhe_circuit, global_p_error, True), "engine": ENGINE}
 
 
-def save_artifacts(params: HeadParams, out_dir: Path, global_p_error: float = DEFAULT_GLOBAL_P_ERROR) -> dict:
-    """Compile and write a deployable folder (FHEModelDev's server.zip and client.zip, head.json, meta.json),
-    atomically (a temp folder renamed at the end). Returns meta.json's content."""
+def save_artifacts(
+    params: HeadParams, out_dir: Path, global_p_error: float = DEFAULT_GLOBAL_P_ERROR, quantized=None
+) -> dict:
+    """Write a deployable folder (FHEModelDev's server.zip and client.zip, head.json, meta.json) atomically (a
+    temp folder renamed at the end) for `quantized` (`compile_head(params, global_p_error)`, compiled here if
+    None). Returns meta.json's content."""
     from concrete.ml.deployment import FHEModelDev
     from concrete.ml.version import __version__ as concrete_ml_version
 
-    quantized = compile_head(params, global_p_error)
+    if quantized is None:
+        quantized = compile_head(params, global_p_error)
     out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

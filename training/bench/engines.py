@@ -5,7 +5,8 @@
 
 Per point: PBS count, max bit width, concrete's complexity, compile time, server run time (median of `runs`
 real-FHE runs, each on two different ciphertexts), evaluation key and ciphertext sizes, and whether every real
-FHE answer equals `HeadParams.decide`. Writes artifacts/metrics/head_engines.json. Each point runs in a child
+FHE answer equals `HeadParams.decide`; Concrete-ML's simulation against it on random pairs and on pairs at the
+decision boundary. Writes artifacts/metrics/head_engines.json. Each point runs in a child
 process watched for the limits below: a Concrete-ML compile that needs more is stopped and recorded as such.
 """
 
@@ -33,6 +34,52 @@ SHIP_RATIO = 1.25
 # A Concrete-ML compile that needs more than this is stopped and recorded (memory: the point's whole process).
 COMPILE_LIMIT_S = 600
 MEMORY_LIMIT_GB = 10.0
+
+
+def boundary_pairs(params: HeadParams, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """About `n` pairs whose raw sum sits next to the decision boundary, on both sides: where the rounding
+    decides, so where two builds that round differently would disagree.
+
+    From a random template, the probe walks away one step at a time while the sum stays at or below the raw cut
+    (`threshold - 2**(lsbs-1)`); the last probe below and the first step past it are both kept.
+    """
+    rng = np.random.default_rng(seed)
+    cut = int(params.threshold - ((1 << params.lsbs) >> 1))
+    left, right = [], []
+    while len(left) < n:
+        a = rng.integers(params.q_min, params.q_max + 1, params.vector_length)
+        b = a.copy()
+        if params.levels:
+            a[-1], b[-1] = 0, rng.integers(0, len(params.levels))
+        crossed = None
+        for _ in range(4 * params.dims * params.offset):
+            step = b.copy()
+            i = rng.integers(0, params.dims)
+            step[i] = np.clip(step[i] + rng.choice([-1, 1]), params.q_min, params.q_max)
+            if params.score(a, step) < cut:
+                b = step
+            elif params.score(a, b) < cut:
+                crossed = step
+                break
+        left += [a, a] if crossed is not None else [a]
+        right += [b, crossed] if crossed is not None else [b]
+    return np.stack(left), np.stack(right)
+
+
+def simulated_exactness(params: HeadParams, quantized, n: int, seed: int = 1) -> dict:
+    """Concrete-ML's simulation of the build against `params.decide` on `n` random and ~`n` boundary pairs."""
+    rng = np.random.default_rng(seed)
+    random = [rng.integers(params.q_min, params.q_max + 1, (n, params.vector_length)) for _ in range(2)]
+    near = boundary_pairs(params, n, seed)
+    out = {}
+    for name, (a, b) in (("random", random), ("boundary", near)):
+        simulated = quantized.forward(a.astype(np.float64), b.astype(np.float64), fhe="simulate").ravel()
+        expected = params.decide(a, b)
+        out[name] = {"pairs": len(a), "mismatches": int(np.sum(simulated != expected)), "same": int(expected.sum())}
+    distance = params.score(*near) - int(params.threshold - ((1 << params.lsbs) >> 1))
+    out["boundary"]["raw_sum_minus_cut"] = {"min": int(distance.min()), "max": int(distance.max())}
+    out["boundary"]["within_one_rounding_step"] = int(np.sum(np.abs(distance) <= 1 << params.lsbs))
+    return out
 
 
 def _pairs(params: HeadParams, runs: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -85,12 +132,13 @@ class _ConcreteML:
     def __init__(self, params: HeadParams, directory: Path) -> None:
         from fhe_head.artifacts import circuit_tag
         from fhe_head.concrete_ml_client import ConcreteMLHeadClient
-        from fhe_head.concrete_ml_head import save_artifacts
+        from fhe_head.concrete_ml_head import compile_head, save_artifacts
         from fhe_head.concrete_ml_server import ConcreteMLHeadServer
 
         start = time.perf_counter()
-        meta = save_artifacts(params, directory)
+        self.quantized = compile_head(params)
         self.compile_s = time.perf_counter() - start
+        meta = save_artifacts(params, directory, quantized=self.quantized)
         skip = {"point", "dims", "vector_length", "levels", "circuit_id", "n_bits", "lsbs", "threshold"}
         self.report = {k: v for k, v in meta.items() if k not in skip}
         self.client, self.server = ConcreteMLHeadClient(directory), ConcreteMLHeadServer(directory)
@@ -107,17 +155,19 @@ class _ConcreteML:
         return self.server.last_run_s, bit, len(template) - self.tag, len(result) - self.tag
 
 
-def compare_engines(params: HeadParams, runs: int, progress=None) -> dict:
+def compare_engines(params: HeadParams, runs: int, simulated: int = 500, progress=None) -> dict:
     """Both builds of `params` side by side in this process: costs, sizes, real-FHE agreement, the ship rule.
 
     One untimed warm-up run each (a circuit's first run pays one-off loading costs), then the `runs` pairs run
-    alternately on the two builds, so load from other processes weighs on both alike.
+    alternately on the two builds, so load from other processes weighs on both alike. `simulated`: random
+    and boundary pairs on which Concrete-ML's simulation is checked against `params.decide`.
     """
     pairs = _pairs(params, runs + 1)
     with tempfile.TemporaryDirectory() as tmp:
         concrete_ml = _ConcreteML(params, Path(tmp) / "concrete_ml")
         if progress:
             progress("compiled")
+        exactness = simulated_exactness(params, concrete_ml.quantized, simulated) if simulated else None
         engines = (_Direct(params), concrete_ml)
         results: dict = {}
         for engine in engines:
@@ -155,14 +205,15 @@ def compare_engines(params: HeadParams, runs: int, progress=None) -> dict:
         "server_time_ratio_concrete_ml_over_direct": ratio,
         "complexity_ratio_concrete_ml_over_direct": out["concrete_ml"]["complexity"] / out["direct"]["complexity"],
         "concrete_ml_ships": bool(ratio <= SHIP_RATIO),
+        "concrete_ml_simulation_vs_integer_model": exactness,
     }
 
 
-def _child(point: str, runs: int, messages) -> None:
+def _child(point: str, runs: int, simulated: int, messages) -> None:
     """One point in a child process: progress and the result (or the error) go back through `messages`."""
     try:
         params = HeadParams.load(ARTIFACTS_ROOT / point / "head.json")
-        result = compare_engines(params, runs, progress=lambda what: messages.put((what, None)))
+        result = compare_engines(params, runs, simulated, progress=lambda what: messages.put((what, None)))
         messages.put(("done", result))
     except Exception as err:  # reported in the JSON, not lost in a child's stderr
         messages.put(("error", f"{type(err).__name__}: {err}"))
@@ -178,12 +229,12 @@ def _rss_gb(pid: int) -> float:
     return 0.0
 
 
-def run_point(point: str, runs: int) -> dict:
+def run_point(point: str, runs: int, simulated: int = 500) -> dict:
     """`compare_engines` on a shipped point in a watched child: stopped past MEMORY_LIMIT_GB at any time, or
     past COMPILE_LIMIT_S before the Concrete-ML build has compiled."""
     context = multiprocessing.get_context("spawn")
     messages = context.Queue()
-    child = context.Process(target=_child, args=(point, runs, messages))
+    child = context.Process(target=_child, args=(point, runs, simulated, messages))
     start = time.perf_counter()
     child.start()
     compiled_at, peak, outcome = None, 0.0, None
@@ -211,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--points", nargs="+", default=["fast", "accurate"])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--simulated", type=int, default=500, help="random and boundary pairs simulated per point")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     from concrete.fhe.version import __version__ as concrete_version
@@ -225,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "points": {},
     }
     for point in args.points:
-        report["points"][point] = run_point(point, args.runs)
+        report["points"][point] = run_point(point, args.runs, args.simulated)
         print(json.dumps({point: report["points"][point]}, indent=2, default=str), file=sys.stderr)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
