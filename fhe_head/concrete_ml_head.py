@@ -9,7 +9,8 @@ The same function as `fhe_head.dev.build_function`, written as a torch + Brevita
     table     sum_k t_ik * (delta == k), per-dimension constant vectors: Concrete-ML computes it in float
               and concrete-python fuses it, with the next quantiser, into ONE multi-table lookup per element
     sum       QuantIdentity (unsigned, scale 1) then QuantLinear of ones: the exact integer sum s
-    rounding  Concrete-ML's exact `rounding_threshold_bits`, chosen so it removes exactly `lsbs` bits
+    rounding  Concrete-ML's exact `rounding_threshold_bits`, chosen so it removes exactly `lsbs` bits (or, where
+              that one threshold would round the differences too, the sum's rounding set alone)
     decision  (s' < threshold) fused with the output quantiser into one lookup on the rounded sum
 
 Why it is exact: every scale is 1 and every zero point 0, so the only float steps are evaluated on exact
@@ -138,8 +139,9 @@ def rounding_threshold(params: HeadParams) -> dict | None:
     """Concrete-ML's `rounding_threshold_bits` that removes exactly `params.lsbs` bits from the sum.
 
     Concrete-ML removes (accumulator bits on the calibration set - n_bits) from *every* accumulator: the sum's
-    must lose `lsbs` and the difference's (5 bits for 4-bit inputs) none; `check_build` verifies both.
-    Raises ValueError / RuntimeError for a head this build cannot reproduce exactly.
+    must lose `lsbs` and the difference's (5 bits for 4-bit inputs) none; `check_build` verifies both. None when
+    nothing is rounded, or when that one threshold would round the differences too (`compile_head` then sets
+    the sum's rounding on its own). RuntimeError for a head whose rounding would overflow.
     """
     if not params.lsbs:
         return None
@@ -151,10 +153,7 @@ def rounding_threshold(params: HeadParams) -> dict | None:
         raise RuntimeError(f"head {params.name!r}: rounding the largest sum {high} would overflow its bit width")
     n_bits = sum_bits - params.lsbs
     if n_bits < _bits(-params.offset, params.offset):
-        raise ValueError(
-            f"head {params.name!r}: removing {params.lsbs} of the sum's {sum_bits} bits would also round the "
-            "differences (Concrete-ML has one rounding threshold for every accumulator)"
-        )
+        return None
     return {"n_bits": n_bits, "method": "exact"}
 
 
@@ -171,18 +170,25 @@ def compile_head(params: HeadParams, global_p_error: float = DEFAULT_GLOBAL_P_ER
     The underlying concrete circuit is `.fhe_circuit`. Raises RuntimeError if the build is not bit-exact by
     construction (`check_build`).
     """
+    from concrete.ml.quantization.quantized_ops import QuantizedGemm
     from concrete.ml.torch.compile import compile_brevitas_qat_model
 
     a, b = calibration_pairs(params)
+    rounding = rounding_threshold(params)
+    settings = {
+        "configuration": configuration(parameter_selection_strategy=PARAMETER_STRATEGY),
+        "global_p_error": global_p_error,
+        "inputs_encryption_status": ("encrypted", "encrypted"),
+    }
+    inputs = (torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32))
     module = IntegerHeadModule(params).eval()
-    quantized = compile_brevitas_qat_model(
-        module,
-        (torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)),
-        configuration=configuration(parameter_selection_strategy=PARAMETER_STRATEGY),
-        global_p_error=global_p_error,
-        rounding_threshold_bits=rounding_threshold(params),
-        inputs_encryption_status=("encrypted", "encrypted"),
-    )
+    quantized = compile_brevitas_qat_model(module, inputs, rounding_threshold_bits=rounding, **settings)
+    if params.lsbs and rounding is None:
+        # One threshold for every accumulator would round the differences too: round the sum alone, through the
+        # attribute Concrete-ML's calibration sets (exact rounding is its default), and compile again.
+        _, total = [layer for layer in quantized.quant_layers_dict.values() if isinstance(layer[1], QuantizedGemm)][-1]
+        total.lsbs_to_remove = {"matmul": params.lsbs}
+        quantized.compile((a, b), **settings)
     check_build(params, quantized)
     return quantized
 

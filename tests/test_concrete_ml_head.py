@@ -161,3 +161,15 @@ def test_a_head_whose_rounding_would_overflow_is_refused():
         pytest.skip("no rounding in this toy head")
     with pytest.raises(RuntimeError, match="overflow"):
         concrete_ml_head.compile_head(wide)
+
+
+def test_a_sum_rounded_below_the_differences_width_is_still_exact():
+    """Concrete-ML's one rounding threshold would round the 5-bit differences too when the sum keeps fewer
+    bits: the build then rounds the sum alone, and stays bit-exact."""
+    params, _ = toy_head(3, HeadConfig(4, clip_sigma=3.0, levels=8, saturation=0.15, target_bits=3), noise=0.35)
+    assert params.lsbs >= 2 and concrete_ml_head.rounding_threshold(params) is None
+    quantized = concrete_ml_head.compile_head(params)
+    a, b = _pairs(params, 100, 3)
+    simulated = quantized.forward(a.astype(float), b.astype(float), fhe="simulate").ravel()
+    np.testing.assert_array_equal(simulated, params.decide(a, b))
+    assert concrete_ml_head.circuit_report(quantized)["programmable_bootstrap_count"] == 4 + params.lsbs + 1
