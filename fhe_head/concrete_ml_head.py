@@ -16,7 +16,8 @@ The same function as `fhe_head.dev.build_function`, written as a torch + Brevita
 Why it is exact: every scale is 1 and every zero point 0, so the only float steps are evaluated on exact
 integers and rounded by the next quantiser; round-half-up of s to `lsbs` bits is what both compilers call
 (`fhe.round_bit_pattern`, exact). Checked after compilation (`check_build`): the inputs' quantisers, the
-rounding Concrete-ML calibrated on each accumulator, and the absence of a rounding overflow.
+rounding Concrete-ML calibrated on each accumulator. Concrete-ML rounds without overflow protection: where the
+largest sum would round past its width, the sum is shifted down by a multiple of 2**lsbs (`sum_shift`).
 
 Artifacts (`save_artifacts`, Concrete-ML's `FHEModelDev` layout plus the project's files):
     server.zip, client.zip   FHEModelDev's (the client zip holds the input/output quantisers)
@@ -36,6 +37,7 @@ import brevitas.nn as qnn
 import numpy as np
 import torch
 from brevitas.inject.enum import ScalingImplType
+from brevitas.quant import Int32Bias
 from concrete.fhe.version import __version__ as concrete_version
 
 from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, configuration
@@ -66,10 +68,12 @@ def unit_quantizer(bits: int, signed: bool, return_quant_tensor: bool = True) ->
     )
 
 
-def integer_linear(weight: np.ndarray) -> qnn.QuantLinear:
-    """A QuantLinear whose weights are the given integers in {-1, 0, 1}, exactly (2-bit, narrow, scale 1).
+def integer_linear(weight: np.ndarray, bias: int = 0) -> qnn.QuantLinear:
+    """A QuantLinear whose weights are the given integers in {-1, 0, 1}, exactly (2-bit, narrow, scale 1), plus
+    an integer bias (Int32Bias: scale = input scale x weight scale = 1) added to the accumulator before any
+    rounding.
 
-    With a (zero, float) bias the export is one Gemm: a bias-free Linear is exported as Transpose + MatMul, and
+    A bias, even 0, also keeps the export one Gemm: a bias-free Linear is exported as Transpose + MatMul, and
     Concrete-ML 1.9 loses the weights' quantiser through the Transpose (it re-quantised them to 8 bits, scale
     1/127.5, which made delta non-integer).
     """
@@ -77,19 +81,19 @@ def integer_linear(weight: np.ndarray) -> qnn.QuantLinear:
     if not np.isin(weight, (-1, 0, 1)).all() or not np.abs(weight).max() == 1:
         raise ValueError("integer_linear takes weights in {-1, 0, 1} with at least one non-zero")
     out_features, in_features = weight.shape
-    layer = qnn.QuantLinear(in_features, out_features, bias=True, weight_bit_width=2, return_quant_tensor=False)
+    layer = qnn.QuantLinear(
+        in_features, out_features, bias=True, weight_bit_width=2, bias_quant=Int32Bias, return_quant_tensor=False
+    )
     with torch.no_grad():
         layer.weight.copy_(torch.tensor(weight, dtype=torch.float32))
-        layer.bias.zero_()
+        layer.bias.fill_(float(bias))
     return layer
 
 
 def table_bits(params: HeadParams) -> tuple[int, bool]:
     """(bits, signed) of the quantiser that holds every table value exactly."""
     low, high = int(params.tables.min()), int(params.tables.max())
-    if low >= 0:
-        return max(high.bit_length(), 1), False
-    return max(high.bit_length(), (-low - 1).bit_length()) + 1, True
+    return _bits(low, high), low < 0
 
 
 class IntegerHeadModule(torch.nn.Module):
@@ -106,10 +110,11 @@ class IntegerHeadModule(torch.nn.Module):
         self.register_buffer("columns", torch.tensor(params.tables.T, dtype=torch.float32))
         bits, signed = table_bits(params)
         self.looked_up = unit_quantizer(bits, signed)
-        self.total = integer_linear(np.ones((1, length), dtype=np.int64))
+        shift = sum_shift(params)
+        self.total = integer_linear(np.ones((1, length), dtype=np.int64), bias=-shift)
         # round_half_up(s, lsbs) < threshold  <=>  s < threshold - 2**(lsbs-1), threshold a multiple of 2**lsbs;
-        # the rounded sum is a multiple of 2**lsbs, so the same cut applies to it.
-        self.cut = float(params.threshold - ((1 << params.lsbs) >> 1))
+        # the rounded sum is a multiple of 2**lsbs, so the same cut applies to it; the shift moves both alike.
+        self.cut = float(params.threshold - ((1 << params.lsbs) >> 1) - shift)
         self.decision = unit_quantizer(OUTPUT_BITS, signed=False, return_quant_tensor=False)
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -135,22 +140,46 @@ def calibration_pairs(params: HeadParams, n: int = 64, seed: int = 0) -> tuple[n
     return a, b
 
 
+def sum_range(params: HeadParams) -> tuple[int, int]:
+    """The smallest and the largest sum of lookups."""
+    return int(params.tables.min(axis=1).sum()), int(params.tables.max(axis=1).sum())
+
+
+def sum_shift(params: HeadParams) -> int:
+    """A multiple of 2**lsbs the sum's Gemm subtracts (its integer bias) so rounding cannot overflow.
+
+    Concrete-ML rounds without overflow protection: a sum that rounds past its accumulator's bit width wraps
+    around (measured on a toy head: the largest sum 63, rounded by 1 bit in 6, decided "same person"). Subtracting
+    a multiple of 2**lsbs commutes with the rounding (round(s - c) = round(s) - c) and makes the accumulator
+    signed, one bit wider where needed: what concrete's overflow protection does for the direct circuit. 0 for
+    every head whose largest sum rounds within its width (the shipped ones).
+    """
+    if not params.lsbs:
+        return 0
+    step = 1 << params.lsbs
+    low, high = sum_range(params)
+    shift = 0
+    while True:
+        bits = _bits(low - shift, high - shift)
+        first_past = (1 << bits) >> (1 if low - shift < 0 else 0)
+        if high - shift + (step >> 1) < first_past:
+            return shift
+        shift += step
+
+
 def rounding_threshold(params: HeadParams) -> dict | None:
     """Concrete-ML's `rounding_threshold_bits` that removes exactly `params.lsbs` bits from the sum.
 
     Concrete-ML removes (accumulator bits on the calibration set - n_bits) from *every* accumulator: the sum's
     must lose `lsbs` and the difference's (5 bits for 4-bit inputs) none; `check_build` verifies both. None when
     nothing is rounded, or when that one threshold would round the differences too (`compile_head` then sets
-    the sum's rounding on its own). RuntimeError for a head whose rounding would overflow.
+    the sum's rounding on its own).
     """
     if not params.lsbs:
         return None
-    low, high = int(params.tables.min(axis=1).sum()), int(params.tables.max(axis=1).sum())
-    sum_bits = _bits(low, high)
-    # Concrete-ML rounds without overflow protection: a largest sum that rounds past its bit width wraps
-    # around (measured: to a small sum, i.e. "same person"). Such a head is refused, not compiled wrong.
-    if high + ((1 << params.lsbs) >> 1) >= (1 << sum_bits) >> (1 if low < 0 else 0):
-        raise RuntimeError(f"head {params.name!r}: rounding the largest sum {high} would overflow its bit width")
+    low, high = sum_range(params)
+    shift = sum_shift(params)
+    sum_bits = _bits(low - shift, high - shift)
     n_bits = sum_bits - params.lsbs
     if n_bits < _bits(-params.offset, params.offset):
         return None

@@ -148,19 +148,24 @@ def test_server_module_cannot_decrypt():
     assert not {"decrypt", "generate", "Client", "Keys", "FHEModelClient"} & used
 
 
-def test_a_head_whose_rounding_would_overflow_is_refused():
-    """Concrete-ML rounds without overflow protection: a largest sum that rounds past its bit width would
-    wrap to a small one (measured: 'same person'), so such a head is refused, not compiled wrong."""
+def test_a_largest_sum_that_rounds_past_its_width_is_still_exact():
+    """Concrete-ML rounds without overflow protection: unshifted, the largest sum (2**bits - 1) would wrap to a
+    small one ("same person"); the build shifts the sum down by a multiple of 2**lsbs and stays exact."""
     params = _toy_head(0)
+    assert params.lsbs >= 1
     top = params.tables.max(axis=1).sum()
-    bits = int(top).bit_length()
     tables = params.tables.copy()
-    tables[0, tables[0] == tables[0].max()] += (1 << bits) - 1 - top
-    wide = HeadParams(**{**params.__dict__, "tables": tables})
-    if wide.lsbs == 0:
-        pytest.skip("no rounding in this toy head")
-    with pytest.raises(RuntimeError, match="overflow"):
-        concrete_ml_head.compile_head(wide)
+    tables[0, tables[0] == tables[0].max()] += (1 << int(top).bit_length()) - 1 - top
+    wide = HeadParams(**{**params.__dict__, "tables": tables, "threshold": 1 << int(top).bit_length()})
+    assert concrete_ml_head.sum_shift(wide) > 0
+    quantized = concrete_ml_head.compile_head(wide)
+    deltas = np.arange(-wide.offset, wide.offset + 1)[wide.tables.argmax(axis=1)]
+    largest = np.clip(deltas, 0, None) + wide.q_min
+    a, b = _pairs(wide, 50, 4)
+    a, b = np.vstack([a, largest]), np.vstack([b, largest - deltas])
+    assert wide.score(a[-1], b[-1]) == wide.max_sum and wide.decide(a[-1], b[-1]) == 0
+    simulated = quantized.forward(a.astype(float), b.astype(float), fhe="simulate").ravel()
+    np.testing.assert_array_equal(simulated, wide.decide(a, b))
 
 
 def test_a_sum_rounded_below_the_differences_width_is_still_exact():
