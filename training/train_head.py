@@ -162,17 +162,16 @@ def plot_if_simulated(points: list[dict]) -> None:
         plot_frontier(points, METRICS / "fhe_frontier.png")
 
 
-def retime(data: PairData, view2: list[Pair], runs: int, encoder_sha256: str) -> int:
+def retime(data: PairData, view2: list[Pair], runs: int) -> int:
     """Recompile and re-measure without redoing the accuracy work: timings are only honest on an idle
-    machine, and compile settings (fhe_head/dev.py) change keys and times but not the integer model."""
+    machine, and compile settings (fhe_head/dev.py) change keys and times but not the integer model.
+    Ships nothing (the shipped heads carry their security levels: `training.security_levels`)."""
     frontier = json.loads(FRONTIER.read_text())
     for point in frontier["points"]:
         config = config_from_dict(point["view2"]["config"])
         params = fit_on_all(data, view2, config)
         point.update(measure_circuit(params, runs))
-        print(f"d={config.dims}: server {point['server_run_s_median']:.3f} s, keys {point['eval_keys_mb']:.1f} MB")
-        if point["name"] in SHIPPED:
-            ship(params, point["name"], config, encoder_sha256)
+        print(f"{point['name']}: server {point['server_run_s_median']:.3f} s, keys {point['eval_keys_mb']:.1f} MB")
     FRONTIER.write_text(json.dumps(frontier, indent=1) + "\n")
     plot_if_simulated(frontier["points"])
     return 0
@@ -262,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     dev_train, dev_test = lfw.view1()
     data, encoder_sha256 = embed_lfw(lfw)
     if args.retime:
-        return retime(data, view2, args.timing_runs, encoder_sha256)
+        return retime(data, view2, args.timing_runs)
     # Only the original release ships heads and times circuits; another variant (deep-funneled) is
     # reported beside it, with the same View 1 selection and View 2 protocol, in its own file.
     primary = lfw.variant() == "original"
