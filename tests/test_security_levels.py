@@ -178,7 +178,7 @@ def test_level_selection_through_the_real_server(tmp_path):
             result = client.verify(b, "someone")  # the same template, enrolled once
             assert result.same is False and result.level == strict
             with pytest.raises(UnknownLevelError, match="this head offers balanced, 1e-2"):
-                client.encrypt(b, "1e-4")  # a level the fast head cannot hold
+                client.encrypt(b, "1e-9")  # a level no head offers: an error, never a silent default
     finally:
         server.stop()
 
