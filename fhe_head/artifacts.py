@@ -16,6 +16,10 @@ POINTS = ("accurate", "fast")
 # Every ciphertext travels as MAGIC + circuit id (8 bytes) + concrete's serialized value, so a
 # ciphertext for another circuit or format is refused before it reaches the FHE runtime.
 MAGIC = b"PFH1"
+# What built a point's circuit (meta.json's "engine"): both run behind the same client and server roles.
+CONCRETE_ML = "concrete-ml"  # Concrete-ML's Brevitas build (`fhe_head.concrete_ml_head`): the shipped engine
+CONCRETE_PYTHON = "concrete-python"  # the direct circuit (`fhe_head.dev.build_function`); artifacts without "engine"
+ENGINES = (CONCRETE_ML, CONCRETE_PYTHON)
 
 
 def point_dir(point: str | Path = DEFAULT_POINT) -> Path:
@@ -27,16 +31,34 @@ def point_dir(point: str | Path = DEFAULT_POINT) -> Path:
     return path
 
 
+def engine_of(meta: dict) -> str:
+    """The engine that built a point (`ENGINES`); artifacts written before engines existed are concrete-python."""
+    engine = meta.get("engine", CONCRETE_PYTHON)
+    if engine not in ENGINES:
+        raise ArtifactError(f"head artifacts of unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+    return engine
+
+
 def load_meta(directory: Path, needed: tuple[str, ...]) -> dict:
+    """meta.json of a point, after checking the files a role needs are there and the compiler versions match
+    (a circuit only runs, and its keys only fit, under the versions that compiled it)."""
+    meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").is_file() else {}
+    engine = engine_of(meta)
+    if engine == CONCRETE_ML and "client.specs.json" in needed:
+        needed += ("client.zip",)  # FHEModelClient's: the input and output quantisers
     for name in needed + ("meta.json",):
         if not (directory / name).is_file():
             raise ArtifactError(f"{directory}: missing {name}")
-    meta = json.loads((directory / "meta.json").read_text())
-    if meta.get("concrete_python_version") != concrete_version:
-        raise ArtifactError(
-            f"{directory} was compiled with concrete-python {meta.get('concrete_python_version')}, "
-            f"this is {concrete_version}: rebuild the artifacts"
-        )
+    versions = {"concrete-python": (meta.get("concrete_python_version"), concrete_version)}
+    if engine == CONCRETE_ML:
+        from concrete.ml.version import __version__ as concrete_ml_version
+
+        versions["concrete-ml"] = (meta.get("concrete_ml_version"), concrete_ml_version)
+    for package, (built, installed) in versions.items():
+        if built != installed:
+            raise ArtifactError(
+                f"{directory} was compiled with {package} {built}, this is {installed}: rebuild the artifacts"
+            )
     return meta
 
 

@@ -1,5 +1,9 @@
 """Client role: key generation, encryption of one embedding at a time, decryption of the bit.
 
+One role whatever built the circuit (meta.json's "engine"): a Concrete-ML point is read through Concrete-ML's
+`FHEModelClient` (its client.zip: the input and output quantisers), a concrete-python point through concrete's
+client specs. Framing, key files, size and error handling are the same for both.
+
 The secret key never leaves this object (or its key directory, files with mode 0600).
 """
 
@@ -11,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from concrete import fhe
 
-from fhe_head.artifacts import DEFAULT_POINT, load_meta, point_dir, unwrap, wrap
+from fhe_head.artifacts import CONCRETE_ML, DEFAULT_POINT, engine_of, load_meta, point_dir, unwrap, wrap
 from fhe_head.head import HeadParams
 from privface.errors import ArtifactError, CiphertextError, NotABitError
 
@@ -30,8 +34,20 @@ class FHEClient:
                 f"({self.meta['encoder_onnx_sha256'][:12]}..., yours {encoder_sha256[:12]}...)"
             )
         self.head = HeadParams.load(self.directory / "head.json")
-        specs = fhe.ClientSpecs.deserialize((self.directory / "client.specs.json").read_bytes())
-        self._client = fhe.Client(specs)
+        self.engine = engine_of(self.meta)
+        self._model = None  # Concrete-ML's FHEModelClient, for a Concrete-ML point
+        if self.engine == CONCRETE_ML:
+            from concrete.ml.deployment import FHEModelClient
+
+            try:
+                # No key_dir: Concrete's key cache writes the secret key without restricting its mode; the
+                # key file below (0600) is written through the same underlying concrete client instead.
+                self._model = FHEModelClient(str(self.directory))
+            except ValueError as err:  # its own check of versions.json against the installed packages
+                raise ArtifactError(f"{self.directory}: {err}") from err
+            self._client: fhe.Client = self._model.client
+        else:
+            self._client = fhe.Client(fhe.ClientSpecs.deserialize((self.directory / "client.specs.json").read_bytes()))
         self.key_file = Path(key_dir).expanduser() / f"{self.meta['circuit_id']}.keys" if key_dir else None
 
     # ---- keys ----------------------------------------------------------------------------
@@ -68,18 +84,40 @@ class FHEClient:
         """One embedding, quantised and encrypted on its own: a template (level None: it serves every
         level) or a probe asking for a security level (`self.levels`, e.g. "1e-3"). The level travels
         inside the ciphertext; an unknown level raises privface.errors.UnknownLevelError."""
-        encrypted, _ = self._client.encrypt(self.quantize(embedding, level), None)
-        return wrap(self.meta, encrypted.serialize())
+        return self.encrypt_vector(self.quantize(embedding, level))
+
+    def encrypt_vector(self, vector: np.ndarray) -> bytes:
+        """One integer vector (`HeadParams.quantize`'s output), encrypted alone as the circuit's first input.
+
+        Templates and probes are both made this way: the circuit's two inputs have the same shape, encoding and
+        key (checked when the artifacts are written), so either ciphertext serves as either input.
+        """
+        q = np.asarray(vector)
+        head = self.head
+        if q.shape != (head.vector_length,) or not np.array_equal(q, np.round(q)):
+            raise ValueError(f"expected an integer vector of length {head.vector_length}, got shape {q.shape}")
+        if q.min() < head.q_min or q.max() > head.q_max:
+            raise ValueError(f"vector entries must lie in [{head.q_min}, {head.q_max}]")
+        if self._model is not None:
+            # Concrete-ML's input quantiser (the identity on these integers, checked at build) then (1, V)
+            payload = self._model.quantize_encrypt_serialize(q.astype(np.float64)[None, :], None)[0]
+        else:
+            payload = self._client.encrypt(q.astype(np.int64), None)[0].serialize()
+        return wrap(self.meta, payload)
 
     def decrypt(self, result: bytes) -> bool:
-        """True = same person."""
+        """True = same person. NotABitError when the result does not decrypt to 0 or 1 (another key)."""
         try:
-            value = fhe.Value.deserialize(unwrap(self.meta, result, "result"))
-            bit = int(self._client.decrypt(value))
+            payload = unwrap(self.meta, result, "result")
+            if self._model is not None:
+                value = np.asarray(self._model.deserialize_decrypt_dequantize(payload)).ravel()[0]
+            else:
+                value = self._client.decrypt(fhe.Value.deserialize(payload))
+            bit = float(value)
         except CiphertextError:
             raise
         except (RuntimeError, ValueError) as err:
             raise CiphertextError(f"result is corrupted or truncated: {err}") from err
-        if bit not in (0, 1):
-            raise NotABitError(f"decrypted {bit}, not a bit: the result was computed or decrypted under another key")
+        if bit not in (0.0, 1.0):
+            raise NotABitError(f"decrypted {bit:g}, not a bit: the result was computed or decrypted under another key")
         return bool(bit)

@@ -19,32 +19,25 @@ integers and rounded by the next quantiser; round-half-up of s to `lsbs` bits is
 rounding Concrete-ML calibrated on each accumulator. Concrete-ML rounds without overflow protection: where the
 largest sum would round past its width, the sum is shifted down by a multiple of 2**lsbs (`sum_shift`).
 
-Artifacts (`save_artifacts`, Concrete-ML's `FHEModelDev` layout plus the project's files):
-    server.zip, client.zip   FHEModelDev's (the client zip holds the input/output quantisers)
-    head.json                the HeadParams
-    meta.json                versions, circuit id (ciphertext framing, `fhe_head.artifacts.wrap`), statistics
-Roles: `fhe_head.concrete_ml_client.ConcreteMLHeadClient`, `fhe_head.concrete_ml_server.ConcreteMLHeadServer`.
+This is the shipped build. Artifacts: `fhe_head.dev.save_artifacts(..., engine="concrete-ml")` (FHEModelDev's
+server.zip and client.zip plus the project's files); roles: `fhe_head.client.FHEClient` and
+`fhe_head.server.FHEServer`, which read a Concrete-ML point through FHEModelClient / FHEModelServer.
 """
 
 from __future__ import annotations
-
-import hashlib
-import json
-import shutil
-from pathlib import Path
 
 import brevitas.nn as qnn
 import numpy as np
 import torch
 from brevitas.inject.enum import ScalingImplType
 from brevitas.quant import Int32Bias
-from concrete.fhe.version import __version__ as concrete_version
 
+from fhe_head.artifacts import CONCRETE_ML
 from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, configuration
 from fhe_head.dev import inputset as direct_inputset
 from fhe_head.head import HeadParams
 
-ENGINE = "concrete-ml"
+ENGINE = CONCRETE_ML
 # The decision leaves the circuit through a 2-bit unsigned quantiser: Brevitas exports 1-bit quantisers as
 # BipolarQuant, which Concrete-ML 1.9 does not import.
 OUTPUT_BITS = 2
@@ -241,43 +234,3 @@ def circuit_report(quantized, global_p_error: float = DEFAULT_GLOBAL_P_ERROR) ->
     from fhe_head.dev import circuit_report as direct_report
 
     return {**direct_report(quantized.fhe_circuit, global_p_error, True), "engine": ENGINE}
-
-
-def save_artifacts(
-    params: HeadParams, out_dir: Path, global_p_error: float = DEFAULT_GLOBAL_P_ERROR, quantized=None
-) -> dict:
-    """Write a deployable folder (FHEModelDev's server.zip and client.zip, head.json, meta.json) atomically (a
-    temp folder renamed at the end) for `quantized` (`compile_head(params, global_p_error)`, compiled here if
-    None). Returns meta.json's content."""
-    from concrete.ml.deployment import FHEModelDev
-    from concrete.ml.version import __version__ as concrete_ml_version
-
-    if quantized is None:
-        quantized = compile_head(params, global_p_error)
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    FHEModelDev(str(tmp), quantized).save(via_mlir=False)
-    params.save(tmp / "head.json")
-    specs = quantized.fhe_circuit.client.specs.serialize()
-    meta = {
-        "engine": ENGINE,
-        "point": params.name,
-        "dims": params.dims,
-        "vector_length": params.vector_length,
-        "levels": list(params.levels),
-        "n_bits": params.n_bits,
-        "lsbs": params.lsbs,
-        "threshold": params.threshold,
-        # frames every ciphertext (fhe_head.artifacts.wrap): another circuit's ciphertexts are refused
-        "circuit_id": hashlib.sha256(ENGINE.encode() + specs + (tmp / "head.json").read_bytes()).hexdigest()[:16],
-        "concrete_python_version": concrete_version,
-        "concrete_ml_version": concrete_ml_version,
-        **circuit_report(quantized, global_p_error),
-    }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-    return meta

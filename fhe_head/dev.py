@@ -1,17 +1,19 @@
 """Developer side: compile a `HeadParams` into a TFHE circuit and write deployable artifacts.
 
-Why concrete-python rather than Concrete-ML's `compile_brevitas_qat_model`: the head needs one
-*different* learned table per dimension, an integer sum rounded before an in-circuit threshold,
-and inputs quantised per dimension on the client. Concrete-ML re-quantises each input with a
-lookup before the subtraction (9-bit differences, 4 GiB bootstrap keys for d = 8 when we tried)
-and cannot hold per-dimension tables; concrete-python (the compiler Concrete-ML itself uses)
-expresses the circuit exactly, so FHE, simulation and the clear integer model agree.
+Two builds of the same integer head, bit-exact, with the same PBS count, key set and p_error:
+- Concrete-ML (`fhe_head.concrete_ml_head`, a Brevitas module; engine "concrete-ml"): what ships, by the
+  project's rule that Concrete-ML ships when its server time is within 1.25x of the direct circuit's
+  (artifacts/metrics/head_engines.json: 1.01x on both points);
+- the direct concrete-python circuit (`build_function`, `compile_head`; engine "concrete-python"): the clear
+  reference's twin, used for simulation and by the batched circuits (`compile_batched`).
 
-Artifacts in `artifacts/fhe_head/<point>/`:
+Artifacts in `artifacts/fhe_head/<point>/` (`save_artifacts`; the same contract for both engines):
     server.zip         compiled circuit (no key material; tables and threshold are in it, in clear)
-    client.specs.json  what a client needs to generate keys and encrypt/decrypt
+    client.specs.json  the circuit's key set and input/output encodings (keys, batching, format checks)
+    client.zip         Concrete-ML engine only: FHEModelDev's client file (the input/output quantisers)
     head.json          client-side preprocessing (mean, projection, scales, n_bits) + the tables
-    meta.json          versions, encoder hash, circuit statistics, p_error
+    meta.json          engine, versions, circuit id, encoder hash, circuit statistics, p_error
+    formats.json       the exact encodings of genuine ciphertexts and keys (`fhe_head.formats`)
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import numpy as np
 from concrete import fhe
 from concrete.fhe.version import __version__ as concrete_version
 
+from fhe_head.artifacts import CONCRETE_ML, CONCRETE_PYTHON, ENGINES
 from fhe_head.head import HeadParams
 
 # Error probability of one circuit run (one answer); a smaller one costs run time (README, FHE head).
@@ -92,6 +95,30 @@ def circuit_report(circuit, global_p_error: float, exact_rounding: bool) -> dict
     }
 
 
+def circuit_id(engine: str, specs: bytes, head_json: bytes) -> str:
+    """What frames every ciphertext (`fhe_head.artifacts.wrap`): another circuit's material is refused by it.
+    The direct engine's formula is the one its artifacts always had, so their ids do not change."""
+    salt = b"" if engine == CONCRETE_PYTHON else engine.encode()
+    return hashlib.sha256(salt + specs + head_json).hexdigest()[:16]
+
+
+def compile_build(params: HeadParams, engine: str = CONCRETE_ML, global_p_error: float = DEFAULT_GLOBAL_P_ERROR):
+    """The head compiled by `engine`: a Concrete-ML QuantizedModule (its circuit is `.fhe_circuit`) or the direct
+    concrete-python circuit."""
+    if engine == CONCRETE_ML:
+        from fhe_head.concrete_ml_head import compile_head as compile_concrete_ml
+
+        return compile_concrete_ml(params, global_p_error)
+    if engine == CONCRETE_PYTHON:
+        return compile_head(params, global_p_error)
+    raise ValueError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
+
+
+def _circuit(build):
+    """The concrete circuit of a build of either engine."""
+    return getattr(build, "fhe_circuit", build)
+
+
 def save_artifacts(
     params: HeadParams,
     out_dir: Path,
@@ -99,17 +126,43 @@ def save_artifacts(
     global_p_error: float = DEFAULT_GLOBAL_P_ERROR,
     exact_rounding: bool = True,
     extra_meta: dict | None = None,
+    engine: str = CONCRETE_ML,
+    compiled=None,
 ) -> dict:
-    """Compile and write the artifact folder atomically (a temp folder renamed at the end)."""
-    circuit = compile_head(params, global_p_error, exact_rounding)
+    """Compile `params` with `engine` and write its artifact folder atomically (a temp folder renamed at the end).
+
+    `compiled`: a build of `params` already compiled with this engine and `global_p_error` (`compile_build`), to
+    reuse instead of compiling again. Concrete-ML's build is exact only (`exact_rounding` must stay True).
+    Returns meta.json's content.
+    """
+    if engine == CONCRETE_ML and not exact_rounding:
+        raise ValueError("the Concrete-ML build rounds exactly only")
+    if compiled is None:
+        compiled = (
+            compile_head(params, global_p_error, exact_rounding)
+            if engine == CONCRETE_PYTHON
+            else compile_build(params, engine, global_p_error)
+        )
+    circuit = _circuit(compiled)
+    _check_inputs_interchangeable(circuit)
+    out_dir = Path(out_dir)
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    circuit.server.save(tmp / "server.zip", via_mlir=False)
+    extra: dict = {}
+    if engine == CONCRETE_ML:
+        from concrete.ml.deployment import FHEModelDev
+        from concrete.ml.version import __version__ as concrete_ml_version
+
+        FHEModelDev(str(tmp), compiled).save(via_mlir=False)  # server.zip and client.zip (quantisers, versions)
+        extra = {"concrete_ml_version": concrete_ml_version}
+    else:
+        circuit.server.save(tmp / "server.zip", via_mlir=False)
     specs = circuit.client.specs.serialize()
     (tmp / "client.specs.json").write_bytes(specs)
     params.save(tmp / "head.json")
     meta = {
+        "engine": engine,
         "point": params.name,
         "dims": params.dims,
         "vector_length": params.vector_length,
@@ -119,9 +172,10 @@ def save_artifacts(
         "lsbs": params.lsbs,
         "threshold": params.threshold,
         "max_sum": params.max_sum,
-        "circuit_id": hashlib.sha256(specs + (tmp / "head.json").read_bytes()).hexdigest()[:16],
+        "circuit_id": circuit_id(engine, specs, (tmp / "head.json").read_bytes()),
         "encoder_onnx_sha256": encoder_sha256,
         "concrete_python_version": concrete_version,
+        **extra,
         **circuit_report(circuit, global_p_error, exact_rounding),
         **(extra_meta or {}),
     }
@@ -136,6 +190,24 @@ def save_artifacts(
     return meta
 
 
+def _check_inputs_interchangeable(circuit) -> None:
+    """Refuse a circuit whose two inputs are encoded differently.
+
+    A client encrypts every vector as input 0 (`FHEClient.encrypt`): a stored template and a later probe are then
+    the same kind of ciphertext, and one exact format (formats.json) covers both. That holds only while both inputs
+    have the same shape, encoding and key, which both engines give (Concrete-ML: one shared input quantiser).
+    """
+    inputs = _io_info(circuit.client.specs.serialize(), "inputs")
+    if any(item != inputs[0] for item in inputs[1:]):
+        raise RuntimeError("the circuit's inputs are encoded differently: templates and probes would not mix")
+
+
+def _io_info(specs: bytes, which: str) -> list[dict]:
+    """The `which` ("inputs" or "outputs") encodings of a client specs' one circuit."""
+    program = json.loads(fhe.ClientSpecs.deserialize(specs).program_info.serialize())
+    return program["circuits"][0][which]
+
+
 # ---- batched identification: one run compares a probe with K templates ---------------------------------------
 BATCH_SEARCH = [
     (1.0, fhe.ParameterSelectionStrategy.MONO),
@@ -144,26 +216,32 @@ BATCH_SEARCH = [
 ]
 
 
-def build_batched_function(params: HeadParams, k: int, exact_rounding: bool = True):
+def build_batched_function(params: HeadParams, k: int, exact_rounding: bool = True, output_shape: tuple[int, ...] = ()):
     """K copies of the 1:1 comparison in one circuit: inputs t0..t{k-1}, probe; K encrypted bits out.
 
     Each output depends only on its own template and the probe through the same lookups, sum, rounding and
     comparison as `build_function`, so every answer has exactly the 1:1 circuit's error probability when the
-    parameters are the same (see `compile_batched`). Inputs have the 1:1 circuit's shape and encoding, so the
-    ciphertexts a client makes with its 1:1 client specs are accepted as they are.
+    parameters are the same (see `compile_batched`). Inputs take whatever shape the inputset gives (the 1:1
+    circuit's: (V,) direct, (1, V) Concrete-ML) and each answer has `output_shape` (() direct, (1, 1)
+    Concrete-ML), so the 1:1 client's ciphertexts are accepted as they are and its decryption reads the answers.
     """
     if k < 1:
         raise ValueError("a batch holds at least one template")
     tables = fhe.LookupTable([fhe.LookupTable([int(v) for v in row]) for row in params.tables])
     offset, lsbs, threshold = params.offset, params.lsbs, params.threshold
+    length = params.vector_length
     exactness = fhe.Exactness.EXACT if exact_rounding else fhe.Exactness.APPROXIMATE
     names = [f"t{i}" for i in range(k)]
 
     def compare(template, probe):
-        total = np.sum(tables[template - probe + offset])
+        delta = template - probe + offset
+        if delta.shape != (length,):
+            delta = delta.reshape(length)  # a (1, V) input: the per-element tables are laid out as (V,)
+        total = np.sum(tables[delta])
         if lsbs:
             total = fhe.round_bit_pattern(total, lsbs_to_remove=lsbs, overflow_protection=True, exactness=exactness)
-        return total < threshold
+        same = total < threshold
+        return same.reshape(output_shape) if output_shape else same
 
     def batch(**inputs):
         return tuple(compare(inputs[name], inputs["probe"]) for name in names)
@@ -174,18 +252,26 @@ def build_batched_function(params: HeadParams, k: int, exact_rounding: bool = Tr
     return fhe.compiler(dict.fromkeys([*names, "probe"], "encrypted"))(batch)
 
 
+def _shape(info: dict) -> tuple[int, ...]:
+    return tuple(info["typeInfo"]["lweCiphertext"]["abstractShape"]["dimensions"])
+
+
 def compile_batched(params: HeadParams, client_specs: bytes, p_error: float, k: int, exact_rounding: bool = True):
     """The K-template circuit restricted to the 1:1 circuit's key set (same secret, bootstrap and keyswitch keys).
 
     The client keeps ONE key set per head: evaluation keys uploaded for the 1:1 circuit run this circuit
     unchanged, and its K outputs decrypt with the 1:1 client. `p_error` is the 1:1 circuit's per-bootstrap
     error (its meta.json), held per lookup rather than as a budget shared by the K answers; with the 1:1
-    parameters (checked) each answer has exactly the 1:1 run's error probability.
+    parameters (checked) each answer has exactly the 1:1 run's error probability. Written in concrete-python
+    whichever engine built the 1:1 circuit (`client_specs`): its inputs and outputs take the 1:1 circuit's
+    shapes and encodings (checked), so a Concrete-ML point's ciphertexts run here as they are.
     """
     specs = fhe.ClientSpecs.deserialize(client_specs)
+    inputs, outputs = _io_info(client_specs, "inputs"), _io_info(client_specs, "outputs")
+    input_shape = _shape(inputs[0])
     restriction = specs.program_info.get_keyset_info().get_restriction()
-    samples = [(*[a] * k, b) for a, b in inputset(params)]
-    function = build_batched_function(params, k, exact_rounding)
+    samples = [(*[a.reshape(input_shape)] * k, b.reshape(input_shape)) for a, b in inputset(params)]
+    function = build_batched_function(params, k, exact_rounding, _shape(outputs[0]))
     # concrete 2.10 does not always honour the keyset restriction (it picked neighbouring LWE dimensions),
     # and re-derives the 1:1 error with float rounding of its own: the first of these requests that lands
     # on exactly the 1:1 key set is kept, and anything else is refused below.
@@ -203,6 +289,11 @@ def compile_batched(params: HeadParams, client_specs: bytes, p_error: float, k: 
         raise RuntimeError("no batched circuit with the 1:1 circuit's key set was found")
     if circuit.statistics["p_error"] > p_error * (1 + 1e-9):
         raise RuntimeError(f"per-bootstrap error {circuit.statistics['p_error']:.3g} above the 1:1 circuit's")
+    batched = circuit.client.specs.serialize()
+    if any(item != inputs[0] for item in _io_info(batched, "inputs")) or any(
+        item != outputs[0] for item in _io_info(batched, "outputs")
+    ):
+        raise RuntimeError("the batched circuit encodes its inputs or outputs unlike the 1:1 circuit")
     return circuit
 
 

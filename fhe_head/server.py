@@ -1,7 +1,13 @@
 """Server role: run the compiled head on two ciphertexts with the client's evaluation keys.
 
+One role whatever built the circuit (meta.json's "engine"): a Concrete-ML point runs through Concrete-ML's
+`FHEModelServer`, a concrete-python point through concrete's `Server`; framing, parsing of ciphertexts and
+keys, errors and batching are the same for both.
+
 Holds no secret key and imports nothing that can decrypt (no `fhe.Client`, no key files):
 its inputs are ciphertexts and evaluation keys, its output one encrypted bit per comparison.
+(`FHEModelServer` loads only server.zip; it makes a client object only for TFHE-rs interoperable circuits,
+which the head is not.)
 
 Batched circuits (`fhe_head.dev.save_batched`): `server.batch<K>.zip` beside `server.zip` compares one probe
 with K templates per run under the 1:1 circuit's key set and per-answer error; `run_many` uses them.
@@ -11,16 +17,19 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from concrete.fhe.compilation.evaluation_keys import EvaluationKeys
 from concrete.fhe.compilation.server import Server
 from concrete.fhe.compilation.value import Value
 
-from fhe_head.artifacts import DEFAULT_POINT, load_meta, point_dir, unwrap, wrap
-from privface.errors import CiphertextError, EvaluationKeyError
+from fhe_head.artifacts import CONCRETE_ML, DEFAULT_POINT, engine_of, load_meta, point_dir, unwrap, wrap
+from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
 BATCH_META = "batch.json"
+
+RunPair = Callable[[Value, Value, EvaluationKeys], Value]
 
 
 def batch_server_name(k: int) -> str:
@@ -33,11 +42,25 @@ class FHEServer:
     def __init__(self, point: str | Path = DEFAULT_POINT, batched: bool = True) -> None:
         self.directory = point_dir(point)
         self.meta = load_meta(self.directory, ("server.zip",))
-        self._server = Server.load(self.directory / "server.zip")
+        self.engine = engine_of(self.meta)
+        self._run_pair = self._load_circuit()
         self._batches: dict[int, Server] = {}
         if batched:
             self._load_batches()
         self.last_run_s: float | None = None
+
+    def _load_circuit(self) -> RunPair:
+        """The 1:1 circuit of this point's engine, as one function of (template, probe, keys)."""
+        if self.engine == CONCRETE_ML:
+            from concrete.ml.deployment import FHEModelServer
+
+            try:
+                model = FHEModelServer(str(self.directory))
+            except ValueError as err:  # its own check of versions.json against the installed packages
+                raise ArtifactError(f"{self.directory}: {err}") from err
+            return lambda a, b, keys: model.run((a, b), keys)
+        server = Server.load(self.directory / "server.zip")
+        return lambda a, b, keys: server.run(a, b, evaluation_keys=keys)
 
     def _load_batches(self) -> None:
         """Batched circuits built for exactly this 1:1 circuit (same circuit id); stale ones are ignored."""
@@ -79,18 +102,7 @@ class FHEServer:
 
     def run(self, template: bytes, probe: bytes, evaluation_keys: bytes | EvaluationKeys) -> bytes:
         """The encrypted bit (1 = same person) for two encrypted embeddings."""
-        keys = evaluation_keys
-        if not isinstance(keys, EvaluationKeys):
-            keys = self.load_evaluation_keys(keys)
-        a = self.parse_ciphertext(template, "template ciphertext")
-        b = self.parse_ciphertext(probe, "probe ciphertext")
-        start = time.perf_counter()
-        try:
-            result = self._server.run(a, b, evaluation_keys=keys)
-        except (RuntimeError, ValueError) as err:
-            raise CiphertextError(f"the FHE runtime rejected the inputs: {err}") from err
-        self.last_run_s = time.perf_counter() - start
-        return wrap(self.meta, result.serialize())
+        return self.run_many([template], probe, evaluation_keys)[0]
 
     def run_many(self, templates: list[bytes], probe: bytes, evaluation_keys: bytes | EvaluationKeys) -> list[bytes]:
         """One encrypted bit per template, in order: the largest batched circuit that fits runs first,
@@ -105,9 +117,12 @@ class FHEServer:
         while len(results) < len(values):
             left = values[len(results) :]
             k = next((k for k in self.batch_sizes if k <= len(left)), 1)
-            circuit = self._batches[k] if k > 1 else self._server
             try:
-                out = circuit.run(*left[:k], b, evaluation_keys=keys)
+                out = (
+                    self._batches[k].run(*left[:k], b, evaluation_keys=keys)
+                    if k > 1
+                    else self._run_pair(left[0], b, keys)
+                )
             except (RuntimeError, ValueError) as err:
                 raise CiphertextError(f"the FHE runtime rejected the inputs: {err}") from err
             results += [wrap(self.meta, v.serialize()) for v in (out if isinstance(out, tuple) else (out,))]

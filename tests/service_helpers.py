@@ -68,17 +68,18 @@ def forge_uncompressed(client: VerificationClient, values) -> bytes:
 
     fhe_client = client.fhe
     spec = json.loads((fhe_client.directory / "client.specs.json").read_text())
-    dims, lwe_size = len(values), None
+    dims, lwe_size, shape = len(values), None, None
     for item in spec["circuits"][0]["inputs"]:
         info = item["typeInfo"]["lweCiphertext"]
         lwe_size = info["encryption"]["lweDimension"] + 1
-        item["rawInfo"]["shape"]["dimensions"] = [dims, lwe_size]
-        info["concreteShape"]["dimensions"] = [dims, lwe_size]
+        shape = info["abstractShape"]["dimensions"]  # (V,) direct, (1, V) Concrete-ML: same memory layout
+        item["rawInfo"]["shape"]["dimensions"] = [*shape, lwe_size]
+        info["concreteShape"]["dimensions"] = [*shape, lwe_size]
         info["compression"] = "none"
         width = info["encoding"]["integer"]["width"]
     raw = fhe.Client(fhe.ClientSpecs.deserialize(json.dumps(spec).encode()))
     raw.keys.load(fhe_client.key_file)
-    samples = [raw.encrypt(np.zeros(dims, np.int64), None)[0].serialize() for _ in range(2)]
+    samples = [raw.encrypt(np.zeros(shape, np.int64), None)[0].serialize() for _ in range(2)]
     varying = np.flatnonzero(np.frombuffer(samples[0], np.uint8) != np.frombuffer(samples[1], np.uint8))
     start = int(varying.min()) // 8 * 8
     words = np.zeros((dims, lwe_size), np.uint64)  # zero mask

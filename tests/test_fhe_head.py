@@ -1,16 +1,18 @@
-"""The FHE head's client/server roles on a small compiled circuit (d = 8): separate encryption,
+"""The FHE head's client/server roles on a small compiled circuit (d = 8), built by each engine (Concrete-ML, the
+shipped one, and the direct concrete-python circuit) behind the same FHEClient / FHEServer: separate encryption,
 agreement of FHE, simulation and the clear integer model, and every kind of bad input."""
 
 import ast
 import contextlib
 import json
+import shutil
 import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fhe_head.artifacts import ARTIFACTS_ROOT, POINTS
+from fhe_head.artifacts import ARTIFACTS_ROOT, ENGINES, POINTS
 from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.head import HeadParams
@@ -27,11 +29,11 @@ def _toy_head(seed: int, dims: int = 8) -> tuple[HeadParams, np.ndarray]:
     return toy_head(seed, config, noise=0.35)
 
 
-@pytest.fixture(scope="module")
-def toy(tmp_path_factory):
+@pytest.fixture(scope="module", params=ENGINES)
+def toy(request, tmp_path_factory):
     params, faces = _toy_head(0)
     directory = tmp_path_factory.mktemp("head") / "toy"
-    save_artifacts(params, directory, ENCODER_SHA)
+    assert save_artifacts(params, directory, ENCODER_SHA, engine=request.param)["engine"] == request.param
     return params, faces, directory
 
 
@@ -153,6 +155,13 @@ def test_artifacts_are_checked_at_load(toy, tmp_path):
     (stale / "meta.json").write_text(json.dumps({**meta, "concrete_python_version": "0.0.1"}))
     with pytest.raises(ArtifactError, match="rebuild"):
         FHEServer(stale)
+    if meta["engine"] == "concrete-ml":
+        (stale / "meta.json").write_text(json.dumps({**meta, "concrete_ml_version": "0.0.1"}))
+        with pytest.raises(ArtifactError, match="concrete-ml 0.0.1.*rebuild"):
+            FHEServer(stale)
+    (stale / "meta.json").write_text(json.dumps({**meta, "engine": "tfhe-rs"}))
+    with pytest.raises(ArtifactError, match="unknown engine"):
+        FHEServer(stale)
     with pytest.raises(ArtifactError, match="no FHE head artifacts"):
         FHEClient(tmp_path / "nowhere")
 
@@ -176,7 +185,23 @@ def test_server_module_cannot_decrypt():
     assert not any("client" in name.lower() or name.endswith(".fhe") for name in imported), imported
     used = {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
     used |= {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
-    assert not {"decrypt", "generate", "Client", "Keys"} & used
+    assert not {"decrypt", "generate", "Client", "Keys", "FHEModelClient"} & used
+
+
+def test_artifacts_without_an_engine_are_the_direct_circuit(toy, keyed, tmp_path):
+    """Folders written before the engine field (all concrete-python) still load, as concrete-python."""
+    params, faces, directory = toy
+    meta = json.loads((directory / "meta.json").read_text())
+    if meta["engine"] != "concrete-python":
+        pytest.skip("a concrete-python folder's question")
+    old = tmp_path / "old"
+    shutil.copytree(directory, old)
+    (old / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "engine"}))
+    client, server = FHEClient(old), FHEServer(old)
+    assert client.engine == server.engine == "concrete-python"
+    client.generate_keys()
+    result = server.run(client.encrypt(faces[0]), client.encrypt(faces[0]), client.evaluation_keys())
+    assert client.decrypt(result) is True
 
 
 def test_clear_model_rounding_matches_its_definition():

@@ -37,7 +37,7 @@ def test_wheel_metadata_ships_the_artifacts():
     root = Path(__file__).parents[1]
     shipped = {str(p.relative_to(root)) for patterns in data_files.values() for g in patterns for p in root.glob(g)}
     for point in ("accurate", "fast"):
-        for name in ("server.zip", "client.specs.json", "head.json", "meta.json"):
+        for name in ("server.zip", "client.specs.json", "client.zip", "head.json", "meta.json"):
             assert f"artifacts/fhe_head/{point}/{name}" in shipped
     assert "artifacts/encoder/dlib_face_recognition_resnet_v1.onnx" in shipped
     assert "examples/*" in config["package-data"]["privface"]

@@ -1,5 +1,5 @@
 """The same integer head compiled two ways, side by side in one process: the direct concrete-python circuit
-(`fhe_head.dev`) and the Concrete-ML build (`fhe_head.concrete_ml_head`).
+(`fhe_head.dev`) and the Concrete-ML build (`fhe_head.concrete_ml_head`, the shipped one since this rule held).
 
     python -m training.bench.engines [--points accurate fast] [--runs 5]
 
@@ -125,23 +125,26 @@ class _Direct:
 
 
 class _ConcreteML:
-    """The Concrete-ML build, deployed: FHEModelDev artifacts, FHEModelClient / FHEModelServer roles."""
+    """The Concrete-ML build, deployed as it ships: `fhe_head.dev.save_artifacts` (FHEModelDev inside), then the
+    project's FHEClient / FHEServer (FHEModelClient / FHEModelServer inside)."""
 
     name = "concrete_ml"
 
     def __init__(self, params: HeadParams, directory: Path) -> None:
-        from fhe_head.artifacts import circuit_tag
-        from fhe_head.concrete_ml_client import ConcreteMLHeadClient
-        from fhe_head.concrete_ml_head import compile_head, save_artifacts
-        from fhe_head.concrete_ml_server import ConcreteMLHeadServer
+        from fhe_head.artifacts import CONCRETE_ML, circuit_tag
+        from fhe_head.client import FHEClient
+        from fhe_head.concrete_ml_head import compile_head
+        from fhe_head.dev import save_artifacts
+        from fhe_head.server import FHEServer
 
         start = time.perf_counter()
         self.quantized = compile_head(params)
         self.compile_s = time.perf_counter() - start
-        meta = save_artifacts(params, directory, quantized=self.quantized)
-        skip = {"point", "dims", "vector_length", "levels", "circuit_id", "n_bits", "lsbs", "threshold"}
+        meta = save_artifacts(params, directory, "0" * 64, engine=CONCRETE_ML, compiled=self.quantized)
+        skip = {"point", "dims", "vector_length", "levels", "level_thresholds", "max_sum", "circuit_id", "n_bits"}
+        skip |= {"lsbs", "threshold", "encoder_onnx_sha256"}
         self.report = {k: v for k, v in meta.items() if k not in skip}
-        self.client, self.server = ConcreteMLHeadClient(directory), ConcreteMLHeadServer(directory)
+        self.client, self.server = FHEClient(directory), FHEServer(directory)
         self.client.generate_keys()
         self.tag = len(circuit_tag(meta))  # the project's framing, left out of the sizes (as for the direct one)
         serialized = self.client.evaluation_keys()
@@ -149,7 +152,7 @@ class _ConcreteML:
         self.eval_keys_bytes = len(serialized) - self.tag
 
     def run(self, a: np.ndarray, b: np.ndarray) -> tuple[float, int, int, int]:
-        template, probe = self.client.encrypt(a), self.client.encrypt(b, probe=True)
+        template, probe = self.client.encrypt_vector(a), self.client.encrypt_vector(b)
         result = self.server.run(template, probe, self.keys)
         bit = int(self.client.decrypt(result))
         return self.server.last_run_s, bit, len(template) - self.tag, len(result) - self.tag

@@ -28,16 +28,21 @@ from privface.resources import artifacts_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the git checkout "before" is read from
 POINT_FILES = ("server.zip", "client.specs.json", "head.json", "meta.json")
+ENGINE_FILES = ("client.zip",)  # a Concrete-ML point's (FHEModelClient's quantisers); absent from direct points
 
 
 def extract(ref: str, point: str, out: Path) -> Path:
     """The point's artifact folder as it was at git `ref`."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in POINT_FILES:
-        data = subprocess.run(
-            ["git", "show", f"{ref}:artifacts/fhe_head/{point}/{name}"], cwd=REPO_ROOT, capture_output=True, check=True
-        ).stdout
-        (out / name).write_bytes(data)
+    for name in POINT_FILES + ENGINE_FILES:
+        shown = subprocess.run(
+            ["git", "show", f"{ref}:artifacts/fhe_head/{point}/{name}"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=name in POINT_FILES,
+        )
+        if shown.returncode == 0:
+            (out / name).write_bytes(shown.stdout)
     return out
 
 
