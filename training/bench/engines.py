@@ -212,10 +212,16 @@ def compare_engines(params: HeadParams, runs: int, simulated: int = 500, progres
     }
 
 
+def head_file(point: str) -> Path:
+    """A shipped point's head.json, or any head.json given by path (e.g. a trained head that is not shipped)."""
+    path = Path(point)
+    return path if path.suffix == ".json" and path.is_file() else ARTIFACTS_ROOT / point / "head.json"
+
+
 def _child(point: str, runs: int, simulated: int, messages) -> None:
     """One point in a child process: progress and the result (or the error) go back through `messages`."""
     try:
-        params = HeadParams.load(ARTIFACTS_ROOT / point / "head.json")
+        params = HeadParams.load(head_file(point))
         result = compare_engines(params, runs, simulated, progress=lambda what: messages.put((what, None)))
         messages.put(("done", result))
     except Exception as err:  # reported in the JSON, not lost in a child's stderr
@@ -263,7 +269,7 @@ def run_point(point: str, runs: int, simulated: int = 500) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--points", nargs="+", default=["fast", "accurate"])
+    parser.add_argument("--points", nargs="+", default=["fast", "accurate"], help="shipped points or head.json paths")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--simulated", type=int, default=500, help="random and boundary pairs simulated per point")
     parser.add_argument("--output", type=Path, default=OUTPUT)
