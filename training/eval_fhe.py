@@ -79,6 +79,11 @@ class FheRun:
         # lost cache or a fresh machine: both are read, the union is kept.
         return RESULTS_DIR / f"{self.run_key}.jsonl"
 
+    def save_done(self, done: dict[int, dict]) -> None:
+        """Copy every decision so far into the repository's file (after each fold, and at the end)."""
+        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+        self.committed.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
+
     def load_done(self) -> dict[int, dict]:
         done = {}
         for path in (self.committed, self.checkpoint):
@@ -139,6 +144,7 @@ def run_pairs(run: FheRun, done: dict[int, dict]) -> None:
             todo = [i for i in run.selected if run.view2[i].fold == fold and i not in done]
             if todo:
                 run_fold(run, fold, todo, done, log, bar)
+                run.save_done(done)  # a run stopped later still leaves its finished folds committable
 
 
 def report(run: FheRun, done: dict[int, dict]) -> dict | None:
@@ -227,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     done = run.load_done()
     if not args.report_only:
         run_pairs(run, done)
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    run.committed.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
+    run.save_done(done)
     result = report(run, done)
     if result is None:
         return 1
