@@ -185,7 +185,7 @@ def frontier_point(
     fitted on all pairs and, when `timing_runs`, its compiled circuit's costs."""
     dims = config.dims
     learned = view2_folds(data, view2, config, with_simulation)
-    naive = view2_folds(data, view2, naive_config(HeadConfig(dims)), False)
+    naive = view2_folds(data, view2, naive_config(HeadConfig(dims)), False)  # one baseline per d, both kinds
     shipped = fit_on_all(data, view2, config)
     timing = measure_circuit(shipped, timing_runs) if timing_runs else {}
     point = {
