@@ -3,7 +3,7 @@
 Two builds of the same integer head, bit-exact, with the same PBS count, key set and p_error:
 - Concrete-ML (`fhe_head.concrete_ml_head`, a Brevitas module; engine "concrete-ml"): what ships, by the
   project's rule that Concrete-ML ships when its server time is within 1.25x of the direct circuit's
-  (artifacts/metrics/head_engines.json: 1.01x on both points);
+  (measured: artifacts/metrics/head_engines.json);
 - the direct concrete-python circuit (`build_function`, `compile_head`; engine "concrete-python"): the clear
   reference's twin, used for simulation and by the batched circuits (`compile_batched`).
 
@@ -102,15 +102,22 @@ def circuit_id(engine: str, specs: bytes, head_json: bytes) -> str:
     return hashlib.sha256(salt + specs + head_json).hexdigest()[:16]
 
 
-def compile_build(params: HeadParams, engine: str = CONCRETE_ML, global_p_error: float = DEFAULT_GLOBAL_P_ERROR):
-    """The head compiled by `engine`: a Concrete-ML QuantizedModule (its circuit is `.fhe_circuit`) or the direct
-    concrete-python circuit."""
+def compile_build(
+    params: HeadParams,
+    engine: str = CONCRETE_ML,
+    global_p_error: float = DEFAULT_GLOBAL_P_ERROR,
+    exact_rounding: bool = True,
+):
+    """The head compiled by `engine`: a Concrete-ML QuantizedModule (its circuit is `.fhe_circuit`; exact rounding
+    only) or the direct concrete-python circuit."""
     if engine == CONCRETE_ML:
+        if not exact_rounding:
+            raise ValueError("the Concrete-ML build rounds exactly only")
         from fhe_head.concrete_ml_head import compile_head as compile_concrete_ml
 
         return compile_concrete_ml(params, global_p_error)
     if engine == CONCRETE_PYTHON:
-        return compile_head(params, global_p_error)
+        return compile_head(params, global_p_error, exact_rounding)
     raise ValueError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
 
 
@@ -135,14 +142,8 @@ def save_artifacts(
     reuse instead of compiling again. Concrete-ML's build is exact only (`exact_rounding` must stay True).
     Returns meta.json's content.
     """
-    if engine == CONCRETE_ML and not exact_rounding:
-        raise ValueError("the Concrete-ML build rounds exactly only")
     if compiled is None:
-        compiled = (
-            compile_head(params, global_p_error, exact_rounding)
-            if engine == CONCRETE_PYTHON
-            else compile_build(params, engine, global_p_error)
-        )
+        compiled = compile_build(params, engine, global_p_error, exact_rounding)
     circuit = _circuit(compiled)
     _check_inputs_interchangeable(circuit)
     out_dir = Path(out_dir)

@@ -59,6 +59,12 @@ class SiameseConfig:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_start(cls, start: HeadConfig, **training) -> SiameseConfig:
+        """The trained head that starts from the hand-set head `start` (`training`: decay, steps, ...)."""
+        keep = ("n_bits", "levels", "target_bits", "clip_sigma", "saturation")
+        return cls(start.dims, **{name: getattr(start, name) for name in keep}, **training)
+
     def start(self) -> HeadConfig:
         """The hand-set head the training starts from."""
         return HeadConfig(

@@ -84,16 +84,7 @@ def select_siamese_on_view1(
     ta, tb, tsame, _ = data.arrays(test)
     rows = []
     for decay, steps in itertools.product(*SIAMESE_GRID.values()):
-        config = SiameseConfig(
-            start.dims,
-            n_bits=start.n_bits,
-            levels=start.levels,
-            target_bits=start.target_bits,
-            clip_sigma=start.clip_sigma,
-            saturation=start.saturation,
-            decay=decay,
-            steps=steps,
-        )
+        config = SiameseConfig.from_start(start, decay=decay, steps=steps)
         rows.append((accuracy_of(fit(config, images, a, b, same), ta, tb, tsame), config))
     best = max(rows, key=lambda r: (round(r[0], 6), r[1].decay, -r[1].steps))  # ties: the least departure
     return best[1], [{"view1_accuracy": acc, **cfg.to_dict()} for acc, cfg in rows]
