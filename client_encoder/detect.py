@@ -4,6 +4,7 @@ then dlib's CNN (MMOD) detector, which finds the rotated and small faces HOG mis
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -63,10 +64,16 @@ def primary_face(faces: list[Face], image_shape: tuple[int, ...]) -> Face:
 
 
 class FaceDetector:
-    """dlib HOG detector with fallbacks, plus dlib's 5-point shape predictor."""
+    """dlib HOG detector with fallbacks, plus dlib's 5-point shape predictor.
+
+    One instance may serve several threads (the app's sessions, a client's workers): dlib's detectors are
+    not safe under concurrent calls (two threads in one HOG scan corrupt the heap), so detection runs one
+    call at a time; the shape predictor is documented thread-safe and is not serialised.
+    """
 
     def __init__(self, use_cnn_fallback: bool = True) -> None:
         self.use_cnn_fallback = use_cnn_fallback
+        self._detecting = threading.Lock()
         self._hog = dlib.get_frontal_face_detector()
         self._landmarks = dlib.shape_predictor(str(shape_predictor_5_path()))
 
@@ -76,6 +83,10 @@ class FaceDetector:
         return dlib.cnn_face_detection_model_v1(str(cnn_detector_path()))
 
     def _boxes(self, image: np.ndarray) -> tuple[list[tuple[dlib.rectangle, float]], str]:
+        with self._detecting:
+            return self._boxes_unlocked(image)
+
+    def _boxes_unlocked(self, image: np.ndarray) -> tuple[list[tuple[dlib.rectangle, float]], str]:
         for upsample, name in ((0, "hog"), (1, "hog-upsampled")):
             if upsample and max(image.shape[:2]) > DETECT_MAX_SIDE // 2:
                 break  # a large image has no faces too small for HOG at its own scale

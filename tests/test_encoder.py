@@ -1,4 +1,6 @@
 import io
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -89,3 +91,30 @@ def test_embed_many_matches_embed(encoder):
 def test_compare_same_photo(encoder):
     d, same = encoder.compare(ASTRONAUT, ASTRONAUT)
     assert d == pytest.approx(0.0, abs=1e-6) and same
+
+
+def test_one_detector_serves_several_threads():
+    # dlib's HOG scan corrupts the heap when two threads share one detector (the app's sessions and a
+    # client's workers do): a subprocess, so a regression fails this test instead of killing the run.
+    code = """
+import threading
+from client_encoder.detect import FaceDetector
+from client_encoder.images import load_image
+from tests.conftest import ASTRONAUT
+photo = load_image(ASTRONAUT)
+images = [photo, photo[:, ::-1].copy(), photo[::2, ::2].copy()]
+detector = FaceDetector()
+expected = [[f.box for f in detector.detect(i)] for i in images]
+wrong = []
+def work(k):
+    for j in range(30):
+        i = (j + k) % 3
+        if [f.box for f in detector.detect(images[i])] != expected[i]:
+            wrong.append(i)
+threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+assert not wrong, wrong
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
