@@ -10,7 +10,7 @@ rather than re-sampled from the chip.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dlib
 import numpy as np
@@ -51,6 +51,29 @@ TTA_VIEWS: dict[str, list[Jitter]] = {
     "jitter": [IDENTITY, Jitter(flip=True)]
     + [v for j in _JITTERS for v in (j, Jitter(j.dx, j.dy, j.zoom, j.degrees, flip=True))],
 }
+
+# Ranges of dlib's jitter_image (its 100-jitter descriptors are the reference for more views).
+_MAX_SHIFT_PX, _MAX_ZOOM, _MAX_DEGREES = 3.0, 0.03, 3.0
+
+
+def views_of(mode: str) -> list[Jitter]:
+    """The views of a TTA mode: a TTA_VIEWS name, or "jitter<N>" (N = 18 + 4k, a measurement set): the 18
+    "jitter" views, then seeded random jitters in dlib's ranges as antithetic pairs (j, -j), each with its
+    mirror. Nested: the first 18 / 50 views of "jitter98" are "jitter" / "jitter50"."""
+    if mode in TTA_VIEWS:
+        return list(TTA_VIEWS[mode])
+    base = TTA_VIEWS["jitter"]
+    n = int(mode.removeprefix("jitter")) if mode.startswith("jitter") and mode[6:].isdigit() else -1
+    if n < len(base) or (n - len(base)) % 4:
+        raise ValueError(f"unknown TTA mode {mode!r}: one of {sorted(TTA_VIEWS)} or jitter<N>, N = 18 + 4k")
+    views = list(base)
+    rng = np.random.default_rng(0)
+    while len(views) < n:
+        dx, dy = rng.uniform(-_MAX_SHIFT_PX, _MAX_SHIFT_PX, 2)
+        zoom, degrees = rng.uniform(-_MAX_ZOOM, _MAX_ZOOM), rng.uniform(-_MAX_DEGREES, _MAX_DEGREES)
+        for jitter in (Jitter(dx, dy, 1 + zoom, degrees), Jitter(-dx, -dy, 1 - zoom, -degrees)):
+            views += [jitter, replace(jitter, flip=True)]
+    return views
 
 
 def _full_object_detection(face: Face) -> dlib.full_object_detection:

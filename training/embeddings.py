@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from client_encoder.align import TTA_VIEWS
+from client_encoder.align import align, views_of
 from client_encoder.encoder import FaceEncoder
 from client_encoder.images import load_image
 from client_encoder.models import cache_dir
@@ -39,7 +39,7 @@ class ImageEmbeddings:
 
     def tta(self, mode: str) -> np.ndarray:
         """(n_images, 128): the mean over the views of a TTA mode (its views lead the stored ones)."""
-        n = len(TTA_VIEWS[mode])
+        n = len(views_of(mode))
         if n > self.views.shape[1]:
             raise ValueError(f"TTA mode {mode!r} needs {n} views; only {self.views.shape[1]} were computed")
         return self.views[:, :n].mean(axis=1)
@@ -88,8 +88,9 @@ def pipeline_key(encoder: FaceEncoder, no_face: str, tta: str) -> str:
 
 
 def _embed_one(encoder: FaceEncoder, pixels: np.ndarray, no_face: str, tta: str) -> tuple[np.ndarray, str, int]:
-    located = encoder.locate(pixels, no_face=no_face, tta=tta)
-    return encoder.embedder.embed_chips(located.chips), located.detector, len(located.faces)
+    located = encoder.locate(pixels, no_face=no_face, tta="none")
+    chips = align(located.pixels, located.face, views_of(tta))  # also the measurement-only "jitter<N>" sets
+    return encoder.embedder.embed_chips(chips), located.detector, len(located.faces)
 
 
 def embed_images(
@@ -102,7 +103,7 @@ def embed_images(
     tta: str = STORED_TTA,
 ) -> ImageEmbeddings:
     """Descriptors of every view of `tta` for every image, reading and filling the cache."""
-    encoder = encoder or FaceEncoder(tta=tta)
+    encoder = encoder or FaceEncoder()
     cache = EmbeddingCache(cache_path or cache_dir() / "embeddings.sqlite", pipeline_key(encoder, no_face, tta))
     views, detectors, n_faces = [], [], []
     try:
