@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     old = json.loads(args.out.read_text()) if args.part != "all" and args.out.is_file() else {}
+    load_before = os.getloadavg()
     if args.part in ("all", "batching"):
         batching = {
             "fast": measure_batching("fast", args.batch_k_fast, args.reps),
@@ -332,9 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": "python -m training.bench.identify_scaling",
         "machine": machine_label(machine_info()),
-        "note": "real FHE, every decrypted bit checked against the clear integer model; shared 2-core machine "
-        "(other jobs running: load average ~9 during the runs): designs measured side by side in one run, "
-        "absolute times noisy and several times the unloaded ones",
+        "note": "real FHE, every decrypted bit checked against the clear integer model; designs measured side "
+        "by side in one run; the load averages say whether other jobs shared the machine",
+        "loadavg_before": old.get("loadavg_before") if args.part == "none" else [round(x, 2) for x in load_before],
+        "loadavg_after": old.get("loadavg_after") if args.part == "none" else [round(x, 2) for x in os.getloadavg()],
         "batched_over_unbatched_ratio": {p: b["batched_over_unbatched_ratio"] for p, b in batching.items()},
         "batching": batching,
         "scaling": scaling,
