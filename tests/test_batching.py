@@ -64,7 +64,7 @@ def test_the_embedded_engine_batches_an_identification_with_the_shipped_circuit(
     client, templates, probe, expected = owner
     server = FHEServer(POINT)
     if not server.batch_sizes:
-        pytest.skip("no batched circuit shipped for this point (python -m fhe_head.dev batch --point fast --k 8)")
+        pytest.skip("no batched circuit shipped for this point (python -m fhe_head.dev batch --point fast --k 16)")
     k = server.batch_sizes[0]
     many = (templates * (2 * k // len(templates) + 1))[: 2 * k + 1]  # 2 chunks of K + a first, warming run
     keys = client.evaluation_keys()
