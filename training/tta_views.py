@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 import time
 
@@ -30,6 +30,7 @@ from privface.resources import artifacts_dir
 from training.embeddings import embed_images
 from training.folds import view2_folds
 from training.lfw import open_lfw_for_cli, unique_images
+from training.machine import machine_info, machine_label
 from training.pairs import PairData, folds, labels
 from training.protocol import ten_fold
 from training.security_levels import POINTS, Gallery, calibrate_model, shipped_config
@@ -58,6 +59,7 @@ def _security(gallery: Gallery, config, label: str) -> dict:
 
 
 def measure(lfw, view_sets=VIEW_SETS, head_view_sets=HEAD_VIEW_SETS, points=POINTS, timing_photos: int = 20) -> dict:
+    load_before = [round(x, 2) for x in os.getloadavg()]
     view2 = lfw.view2()
     paths = unique_images(view2)
     largest = max(view_sets, key=lambda m: len(views_of(m)))
@@ -104,7 +106,7 @@ def measure(lfw, view_sets=VIEW_SETS, head_view_sets=HEAD_VIEW_SETS, points=POIN
         "variant": lfw.variant(),
         "pairs": len(view2),
         "images": len(paths),
-        "timing": {"photos": len(photos), "cpu": platform.processor() or platform.machine()},
+        "timing": {"photos": len(photos), "machine": machine_label(machine_info()), "loadavg_before": load_before},
         "by_views": rows,
     }
 
