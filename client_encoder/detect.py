@@ -83,10 +83,6 @@ class FaceDetector:
         return dlib.cnn_face_detection_model_v1(str(cnn_detector_path()))
 
     def _boxes(self, image: np.ndarray) -> tuple[list[tuple[dlib.rectangle, float]], str]:
-        with self._detecting:
-            return self._boxes_unlocked(image)
-
-    def _boxes_unlocked(self, image: np.ndarray) -> tuple[list[tuple[dlib.rectangle, float]], str]:
         for upsample, name in ((0, "hog"), (1, "hog-upsampled")):
             if upsample and max(image.shape[:2]) > DETECT_MAX_SIDE // 2:
                 break  # a large image has no faces too small for HOG at its own scale
@@ -112,7 +108,8 @@ class FaceDetector:
             step = int(np.ceil(1 / scale))
             small = np.ascontiguousarray(image[::step, ::step])
             scale = 1.0 / step
-        boxes, name = self._boxes(small)
+        with self._detecting:
+            boxes, name = self._boxes(small)
         if boxes:
             best = max(score for _, score in boxes)
             boxes = [(rect, score) for rect, score in boxes if score >= MIN_RELATIVE_SCORE * best]

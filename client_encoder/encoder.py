@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from client_encoder.align import TTA_VIEWS, align
+from client_encoder.align import TTA_VIEWS, align, views_of
 from client_encoder.detect import Face, FaceDetector, primary_face
 from client_encoder.embedder import FaceEmbedder
 from client_encoder.images import ImageInput, load_image
@@ -136,7 +136,8 @@ class FaceEncoder:
         return self.detector.detect(load_image(image))
 
     def locate(self, image: ImageInput, no_face: str = "error", tta: str | None = None) -> LocatedFace:
-        """The one locate step: decode -> detect -> primary face -> aligned chips (one per TTA view).
+        """The one locate step: decode -> detect -> primary face -> aligned chips (one per view of `tta`,
+        the encoder's own mode by default; `client_encoder.align.views_of` names them).
 
         `no_face="error"` raises NoFaceError; `"centre-box"` (LFW evaluation only) places the
         landmark predictor on a fixed central box instead, and the result says so (`detector`).
@@ -157,7 +158,7 @@ class FaceEncoder:
         else:
             raise NoFaceError("no face found in the image")
         t2 = time.perf_counter()
-        chips = align(pixels, face, TTA_VIEWS[tta or self.tta])
+        chips = align(pixels, face, views_of(tta or self.tta))
         t3 = time.perf_counter()
         timings = {"load": 1e3 * (t1 - t0), "detect": 1e3 * (t2 - t1), "align": 1e3 * (t3 - t2)}
         return LocatedFace(pixels, faces, face, chips, timings)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from client_encoder.align import align, views_of
+from client_encoder.align import views_of
 from client_encoder.encoder import FaceEncoder
 from client_encoder.images import load_image
 from client_encoder.models import cache_dir
@@ -88,9 +88,8 @@ def pipeline_key(encoder: FaceEncoder, no_face: str, tta: str) -> str:
 
 
 def _embed_one(encoder: FaceEncoder, pixels: np.ndarray, no_face: str, tta: str) -> tuple[np.ndarray, str, int]:
-    located = encoder.locate(pixels, no_face=no_face, tta="none")
-    chips = align(located.pixels, located.face, views_of(tta))  # also the measurement-only "jitter<N>" sets
-    return encoder.embedder.embed_chips(chips), located.detector, len(located.faces)
+    located = encoder.locate(pixels, no_face=no_face, tta=tta)
+    return encoder.embedder.embed_chips(located.chips), located.detector, len(located.faces)
 
 
 def embed_images(
