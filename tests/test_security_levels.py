@@ -192,3 +192,50 @@ def test_levels_are_described_from_the_measured_rates():
     fmr, fnmr = rates
     assert f"about 1 in {round(1 / fmr):,} strangers would be accepted" in describe("accurate", "1e-3")
     assert "no measured rates" in describe("accurate", "1e-9")
+
+
+def synthetic_gallery(seed: int = 0):
+    """A View-2-shaped gallery without LFW: 10 identity-disjoint folds of 8 people x 4 faces each."""
+    from pathlib import Path
+
+    from training.lfw import Pair
+    from training.security_levels import Gallery
+
+    rng = np.random.default_rng(seed)
+    paths, vectors, pairs = [], [], []
+    for fold in range(10):
+        people = [f"p{fold}_{k}" for k in range(8)]
+        faces = {}
+        for person in people:
+            centre = rng.normal(size=128)
+            faces[person] = [Path(f"/lfw/{person}/{person}_{n:04d}.jpg") for n in range(4)]
+            paths += faces[person]
+            vectors += list(centre + 0.4 * rng.normal(size=(4, 128)))
+        for k, person in enumerate(people):
+            pairs.append(Pair(faces[person][0], faces[person][1], True, fold))
+            pairs.append(Pair(faces[person][2], faces[people[(k + 1) % 8]][3], False, fold))
+    index = {p: i for i, p in enumerate(paths)}
+    order = [index[p] for p in dict.fromkeys(p for pair in pairs for p in (pair.left, pair.right))]
+    return Gallery(pairs, np.array(vectors)[order])
+
+
+def test_with_levels_keeps_balanced_and_holds_each_rate_on_its_own_people():
+    from training.head_fit import fit_head
+    from training.security_levels import Scorer, with_levels
+
+    gallery = synthetic_gallery()
+    a, b, same, images = gallery.training_pairs(None)
+    head = fit_head(HeadConfig(dims=8, clip_sigma=3.0, target_bits=5), images, a, b, same)
+    leveled, calibration = with_levels(gallery, head)
+    assert calibration["balanced_vs_today_on_view2"]["mismatches"] == 0
+    assert calibration["impostor_pairs"] == 10 * (32 * 31 // 2 - 8 * 6)  # cross-identity pairs within each fold
+    offered = calibration["levels_offered"]
+    assert offered[0] == "balanced" and list(leveled.levels) == offered
+    thresholds = [calibration["raw_thresholds"][n] for n in offered]
+    assert thresholds[1:] == sorted(thresholds[1:], reverse=True)  # stricter level, lower threshold
+    scorer = Scorer(gallery.vectors, head)
+    impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(10)])
+    for name in offered[1:]:
+        target = float(name)
+        assert np.mean(impostor < calibration["raw_thresholds"][name]) <= target
+        assert calibration["training_fmr"][name] <= target

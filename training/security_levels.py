@@ -34,7 +34,7 @@ import numpy as np
 from client_encoder.models import cache_dir
 from fhe_head.head import LEVEL_NAMES, HeadParams
 from privface.resources import artifacts_dir
-from training.head_fit import HeadConfig, config_from_dict, fit, fit_head
+from training.head_fit import HeadConfig, config_from_dict, fit
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.protocol import best_threshold
 
@@ -298,8 +298,13 @@ def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict
         raise ValueError(f"refitting {point} does not reproduce the shipped head (other embeddings?)")
     if not shipped.levels and shipped.threshold != head.threshold:
         raise ValueError(f"refitted {point} threshold {head.threshold} != shipped {shipped.threshold}")
+    return with_levels(gallery, head)
+
+
+def with_levels(gallery: Gallery, head: HeadParams) -> tuple[HeadParams, dict]:
+    """`head` (fitted on all of View 2) plus its level element, each level set on all 10 folds' impostors."""
     scorer = Scorer(gallery.vectors, head)
-    impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(10)])
+    impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(gallery.n_folds)])
     thresholds = level_thresholds(impostor, raw_threshold(head))
     # A level whose threshold is 0 would refuse everyone (the integer score is too coarse to hold that
     # rate): the head does not offer it, and asking for it is an error, not a silent substitute.
@@ -311,7 +316,7 @@ def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict
     balanced = leveled.decide(leveled.quantize(a), leveled.quantize(b, "balanced"))
     calibration = {
         "balanced_vs_today_on_view2": {"pairs": len(a), "mismatches": int(np.sum(today != balanced))},
-        "calibrated_on": "impostor pairs of all 10 View 2 folds (the head's own training people)",
+        "calibrated_on": f"impostor pairs of all {gallery.n_folds} View 2 folds (the head's own training people)",
         "impostor_pairs": int(len(impostor)),
         "raw_thresholds": {n: int(t) for n, t in thresholds.items()},
         "levels_offered": list(offered),
@@ -416,52 +421,6 @@ def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...]) -> dict:
     return report
 
 
-# ---- a head refitted for the strict levels (View 1 only) ------------------------------------------
-STRICT_GRID = {"clip_sigma": (3.0, 3.5), "saturation": (0.1, 0.15, 0.25, 0.4, 0.6)}
-
-
-def select_for_strict_levels(lfw, vectors_of, dims: int, target: float = 1e-3) -> tuple[HeadConfig, list[dict]]:
-    """The configuration (L = 16 tables, 5 kept bits: today's circuit cost) with the best TAR at `target`
-    FMR on View 1: fitted on pairsDevTrain, threshold set on DevTrain's cross-identity image pairs,
-    TAR measured on DevTest's same pairs (its FMR on DevTest's cross-identity pairs beside it)."""
-    dev_train, dev_test = lfw.view1()
-    rows = []
-    sets = {}
-    for name, pairs in (("train", dev_train), ("test", dev_test)):
-        paths = unique_images(pairs)
-        vec = vectors_of(paths)
-        person = np.array([p.parent.name for p in paths])
-        i, j = np.triu_indices(len(paths), k=1)
-        keep = person[i] != person[j]
-        index = {p: k for k, p in enumerate(paths)}
-        same_pairs = [(index[p.left], index[p.right]) for p in pairs if p.same]
-        sets[name] = (pairs, vec, i[keep], j[keep], np.array(same_pairs), index)
-    pairs, vec, _, _, _, index = sets["train"]
-    a = vec[[index[p.left] for p in pairs]]
-    b = vec[[index[p.right] for p in pairs]]
-    same = np.array([p.same for p in pairs])
-    for clip in STRICT_GRID["clip_sigma"]:
-        for sat in STRICT_GRID["saturation"]:
-            config = HeadConfig(dims, clip_sigma=clip, levels=16, saturation=sat, target_bits=5)
-            head = fit_head(config, vec, a, b, same)
-            _, tvec, ti, tj, _, _ = sets["train"]
-            t = threshold_at_fmr(Scorer(tvec, head)(ti, tj), target)
-            _, evec, ei, ej, esame, _ = sets["test"]
-            scorer = Scorer(evec, head)
-            rows.append(
-                {
-                    **config.to_dict(),
-                    "view1_test_tar": float(np.mean(scorer(esame[:, 0], esame[:, 1]) < t)),
-                    "view1_test_fmr": float(np.mean(scorer(ei, ej) < t)),
-                    "view1_test_impostor_pairs": int(len(ei)),
-                }
-            )
-            print(f"  {config.label()}: View 1 TAR {rows[-1]['view1_test_tar']:.4f}", flush=True)
-    best = max(rows, key=lambda r: r["view1_test_tar"])
-    keys = ("dims", "n_bits", "clip_sigma", "levels", "saturation", "target_bits", "per_dim")
-    return HeadConfig(**{k: best[k] for k in keys}), rows
-
-
 # ---- real FHE near the thresholds ----------------------------------------------------------------
 def near_threshold_pairs(gallery: Gallery, head: HeadParams, per_level: int) -> list[tuple[str, int, int]]:
     """Per level, `per_level` pairs whose raw scores lie closest to its threshold, half on each side
@@ -561,57 +520,12 @@ def run_fhe(
     return 0
 
 
-def float_pca_reference(gallery: Gallery, dims: int, target: float = 1e-3) -> dict:
-    """Where the strict-level TAR is lost: the same fold-wise protocol on the float PCA-`dims` distance
-    (PCA fitted per fold on the training images, no quantisation)."""
-    tar, fmr = [], []
-    for f in range(gallery.n_folds):
-        _, _, _, images = gallery.training_pairs(f)
-        mean = images.mean(axis=0)
-        _, _, vt = np.linalg.svd(images - mean, full_matrices=False)
-        scorer = Scorer((gallery.vectors - mean) @ vt[:dims].T)
-        by_fold = [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
-        t = threshold_at_fmr(np.concatenate([by_fold[g] for g in range(gallery.n_folds) if g != f]), target)
-        tar.append(float(np.mean(scorer(*gallery.genuine(f)) < t)))
-        fmr.append(float(np.mean(by_fold[f] < t)))
-    return {"dims": dims, "target_fmr": target, "tar": _summary(tar), "fmr": _summary(fmr)}
-
-
-def strict_refit(lfw, view2: list[Pair], encoder) -> int:
-    """Select on View 1, then the fold-wise protocol on View 2, for a d = 64 head refitted for the strict
-    levels: a measured candidate (artifacts/metrics/security_levels_refit.json), not shipped."""
-    from training.embeddings import embed_images
-
-    def vectors_of(paths: list) -> np.ndarray:
-        return embed_images(paths, encoder, progress=False).tta("jitter").astype(np.float64)
-
-    config, grid = select_for_strict_levels(lfw, vectors_of, 64)
-    gallery = Gallery(view2, vectors_of(unique_images(view2)))
-    result = calibrate_model(gallery, config, "accurate-refit")
-    report = {
-        "protocol": "selection on View 1 only (fit on pairsDevTrain; threshold at FMR 1e-3 on DevTrain's "
-        "cross-identity pairs; best TAR on DevTest's same pairs); then the fold-wise protocol of "
-        "security_levels.json on View 2",
-        "view1_grid": grid,
-        "chosen": config.to_dict(),
-        "view2": result,
-        "float_pca_reference": float_pca_reference(gallery, 64),
-    }
-    (METRICS / "security_levels_refit.json").write_text(json.dumps(report, indent=1) + "\n")
-    brief = {n: (round(v["fmr"]["mean"], 5), round(v["tar_mean"], 4)) for n, v in result["levels"].items()}
-    print(f"refit {config.label()}: (FMR, TAR) {brief}")
-    return 0
-
-
 # ---- entry point ---------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR)")
     parser.add_argument("--points", nargs="*", default=list(POINTS), choices=POINTS)
     parser.add_argument("--no-ship", action="store_true", help="report only; do not recompile the shipped heads")
-    parser.add_argument(
-        "--strict-refit", action="store_true", help="select a d=64 head for the strict levels on View 1; report it"
-    )
     parser.add_argument("--ship-only", action="store_true", help="recompile the shipped heads; no fold-wise report")
     parser.add_argument("--fhe", choices=POINTS, help="real FHE near each level's threshold with the shipped POINT")
     parser.add_argument("--pairs-per-level", type=int, default=200)
@@ -629,8 +543,6 @@ def main(argv: list[str] | None = None) -> int:
     variant = lfw.variant()
     encoder = FaceEncoder(tta="jitter")
     # The same embeddings train_head uses (its cache, the jitter TTA), View 2's images only.
-    if args.strict_refit:
-        return strict_refit(lfw, view2, encoder)
     emb = embed_images(unique_images(view2), encoder, desc=f"LFW {variant}")
     gallery = Gallery(view2, emb.tta("jitter").astype(np.float64))
     if args.fhe:

@@ -67,8 +67,9 @@ def _setup(directory: Path) -> dict:
     }
 
 
-def bench_point(point: str, before: Path, after: Path, runs: int) -> dict:
-    sides = {"before": _setup(before), "after": _setup(after)}
+def bench_side_by_side(before: Path, after: Path, runs: int, labels: tuple[str, str] = ("before", "after")) -> dict:
+    """Two artifact folders run alternately (same load): medians, complexity, keys, and after's ratios to before."""
+    sides = {labels[0]: _setup(before), labels[1]: _setup(after)}
     for _ in range(runs):
         for side in sides.values():
             start = time.perf_counter()
@@ -90,8 +91,8 @@ def bench_point(point: str, before: Path, after: Path, runs: int) -> dict:
             "eval_keys_mb": side["eval_keys_mb"],
             "ciphertext_in_kb": len(side["probe"]) / 1e3,
         }
-    b, a = report["before"], report["after"]
-    report["after_vs_before"] = {
+    b, a = report[labels[0]], report[labels[1]]
+    report[f"{labels[1]}_vs_{labels[0]}"] = {
         "server_time": a["server_run_s_median"] / b["server_run_s_median"],
         "complexity": a["complexity"] / b["complexity"],
         "eval_keys": a["eval_keys_mb"] / b["eval_keys_mb"],
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for point in args.points:
             before = extract(args.before_ref, point, Path(tmp) / point)
-            report["points"][point] = r = bench_point(point, before, artifacts_dir() / "fhe_head" / point, args.runs)
+            report["points"][point] = r = bench_side_by_side(before, artifacts_dir() / "fhe_head" / point, args.runs)
             b, a = r["before"], r["after"]
             print(
                 f"{point}: server {b['server_run_s_median']:.3f} -> {a['server_run_s_median']:.3f} s, "
