@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from brevitas.inject.enum import ScalingImplType
 from brevitas.quant import Int32Bias
+from concrete import fhe
 
 from fhe_head.artifacts import CONCRETE_ML
 from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, configuration
@@ -186,7 +187,11 @@ def _bits(low: int, high: int) -> int:
     return max(high.bit_length(), (-low - 1).bit_length()) + 1
 
 
-def compile_head(params: HeadParams, global_p_error: float = DEFAULT_GLOBAL_P_ERROR):
+def compile_head(
+    params: HeadParams,
+    global_p_error: float = DEFAULT_GLOBAL_P_ERROR,
+    strategy: fhe.ParameterSelectionStrategy = PARAMETER_STRATEGY,
+):
     """The Concrete-ML QuantizedModule of `params`, with the direct circuit's error model and key settings.
 
     The underlying concrete circuit is `.fhe_circuit`. Raises RuntimeError if the build is not bit-exact by
@@ -198,7 +203,7 @@ def compile_head(params: HeadParams, global_p_error: float = DEFAULT_GLOBAL_P_ER
     a, b = calibration_pairs(params)
     rounding = rounding_threshold(params)
     settings = {
-        "configuration": configuration(parameter_selection_strategy=PARAMETER_STRATEGY),
+        "configuration": configuration(parameter_selection_strategy=strategy),
         "global_p_error": global_p_error,
         "inputs_encryption_status": ("encrypted", "encrypted"),
     }

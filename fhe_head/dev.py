@@ -72,8 +72,13 @@ def configuration(**options) -> fhe.Configuration:
     )
 
 
-def compile_head(params: HeadParams, global_p_error: float = DEFAULT_GLOBAL_P_ERROR, exact_rounding: bool = True):
-    settings = configuration(global_p_error=global_p_error, parameter_selection_strategy=PARAMETER_STRATEGY)
+def compile_head(
+    params: HeadParams,
+    global_p_error: float = DEFAULT_GLOBAL_P_ERROR,
+    exact_rounding: bool = True,
+    strategy: fhe.ParameterSelectionStrategy = PARAMETER_STRATEGY,
+):
+    settings = configuration(global_p_error=global_p_error, parameter_selection_strategy=strategy)
     return build_function(params, exact_rounding).compile(inputset(params), configuration=settings)
 
 
@@ -91,7 +96,7 @@ def circuit_report(circuit, global_p_error: float, exact_rounding: bool) -> dict
         "global_p_error": float(stats["global_p_error"]),
         "p_error": float(stats["p_error"]),
         "rounding": "exact" if exact_rounding else "approximate",
-        "parameter_selection_strategy": PARAMETER_STRATEGY.value,
+        "parameter_selection_strategy": circuit.configuration.parameter_selection_strategy.value,
     }
 
 
@@ -107,6 +112,7 @@ def compile_build(
     engine: str = CONCRETE_ML,
     global_p_error: float = DEFAULT_GLOBAL_P_ERROR,
     exact_rounding: bool = True,
+    strategy: fhe.ParameterSelectionStrategy = PARAMETER_STRATEGY,
 ):
     """The head compiled by `engine`: a Concrete-ML QuantizedModule (its circuit is `.fhe_circuit`; exact rounding
     only) or the direct concrete-python circuit."""
@@ -115,9 +121,9 @@ def compile_build(
             raise ValueError("the Concrete-ML build rounds exactly only")
         from fhe_head.concrete_ml_head import compile_head as compile_concrete_ml
 
-        return compile_concrete_ml(params, global_p_error)
+        return compile_concrete_ml(params, global_p_error, strategy)
     if engine == CONCRETE_PYTHON:
-        return compile_head(params, global_p_error, exact_rounding)
+        return compile_head(params, global_p_error, exact_rounding, strategy)
     raise ValueError(f"unknown engine {engine!r} (known: {', '.join(ENGINES)})")
 
 
@@ -135,15 +141,17 @@ def save_artifacts(
     extra_meta: dict | None = None,
     engine: str = CONCRETE_ML,
     compiled=None,
+    strategy: fhe.ParameterSelectionStrategy = PARAMETER_STRATEGY,
 ) -> dict:
     """Compile `params` with `engine` and write its artifact folder atomically (a temp folder renamed at the end).
 
     `compiled`: a build of `params` already compiled with this engine and `global_p_error` (`compile_build`), to
     reuse instead of compiling again. Concrete-ML's build is exact only (`exact_rounding` must stay True).
+    `strategy`: concrete's parameter selection (the shipped heads use one set, `PARAMETER_STRATEGY`).
     Returns meta.json's content.
     """
     if compiled is None:
-        compiled = compile_build(params, engine, global_p_error, exact_rounding)
+        compiled = compile_build(params, engine, global_p_error, exact_rounding, strategy)
     circuit = _circuit(compiled)
     _check_inputs_interchangeable(circuit)
     out_dir = Path(out_dir)

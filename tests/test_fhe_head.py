@@ -215,3 +215,25 @@ def test_clear_model_rounding_matches_its_definition():
         HeadParams.from_json(json.loads(json.dumps(params.to_json()))).decide(qa, qb).tolist()
         == params.decide(qa, qb).tolist()
     )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_multi_parameter_build_decides_as_the_integer_model(engine, tmp_path):
+    """`strategy` reaches concrete through either engine (a key set per precision), is recorded in meta.json,
+    and the build still computes the integer model's decision through the client / server roles."""
+    from concrete import fhe
+
+    params, faces = _toy_head(3)
+    meta = save_artifacts(
+        params, tmp_path / "multi", ENCODER_SHA, engine=engine, strategy=fhe.ParameterSelectionStrategy.MULTI
+    )
+    assert meta["parameter_selection_strategy"] == "multi"
+    client = FHEClient(tmp_path / "multi", key_dir=tmp_path / "keys", encoder_sha256=ENCODER_SHA)
+    client.generate_keys()
+    server = FHEServer(tmp_path / "multi")
+    keys = server.load_evaluation_keys(client.evaluation_keys())
+    rng = np.random.default_rng(2)
+    for i, j in rng.integers(0, len(faces), (6, 2)):
+        expected = bool(params.decide(params.quantize(faces[i]), params.quantize(faces[j])))
+        assert client.decrypt(server.run(client.encrypt(faces[i]), client.encrypt(faces[j]), keys)) == expected
+    assert client.decrypt(server.run(client.encrypt(faces[0]), client.encrypt(faces[0]), keys)) is True

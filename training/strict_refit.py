@@ -9,7 +9,8 @@ tables: the 10-bit sum of the shipped accurate circuit; 32-level tables: an 11-b
   pairs, the configuration (clip x saturation) with the best TAR on DevTest's same pairs;
 - the fold-wise protocol of `training.security_levels` on View 2 (a head refitted per fold);
 - cost: the chosen configuration fitted on all of View 2 with its level element, compiled as the shipped
-  heads are, run through FHEClient / FHEServer alternately with the shipped accurate head (same load).
+  heads are (one parameter set) and, for the wider sum, also with concrete's multi-parameter selection (a key
+  set per precision), each run through FHEClient / FHEServer alternately with the shipped accurate head.
 The float PCA-64 distance under the same protocol is reported beside them. Nothing here is shipped.
 Writes artifacts/metrics/security_levels_refit.json.
 """
@@ -41,8 +42,8 @@ from training.security_levels import (
 
 DIMS = 64
 TARGET_FMR = 1e-3
-# name -> (levels per table, significant bits kept for the comparison)
-SHAPES = {"10-bit sum (today's cost)": (16, 5), "11-bit sum": (32, 6)}
+# name -> (levels per table, significant bits kept for the comparison, parameter strategies compiled and timed)
+SHAPES = {"10-bit sum (today's cost)": (16, 5, ("mono",)), "11-bit sum": (32, 6, ("mono", "multi"))}
 GRID = {"clip_sigma": (3.0, 3.5), "saturation": (0.05, 0.1, 0.15, 0.25, 0.4, 0.6)}
 
 
@@ -120,13 +121,17 @@ def balanced_accuracy(gallery: Gallery, config: HeadConfig) -> dict:
     return _summary(accuracy)
 
 
-def compile_candidate(gallery: Gallery, config: HeadConfig, out: Path, encoder_sha256: str) -> dict:
-    """`config` fitted on all of View 2 with its levels, compiled into `out` as the shipped heads are."""
+def compile_candidate(gallery: Gallery, config: HeadConfig, out: Path, encoder_sha256: str, strategy: str) -> dict:
+    """`config` fitted on all of View 2 with its levels, compiled into `out` as the shipped heads are (one
+    parameter set: "mono"), or with concrete's multi-parameter selection ("multi": a key set per precision)."""
+    from concrete import fhe
+
     from fhe_head.dev import save_artifacts
 
     a, b, same, images = gallery.training_pairs(None)
     leveled, calibration = with_levels(gallery, fit_head(config, images, a, b, same, name=f"d{config.dims}-strict"))
-    meta = save_artifacts(leveled, out, encoder_sha256, extra_meta={"config": config.to_dict()})
+    chosen = fhe.ParameterSelectionStrategy(strategy)
+    meta = save_artifacts(leveled, out, encoder_sha256, extra_meta={"config": config.to_dict()}, strategy=chosen)
     return {"security_levels": calibration, "max_sum": leveled.max_sum, "lsbs": leveled.lsbs, "engine": meta["engine"]}
 
 
@@ -160,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "candidates": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for name, (levels, target_bits) in SHAPES.items():
+        for name, (levels, target_bits, strategies) in SHAPES.items():
             print(f"{name}: selecting on View 1", flush=True)
             config, grid = select(view1, levels, target_bits)
             result = calibrate_model(gallery, config, f"strict {name}")
@@ -170,21 +175,21 @@ def main(argv: list[str] | None = None) -> int:
                 "view2": result,
                 "view2_balanced_accuracy": balanced_accuracy(gallery, config),
             }
-            if not args.no_cost:
-                out = Path(tmp) / f"L{levels}"
-                candidate["compiled"] = compile_candidate(gallery, config, out, encoder.model_sha256)
+            for strategy in () if args.no_cost else strategies:
+                out = Path(tmp) / f"L{levels}-{strategy}"
+                compiled = compile_candidate(gallery, config, out, encoder.model_sha256, strategy)
                 labels = ("shipped accurate", "candidate")
-                candidate["cost"] = bench_side_by_side(HEADS_ROOT / "accurate", out, args.runs, labels=labels)
+                compiled["cost"] = bench_side_by_side(HEADS_ROOT / "accurate", out, args.runs, labels=labels)
+                candidate.setdefault("compiled", {})[strategy] = compiled
+                ratio = compiled["cost"]["candidate_vs_shipped accurate"]
+                print(f"  {strategy}: server x{ratio['server_time']:.2f}, keys x{ratio['eval_keys']:.2f}", flush=True)
             report["candidates"][name] = candidate
             strict = result["levels"]["1e-3"]
-            line = (
+            print(
                 f"{name}: {config.label()} -> View 2 TAR {strict['tar_mean']:.4f} at FMR {strict['fmr']['mean']:.2e}, "
-                f"balanced accuracy {candidate['view2_balanced_accuracy']['mean']:.4f}"
+                f"balanced accuracy {candidate['view2_balanced_accuracy']['mean']:.4f}",
+                flush=True,
             )
-            if not args.no_cost:
-                ratio = candidate["cost"]["candidate_vs_shipped accurate"]
-                line += f"; server time x{ratio['server_time']:.2f}, keys x{ratio['eval_keys']:.2f}"
-            print(line, flush=True)
     report["machine"]["load_avg_at_end"] = os.getloadavg()
     (METRICS / "security_levels_refit.json").write_text(json.dumps(report, indent=1) + "\n")
     return 0
