@@ -177,7 +177,7 @@ def level_thresholds(impostor: np.ndarray, balanced: float) -> dict[str, float]:
     return {name: balanced if target is None else threshold_at_fmr(impostor, target) for name, target in LEVELS.items()}
 
 
-def _summary(values: list[float]) -> dict:
+def fold_summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "per_fold": values}
 
 
@@ -234,10 +234,10 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
         levels[name] = {
             "target_fmr": LEVELS[name],
             "threshold_per_fold": v["threshold"],
-            "fmr": _summary(v["fmr"]),
-            "fnmr": _summary(v["fnmr"]),
+            "fmr": fold_summary(v["fmr"]),
+            "fnmr": fold_summary(v["fnmr"]),
             "tar_mean": 1 - float(np.mean(v["fnmr"])),
-            "fnmr_all_same_identity_pairs": _summary(v["fnmr_all"]),
+            "fnmr_all_same_identity_pairs": fold_summary(v["fnmr_all"]),
             "false_matches_total": int(
                 round(sum(r * n for r, n in zip(v["fmr"], counts["impostor_pairs"], strict=True)))
             ),

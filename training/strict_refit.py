@@ -34,8 +34,8 @@ from training.security_levels import (
     METRICS,
     Gallery,
     Scorer,
-    _summary,
     calibrate_model,
+    fold_summary,
     threshold_at_fmr,
     with_levels,
 )
@@ -105,7 +105,7 @@ def float_pca_reference(gallery: Gallery, dims: int = DIMS) -> dict:
         t = threshold_at_fmr(np.concatenate([by_fold[g] for g in range(gallery.n_folds) if g != f]), TARGET_FMR)
         tar.append(float(np.mean(scorer(*gallery.genuine(f)) < t)))
         fmr.append(float(np.mean(by_fold[f] < t)))
-    return {"dims": dims, "target_fmr": TARGET_FMR, "tar": _summary(tar), "fmr": _summary(fmr)}
+    return {"dims": dims, "target_fmr": TARGET_FMR, "tar": fold_summary(tar), "fmr": fold_summary(fmr)}
 
 
 def balanced_accuracy(gallery: Gallery, config: HeadConfig) -> dict:
@@ -118,7 +118,7 @@ def balanced_accuracy(gallery: Gallery, config: HeadConfig) -> dict:
         qa = head.quantize(gallery.vectors[gallery.pair_left[test]])
         qb = head.quantize(gallery.vectors[gallery.pair_right[test]])
         accuracy.append(float(np.mean(head.decide(qa, qb) == gallery.pair_same[test])))
-    return _summary(accuracy)
+    return fold_summary(accuracy)
 
 
 def compile_candidate(gallery: Gallery, config: HeadConfig, out: Path, encoder_sha256: str, strategy: str) -> dict:
