@@ -27,8 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from training.head_fit import HeadConfig, fit_head, pca
+from training.ceilings import fold_scores
+from training.folds import view2_folds
+from training.head_fit import HeadConfig, fit_head
 from training.lfw import open_lfw_for_cli, unique_images
+from training.pairs import PairData
 from training.security_levels import (
     HEADS_ROOT,
     METRICS,
@@ -96,29 +99,8 @@ def select(view1: View1, levels: int, target_bits: int) -> tuple[HeadConfig, lis
 
 def float_pca_reference(gallery: Gallery, dims: int = DIMS) -> dict:
     """The fold-wise protocol on the float PCA-`dims` distance (PCA fitted per fold, no quantisation)."""
-    tar, fmr = [], []
-    for f in range(gallery.n_folds):
-        _, _, _, images = gallery.training_pairs(f)
-        mean, axes = pca(images, dims)
-        scorer = Scorer((gallery.vectors - mean) @ axes.T)
-        by_fold = [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
-        t = threshold_at_fmr(np.concatenate([by_fold[g] for g in range(gallery.n_folds) if g != f]), TARGET_FMR)
-        tar.append(float(np.mean(scorer(*gallery.genuine(f)) < t)))
-        fmr.append(float(np.mean(by_fold[f] < t)))
+    _, tar, fmr = fold_scores(gallery, dims, None, None)
     return {"dims": dims, "target_fmr": TARGET_FMR, "tar": fold_summary(tar), "fmr": fold_summary(fmr)}
-
-
-def balanced_accuracy(gallery: Gallery, config: HeadConfig) -> dict:
-    """LFW's 10-fold accuracy of the head's own (balanced) decision: fitted on 9 folds' pairs, tested on the 10th's."""
-    accuracy = []
-    for f in range(gallery.n_folds):
-        a, b, same, images = gallery.training_pairs(f)
-        head = fit_head(config, images, a, b, same)
-        test = gallery.pair_fold == f
-        qa = head.quantize(gallery.vectors[gallery.pair_left[test]])
-        qb = head.quantize(gallery.vectors[gallery.pair_right[test]])
-        accuracy.append(float(np.mean(head.decide(qa, qb) == gallery.pair_same[test])))
-    return fold_summary(accuracy)
 
 
 def compile_candidate(gallery: Gallery, config: HeadConfig, out: Path, encoder_sha256: str, strategy: str) -> dict:
@@ -152,11 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     encoder = FaceEncoder(tta="jitter")
 
     def vectors_of(paths: list) -> np.ndarray:  # the embeddings train_head uses (its cache, the jitter TTA)
-        return embed_images(paths, encoder, progress=False).tta("jitter").astype(np.float64)
+        return PairData(embed_images(paths, encoder, progress=False)).vectors
 
     view1 = View1(lfw, vectors_of)
     view2 = lfw.view2()
-    gallery = Gallery(view2, vectors_of(unique_images(view2)))
+    data = PairData(embed_images(unique_images(view2), encoder, progress=False))
+    gallery = Gallery(view2, data.vectors)
     report = {
         "protocol": __doc__.split("\n\n", 2)[2].split("Writes")[0].strip(),
         "target_fmr": TARGET_FMR,
@@ -173,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                 "chosen": config.to_dict(),
                 "view1_grid": grid,
                 "view2": result,
-                "view2_balanced_accuracy": balanced_accuracy(gallery, config),
+                "view2_balanced_accuracy": fold_summary(
+                    view2_folds(data, view2, config, with_simulation=False)["fold_accuracies_clear_quantised"]
+                ),
             }
             for strategy in () if args.no_cost else strategies:
                 out = Path(tmp) / f"L{levels}-{strategy}"
