@@ -13,7 +13,15 @@ from fhe_head.artifacts import point_dir
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES, HeadParams, default_level
 from privface.resources import artifacts_dir
 
-__all__ = ["DEFAULT_LEVEL", "LEVEL_NAMES", "default_level", "describe", "measured_rates", "offered_levels"]
+__all__ = [
+    "DEFAULT_LEVEL",
+    "LEVEL_NAMES",
+    "default_level",
+    "describe",
+    "look_alike_rates",
+    "measured_rates",
+    "offered_levels",
+]
 
 
 @cache
@@ -31,13 +39,25 @@ def _report() -> dict:
         return {}
 
 
-def measured_rates(point: str, level: str) -> tuple[float, float] | None:
-    """(false-match rate, false non-match rate) measured for this head and level, or None if unmeasured."""
+def _measured(point: str, level: str) -> dict | None:
     for model in _report().get("models", {}).values():
         if model.get("point") == point and level in model.get("levels", {}):
-            rates = model["levels"][level]
-            return rates["fmr"]["mean"], rates["fnmr"]["mean"]
+            return model["levels"][level]
     return None
+
+
+def measured_rates(point: str, level: str) -> tuple[float, float] | None:
+    """(false-match rate, false non-match rate) measured for this head and level, or None if unmeasured."""
+    rates = _measured(point, level)
+    return None if rates is None else (rates["fmr"]["mean"], rates["fnmr"]["mean"])
+
+
+def look_alike_rates(point: str, level: str) -> tuple[float, float] | None:
+    """(false-match rate among strangers of one look-alike group, that rate in the worst group), or None."""
+    rates = _measured(point, level)
+    if rates is None or "fmr_look_alike" not in rates:
+        return None
+    return rates["fmr_look_alike"]["mean"], max(rates["fmr_per_look_alike_group"])
 
 
 def _one_in(rate: float) -> str:
@@ -50,7 +70,15 @@ def describe(point: str, level: str) -> str:
     if rates is None:
         return f"security level {level} (no measured rates for the {point} head)"
     fmr, fnmr = rates
+    # A level holds its rate over LFW's mix of people; strangers who look alike get in far more often.
+    alike = look_alike_rates(point, level)
+    crowded = (
+        f", {_one_in(alike[0])} among strangers who look alike, up to {_one_in(alike[1])} in the group of "
+        "people the model tells apart worst"
+        if alike
+        else ""
+    )
     return (
-        f"about {_one_in(fmr)} strangers would be accepted; about {_one_in(fnmr)} genuine attempts "
+        f"about {_one_in(fmr)} strangers would be accepted{crowded}; about {_one_in(fnmr)} genuine attempts "
         "would be refused (measured on LFW, people the head was not fitted on)"
     )

@@ -184,30 +184,37 @@ def test_level_selection_through_the_real_server(tmp_path):
 
 
 def test_levels_are_described_from_the_measured_rates():
-    from privface.levels import describe, measured_rates
+    from privface.levels import describe, look_alike_rates, measured_rates
 
     rates = measured_rates("accurate", "1e-3")
     if rates is None:
         pytest.skip("no artifacts/metrics/security_levels.json (python -m training.security_levels)")
     fmr, fnmr = rates
-    assert f"about 1 in {round(1 / fmr):,} strangers would be accepted" in describe("accurate", "1e-3")
+    sentence = describe("accurate", "1e-3")
+    assert f"about 1 in {round(1 / fmr):,} strangers would be accepted" in sentence
+    alike = look_alike_rates("accurate", "1e-3")
+    if alike is not None:
+        assert f"1 in {round(1 / alike[0]):,} among strangers who look alike" in sentence
+        assert alike[1] >= alike[0] > fmr  # a group of similar people is where a level leaks first
     assert "no measured rates" in describe("accurate", "1e-9")
 
 
-def synthetic_gallery(seed: int = 0):
-    """A View-2-shaped gallery without LFW: 10 identity-disjoint folds of 8 people x 4 faces each."""
+def synthetic_gallery(seed: int = 0, crowd: int = 0, groups: int = 8):
+    """A View-2-shaped gallery without LFW: 10 identity-disjoint folds of 8 people x 4 faces each; the
+    first `crowd` people of each fold look alike (their centres lie close to one shared point)."""
     from pathlib import Path
 
     from training.lfw import Pair
     from training.security_levels import Gallery
 
     rng = np.random.default_rng(seed)
+    shared = 3 * rng.normal(size=128) if crowd else None
     paths, vectors, pairs = [], [], []
     for fold in range(10):
         people = [f"p{fold}_{k}" for k in range(8)]
         faces = {}
-        for person in people:
-            centre = rng.normal(size=128)
+        for k, person in enumerate(people):
+            centre = shared + 0.5 * rng.normal(size=128) if k < crowd else rng.normal(size=128)
             faces[person] = [Path(f"/lfw/{person}/{person}_{n:04d}.jpg") for n in range(4)]
             paths += faces[person]
             vectors += list(centre + 0.4 * rng.normal(size=(4, 128)))
@@ -216,7 +223,27 @@ def synthetic_gallery(seed: int = 0):
             pairs.append(Pair(faces[person][2], faces[people[(k + 1) % 8]][3], False, fold))
     index = {p: i for i, p in enumerate(paths)}
     order = [index[p] for p in dict.fromkeys(p for pair in pairs for p in (pair.left, pair.right))]
-    return Gallery(pairs, np.array(vectors)[order])
+    return Gallery(pairs, np.array(vectors)[order], groups=groups)
+
+
+def test_look_alike_groups_keep_people_whole_and_expose_the_crowded_group():
+    from training.security_levels import calibrate_model
+
+    gallery = synthetic_gallery(crowd=4, groups=2)
+    crowded = np.array([int(name.split("_")[1]) < 4 for name in gallery.person])
+    assert set(gallery.group[crowded]) != set(gallery.group[~crowded])  # k-means found the crowd
+    for name in set(gallery.person):
+        assert len(set(gallery.group[gallery.person == name])) == 1  # a person is never split
+    assert gallery.group_sizes()["people"] in ([40, 40], [41, 39], [39, 41])
+    report = calibrate_model(gallery, None, "clear")
+    crowd_group = int(np.bincount(gallery.group[crowded]).argmax())
+    for name in ("1e-2",):
+        level = report["levels"][name]
+        by_group = level["fmr_per_look_alike_group"]
+        assert by_group[crowd_group] > by_group[1 - crowd_group]
+        assert level["fmr_look_alike"]["mean"] > level["fmr"]["mean"]
+    # The pooled look-alike rate of a fold is its accepted impostors among same-group pairs.
+    assert report["counts_per_fold"]["look_alike_impostor_pairs"][0] == int(gallery.look_alike(0).sum())
 
 
 def test_with_levels_keeps_balanced_and_holds_each_rate_on_its_own_people():
