@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
+from types import ModuleType
 
 from concrete.fhe.version import __version__ as concrete_version
 
@@ -20,6 +23,14 @@ MAGIC = b"PFH1"
 CONCRETE_ML = "concrete-ml"  # Concrete-ML's Brevitas build (`fhe_head.concrete_ml_head`): the shipped engine
 CONCRETE_PYTHON = "concrete-python"  # the direct circuit (`fhe_head.dev.build_function`); artifacts without "engine"
 ENGINES = (CONCRETE_ML, CONCRETE_PYTHON)
+
+
+def concrete_ml_deployment() -> ModuleType:
+    """`concrete.ml.deployment` (FHEModelClient / FHEModelServer), imported quietly: through Brevitas it imports
+    torch's extension builder, which prints a CUDA notice on stderr on any machine with nvcc but no GPU."""
+    with contextlib.redirect_stderr(io.StringIO()):
+        from concrete.ml import deployment
+    return deployment
 
 
 def point_dir(point: str | Path = DEFAULT_POINT) -> Path:

@@ -15,7 +15,16 @@ from pathlib import Path
 import numpy as np
 from concrete import fhe
 
-from fhe_head.artifacts import CONCRETE_ML, DEFAULT_POINT, engine_of, load_meta, point_dir, unwrap, wrap
+from fhe_head.artifacts import (
+    CONCRETE_ML,
+    DEFAULT_POINT,
+    concrete_ml_deployment,
+    engine_of,
+    load_meta,
+    point_dir,
+    unwrap,
+    wrap,
+)
 from fhe_head.head import HeadParams
 from privface.errors import ArtifactError, CiphertextError, NotABitError
 
@@ -37,12 +46,10 @@ class FHEClient:
         self.engine = engine_of(self.meta)
         self._model = None  # Concrete-ML's FHEModelClient, for a Concrete-ML point
         if self.engine == CONCRETE_ML:
-            from concrete.ml.deployment import FHEModelClient
-
             try:
                 # No key_dir: Concrete's key cache writes the secret key without restricting its mode; the
                 # key file below (0600) is written through the same underlying concrete client instead.
-                self._model = FHEModelClient(str(self.directory))
+                self._model = concrete_ml_deployment().FHEModelClient(str(self.directory))
             except ValueError as err:  # its own check of versions.json against the installed packages
                 raise ArtifactError(f"{self.directory}: {err}") from err
             self._client: fhe.Client = self._model.client

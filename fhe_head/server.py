@@ -24,7 +24,16 @@ from concrete.fhe.compilation.evaluation_keys import EvaluationKeys
 from concrete.fhe.compilation.server import Server
 from concrete.fhe.compilation.value import Value
 
-from fhe_head.artifacts import CONCRETE_ML, DEFAULT_POINT, engine_of, load_meta, point_dir, unwrap, wrap
+from fhe_head.artifacts import (
+    CONCRETE_ML,
+    DEFAULT_POINT,
+    concrete_ml_deployment,
+    engine_of,
+    load_meta,
+    point_dir,
+    unwrap,
+    wrap,
+)
 from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
 BATCH_META = "batch.json"
@@ -52,10 +61,8 @@ class FHEServer:
     def _load_circuit(self) -> RunPair:
         """The 1:1 circuit of this point's engine, as one function of (template, probe, keys)."""
         if self.engine == CONCRETE_ML:
-            from concrete.ml.deployment import FHEModelServer
-
             try:
-                model = FHEModelServer(str(self.directory))
+                model = concrete_ml_deployment().FHEModelServer(str(self.directory))
             except ValueError as err:  # its own check of versions.json against the installed packages
                 raise ArtifactError(f"{self.directory}: {err}") from err
             return lambda a, b, keys: model.run((a, b), keys)

@@ -29,6 +29,7 @@ from fhe_head.artifacts import DEFAULT_POINT, POINTS
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
 from privface.errors import NoFaceError, PrivfaceError, ServiceError
 from privface.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
+from privface.levels import describe
 from privface.resources import DEFAULT_KEY_DIR
 
 PHOTO_ARGS = {"compare": ("a", "b"), "enrol": ("photo",), "verify": ("photo",), "identify": ("photo",)}
@@ -122,7 +123,8 @@ def _print_result(args: argparse.Namespace, result) -> int:
         answer = "Same person" if result.same else "Different people"
         print(answer + (f" as {result.name!r}" if result.name and result.same else ""))
         timings = ", ".join(f"{k} {v:.3f} s" for k, v in result.timings.items())
-        _say(args, f"security level {result.level}; decrypted here; {timings}")
+        _say(args, f"security level {result.level}: {describe(result.point, result.level)}")
+        _say(args, f"decrypted here; {timings}")
     return OK if result.same else NEGATIVE
 
 
@@ -234,7 +236,8 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
         default=default(None),
         choices=LEVEL_NAMES,
         help="false-match rate the probe asks for (sent encrypted; the server cannot tell): 1e-3 = about 1 "
-        f"stranger in 1,000 accepted; balanced = best LFW accuracy, less secure (default: {DEFAULT_LEVEL}, "
+        "stranger in 1,000 accepted over LFW's mix of people, several times more among strangers who look alike "
+        f"(-v prints the measured rates); balanced = best LFW accuracy, less secure (default: {DEFAULT_LEVEL}, "
         "or the strictest level the head offers)",
     )
     parser.add_argument(

@@ -68,7 +68,7 @@ def describe(point: str, level: str) -> str:
     """One plain sentence: how many strangers this level lets in, how many genuine attempts it refuses."""
     rates = measured_rates(point, level)
     if rates is None:
-        return f"security level {level} (no measured rates for the {point} head)"
+        return f"no measured rates for the {point} head at this level"
     fmr, fnmr = rates
     # A level holds its rate over LFW's mix of people; strangers who look alike get in far more often.
     alike = look_alike_rates(point, level)

@@ -15,6 +15,7 @@ import pytest
 from fhe_head.artifacts import ARTIFACTS_ROOT
 from privface import cli
 from privface.exitcodes import FAILED, NEGATIVE, OK, USAGE
+from privface.levels import describe
 from privface.resources import EXAMPLES_DIR
 
 pytestmark = pytest.mark.skipif(not (ARTIFACTS_ROOT / "fast" / "meta.json").is_file(), reason="no shipped head")
@@ -96,6 +97,7 @@ def test_compare_same_and_different_quiet_by_default_options_after_the_command(s
     status, out, err = run(capsys, "compare", str(OBAMA), str(OBAMA2), "--verbose", *opts(server, key_dir))
     assert (status, out) == (OK, "Same person\n")
     assert "key id" in err and "server_fhe_s" in err and f"{OBAMA}: face found" in err  # keys, steps, timings
+    assert f"security level 1e-3: {describe('fast', '1e-3')}" in err  # the default level, and what it means
 
 
 def test_templates_list_verify_identify_delete(server, key_dir, capsys):
@@ -158,3 +160,26 @@ def test_the_real_command_line_process(tmp_path):
         check=False,
     )
     assert missing.returncode == FAILED and missing.stderr.strip() == "error: nope.jpg: no such file"
+
+
+def test_no_cuda_notice_on_a_machine_with_nvcc_but_no_gpu(tmp_path):
+    """torch prints a CUDA notice on stderr when Concrete-ML is imported where nvcc exists but no GPU does;
+    the client and server load Concrete-ML quietly, so a user's terminal shows only our own lines."""
+    import os
+
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "nvcc").write_text("#!/bin/sh\nexit 1\n")
+    (fake_bin / "nvcc").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("CUDA_HOME", "CUDA_PATH")}
+    env["PATH"] = f"{fake_bin}{os.pathsep}{env['PATH']}"
+
+    def stderr_of(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stderr
+
+    if "No CUDA runtime" not in stderr_of("import concrete.ml.deployment"):
+        pytest.skip("torch prints no CUDA notice on this machine (a GPU, or another torch)")
+    both_roles = "from fhe_head.client import FHEClient; from fhe_head.server import FHEServer\n"
+    assert "CUDA" not in stderr_of(both_roles + "FHEClient('fast'), FHEServer('fast')")

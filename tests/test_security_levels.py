@@ -242,6 +242,11 @@ def test_look_alike_groups_keep_people_whole_and_expose_the_crowded_group():
         by_group = level["fmr_per_look_alike_group"]
         assert by_group[crowd_group] > by_group[1 - crowd_group]
         assert level["fmr_look_alike"]["mean"] > level["fmr"]["mean"]
+        # Each group's refusals add up to the overall FNMR (8 genuine pairs in every fold).
+        genuine = report["genuine_pairs_per_look_alike_group"]
+        assert sum(genuine) == 80
+        overall = np.mean(level["fnmr"]["per_fold"])
+        assert np.isclose(np.dot(level["fnmr_per_look_alike_group"], genuine) / 80, overall)
     # The pooled look-alike rate of a fold is its accepted impostors among same-group pairs.
     assert report["counts_per_fold"]["look_alike_impostor_pairs"][0] == int(gallery.look_alike(0).sum())
 

@@ -13,7 +13,8 @@ Protocol (ISO/IEC 19795-1 terms; LFW View 2, image-restricted: only View 2's ima
   false-match rate there is <= the target), and FMR / FNMR are measured on fold f's people.
 - Strangers who look alike: View 2's people are split into look-alike groups by k-means (k = 8, seeded)
   on each person's mean clear descriptor; each level's held-out FMR is also measured on the impostor
-  pairs within one group (pooled), and per group (pooled over folds). Thresholds are set as above, on
+  pairs within one group (pooled), and per group (pooled over folds), with each group's FNMR on its
+  people's genuine pairs. Thresholds are set as above, on
   all impostor pairs: this measures how far a level moves for a population of similar-looking people.
 - Scores: clear float = Euclidean distance of the 128-d descriptors; a head = its exact integer sum of
   lookups (what the circuit computes, so the integer model = FHE); accept iff score < threshold.
@@ -224,8 +225,9 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
         n: {"threshold": [], "fmr": [], "fnmr": [], "fnmr_all": [], "fmr_look_alike": []} for n in LEVELS
     }
     counts = {"impostor_pairs": [], "look_alike_impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
-    group_pairs = np.zeros(gallery.n_groups)
+    group_pairs, group_genuine = np.zeros(gallery.n_groups), np.zeros(gallery.n_groups)
     group_matches = {n: np.zeros(gallery.n_groups) for n in LEVELS}
+    group_refused = {n: np.zeros(gallery.n_groups) for n in LEVELS}
     det_grid, det_fmr, det_fnmr = None, [], []
     clear_impostors = None
     for f in range(gallery.n_folds):
@@ -250,6 +252,8 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
         look_alike = gallery.look_alike(f)
         group_of = gallery.group[gallery.impostors[f][0][look_alike]]
         group_pairs += np.bincount(group_of, minlength=gallery.n_groups)
+        genuine_group = gallery.group[gallery.genuine(f)[0]]
+        group_genuine += np.bincount(genuine_group, minlength=gallery.n_groups)
         counts["impostor_pairs"].append(len(impostor))
         counts["look_alike_impostor_pairs"].append(int(look_alike.sum()))
         counts["genuine_pairs"].append(len(genuine))
@@ -260,6 +264,8 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
             per_level[name]["fmr"].append(float(np.mean(accepted)))
             per_level[name]["fmr_look_alike"].append(float(np.mean(accepted[look_alike])))
             group_matches[name] += np.bincount(group_of, weights=accepted[look_alike], minlength=gallery.n_groups)
+            refused = genuine >= t
+            group_refused[name] += np.bincount(genuine_group, weights=refused, minlength=gallery.n_groups)
             per_level[name]["fnmr"].append(float(np.mean(genuine >= t)))
             per_level[name]["fnmr_all"].append(float(np.mean(same_all >= t)))
         if det_grid is None:
@@ -281,6 +287,7 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
             ),
             "fmr_look_alike": fold_summary(v["fmr_look_alike"]),
             "fmr_per_look_alike_group": (group_matches[name] / group_pairs).tolist(),
+            "fnmr_per_look_alike_group": (group_refused[name] / np.maximum(group_genuine, 1)).tolist(),
         }
     return {
         "model": label,
@@ -288,6 +295,7 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
         "config": config.to_dict() if config else None,
         "score": "Euclidean distance, 128-d float" if config is None else "exact integer sum of the head's lookups",
         "counts_per_fold": counts,
+        "genuine_pairs_per_look_alike_group": group_genuine.astype(int).tolist(),
         "impostor_pairs_total": int(sum(counts["impostor_pairs"])),
         "levels": levels,
         **({"level_element_checks": checks} if config is not None else {}),
