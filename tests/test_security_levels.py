@@ -235,7 +235,8 @@ def test_look_alike_groups_keep_people_whole_and_expose_the_crowded_group():
     for name in set(gallery.person):
         assert len(set(gallery.group[gallery.person == name])) == 1  # a person is never split
     assert gallery.group_sizes()["people"] in ([40, 40], [41, 39], [39, 41])
-    report = calibrate_model(gallery, None, "clear")
+    searches = {"1": (1, False), "4": (4, False), "3 look-alike": (3, True)}
+    report = calibrate_model(gallery, None, "clear", searches=searches)
     crowd_group = int(np.bincount(gallery.group[crowded]).argmax())
     for name in ("1e-2",):
         level = report["levels"][name]
@@ -247,6 +248,10 @@ def test_look_alike_groups_keep_people_whole_and_expose_the_crowded_group():
         assert sum(genuine) == 80
         overall = np.mean(level["fnmr"]["per_fold"])
         assert np.isclose(np.dot(level["fnmr_per_look_alike_group"], genuine) / 80, overall)
+        # 1:N: one template is one impostor pair; more templates, more chances; look-alikes, more still.
+        fpir = {k: v["mean"] for k, v in level["false_positive_identification_rate"].items()}
+        assert abs(fpir["1"] - level["fmr"]["mean"]) < 0.02
+        assert fpir["4"] > fpir["1"] and fpir["3 look-alike"] > fpir["4"]
     # The pooled look-alike rate of a fold is its accepted impostors among same-group pairs.
     assert report["counts_per_fold"]["look_alike_impostor_pairs"][0] == int(gallery.look_alike(0).sum())
 

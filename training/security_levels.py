@@ -16,6 +16,9 @@ Protocol (ISO/IEC 19795-1 terms; LFW View 2, image-restricted: only View 2's ima
   pairs within one group (pooled), and per group (pooled over folds), with each group's FNMR on its
   people's genuine pairs. Thresholds are set as above, on
   all impostor pairs: this measures how far a level moves for a population of similar-looking people.
+- 1:N identification: per held-out fold, 2,000 searches of a stranger's image against n enrolled people
+  (one random image each; n = 16 and 64, and 16 all from one look-alike group); the false-positive
+  identification rate (FPIR) is the share of searches in which the stranger matches any template.
 - Scores: clear float = Euclidean distance of the 128-d descriptors; a head = its exact integer sum of
   lookups (what the circuit computes, so the integer model = FHE); accept iff score < threshold.
 - The shipped heads are fitted on all 6000 pairs (as train_head ships them); their level thresholds
@@ -52,6 +55,10 @@ assert tuple(LEVELS) == LEVEL_NAMES
 POINTS = ("accurate", "fast")
 CHUNK = 200_000
 LOOK_ALIKE_GROUPS = 8
+# Open-set identification (1:N): templates searched per probe (the service allows 64 by default), searches
+# per held-out fold; the look-alike searches take all n + 1 people from one group (folds hold ~50 per group).
+SEARCHES = {"16": (16, False), "64": (64, False), "16 look-alike": (16, True)}
+SEARCH_TRIALS = 2000
 
 
 # ---- the level element -------------------------------------------------------------------------
@@ -157,6 +164,28 @@ class Gallery:
         i, j = self.impostors[f]
         return self.group[i] == self.group[j]
 
+    def open_set_searches(self, f: int, n: int, look_alike: bool) -> tuple[np.ndarray, np.ndarray]:
+        """SEARCH_TRIALS 1:N searches among fold f's people, as image indices: (strangers (trials,), templates
+        (trials, n)). Each search enrols n people (one random image each) and probes with an image of another
+        person; with `look_alike`, all n + 1 come from one look-alike group. Seeded by (f, n, look_alike),
+        so every scorer sees the same searches."""
+        rng = np.random.default_rng([f, n, int(look_alike)])
+        members = np.flatnonzero(self.fold == f)
+        people, first = np.unique(self.person[members], return_index=True)
+        images_of = [members[self.person[members] == p] for p in people]
+        group = self.group[members[first]]
+        pools = [np.flatnonzero(group == g) for g in range(self.n_groups)] if look_alike else [np.arange(len(people))]
+        pools = [pool for pool in pools if len(pool) > n]
+        if not pools:
+            raise ValueError(f"fold {f} has no {'look-alike group' if look_alike else 'people'} of {n + 1} people")
+        strangers = np.zeros(SEARCH_TRIALS, np.int32)
+        templates = np.zeros((SEARCH_TRIALS, n), np.int32)
+        for trial in range(SEARCH_TRIALS):
+            chosen = rng.choice(pools[rng.integers(len(pools))], n + 1, replace=False)
+            strangers[trial] = rng.choice(images_of[chosen[0]])
+            templates[trial] = [rng.choice(images_of[k]) for k in chosen[1:]]
+        return strangers, templates
+
     def group_sizes(self) -> dict:
         people = {g: len(set(self.person[self.group == g])) for g in range(self.n_groups)}
         images = np.bincount(self.group, minlength=self.n_groups)
@@ -211,7 +240,13 @@ def fold_summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "per_fold": values}
 
 
-def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, recorded: dict | None = None) -> dict:
+def calibrate_model(
+    gallery: Gallery,
+    config: HeadConfig | None,
+    label: str,
+    recorded: dict | None = None,
+    searches: dict[str, tuple[int, bool]] = SEARCHES,
+) -> dict:
     """Fold-wise thresholds (set on 9 folds' people) and held-out FMR / FNMR for clear float (config
     None) or a head configuration (refitted per fold). Also DET points, averaged over the folds.
 
@@ -224,6 +259,7 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
     per_level: dict[str, dict[str, list]] = {
         n: {"threshold": [], "fmr": [], "fnmr": [], "fnmr_all": [], "fmr_look_alike": []} for n in LEVELS
     }
+    fpir: dict[str, dict[str, list]] = {n: {s: [] for s in searches} for n in LEVELS}
     counts = {"impostor_pairs": [], "look_alike_impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
     group_pairs, group_genuine = np.zeros(gallery.n_groups), np.zeros(gallery.n_groups)
     group_matches = {n: np.zeros(gallery.n_groups) for n in LEVELS}
@@ -266,8 +302,13 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
             group_matches[name] += np.bincount(group_of, weights=accepted[look_alike], minlength=gallery.n_groups)
             refused = genuine >= t
             group_refused[name] += np.bincount(genuine_group, weights=refused, minlength=gallery.n_groups)
-            per_level[name]["fnmr"].append(float(np.mean(genuine >= t)))
+            per_level[name]["fnmr"].append(float(np.mean(refused)))
             per_level[name]["fnmr_all"].append(float(np.mean(same_all >= t)))
+        for search, (n_templates, alike) in searches.items():
+            strangers, templates = gallery.open_set_searches(f, n_templates, alike)
+            closest = scorer(np.repeat(strangers, n_templates), templates.ravel()).reshape(templates.shape).min(axis=1)
+            for name, t in thresholds.items():
+                fpir[name][search].append(float(np.mean(closest < t)))
         if det_grid is None:
             top = float(np.quantile(impostor, 0.2))
             det_grid = np.arange(0, top + 1) if config is not None else np.linspace(0, top, 400)
@@ -288,6 +329,7 @@ def calibrate_model(gallery: Gallery, config: HeadConfig | None, label: str, rec
             "fmr_look_alike": fold_summary(v["fmr_look_alike"]),
             "fmr_per_look_alike_group": (group_matches[name] / group_pairs).tolist(),
             "fnmr_per_look_alike_group": (group_refused[name] / np.maximum(group_genuine, 1)).tolist(),
+            "false_positive_identification_rate": {search: fold_summary(r) for search, r in fpir[name].items()},
         }
     return {
         "model": label,
