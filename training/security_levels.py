@@ -35,6 +35,7 @@ import argparse
 import json
 import sys
 import time
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -156,8 +157,17 @@ class Gallery:
             same = self.person[i] == self.person[j]
             self.impostors.append((i[~same].astype(np.int32), j[~same].astype(np.int32)))
             self.same_identity.append((i[same].astype(np.int32), j[same].astype(np.int32)))
-        self.group = look_alike_groups(vectors, self.person, groups)
-        self.n_groups = int(self.group.max()) + 1
+        self.groups_wanted = groups
+        self._searches: dict[tuple[int, int, bool], tuple[np.ndarray, np.ndarray]] = {}
+
+    @cached_property
+    def group(self) -> np.ndarray:
+        """Each image's look-alike group (computed on first use: only the look-alike figures need it)."""
+        return look_alike_groups(self.vectors, self.person, self.groups_wanted)
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.group.max()) + 1
 
     def look_alike(self, f: int) -> np.ndarray:
         """Which of fold f's impostor pairs join two people of one look-alike group (a mask)."""
@@ -168,7 +178,12 @@ class Gallery:
         """SEARCH_TRIALS 1:N searches among fold f's people, as image indices: (strangers (trials,), templates
         (trials, n)). Each search enrols n people (one random image each) and probes with an image of another
         person; with `look_alike`, all n + 1 come from one look-alike group. Seeded by (f, n, look_alike),
-        so every scorer sees the same searches."""
+        so every scorer sees the same searches (drawn once per gallery)."""
+        if (f, n, look_alike) not in self._searches:
+            self._searches[f, n, look_alike] = self._draw_searches(f, n, look_alike)
+        return self._searches[f, n, look_alike]
+
+    def _draw_searches(self, f: int, n: int, look_alike: bool) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([f, n, int(look_alike)])
         members = np.flatnonzero(self.fold == f)
         people, first = np.unique(self.person[members], return_index=True)
@@ -240,6 +255,74 @@ def fold_summary(values: list[float]) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)), "per_fold": values}
 
 
+class GroupTally:
+    """Per look-alike group, pooled over the held-out folds: the impostor pairs within the group and how many
+    each level accepts; the group's genuine pairs and how many each level refuses."""
+
+    def __init__(self, gallery: Gallery) -> None:
+        self.gallery = gallery
+        k = gallery.n_groups
+        self.pairs, self.genuine = np.zeros(k), np.zeros(k)
+        self.matches = {n: np.zeros(k) for n in LEVELS}
+        self.refused = {n: np.zeros(k) for n in LEVELS}
+
+    def add(self, f: int, impostor: np.ndarray, genuine: np.ndarray, thresholds: dict) -> dict[str, float]:
+        """Count held-out fold f (its impostor and genuine scores); each level's FMR among its look-alike pairs."""
+        gallery, k = self.gallery, self.gallery.n_groups
+        look_alike = gallery.look_alike(f)
+        pair_group = gallery.group[gallery.impostors[f][0][look_alike]]
+        genuine_group = gallery.group[gallery.genuine(f)[0]]
+        self.pairs += np.bincount(pair_group, minlength=k)
+        self.genuine += np.bincount(genuine_group, minlength=k)
+        fmr = {}
+        for name, t in thresholds.items():
+            accepted = impostor[look_alike] < t
+            self.matches[name] += np.bincount(pair_group, weights=accepted, minlength=k)
+            self.refused[name] += np.bincount(genuine_group, weights=genuine >= t, minlength=k)
+            fmr[name] = float(np.mean(accepted))
+        return fmr
+
+    def rates(self, name: str) -> dict:
+        return {
+            "fmr_per_look_alike_group": (self.matches[name] / self.pairs).tolist(),
+            "fnmr_per_look_alike_group": (self.refused[name] / np.maximum(self.genuine, 1)).tolist(),
+        }
+
+
+def identification_fpir(
+    gallery: Gallery, scorer: Scorer, f: int, thresholds: dict, searches: dict[str, tuple[int, bool]]
+) -> dict[str, dict[str, float]]:
+    """Per search kind and level: the share of fold f's 1:N searches in which the stranger matches a template."""
+    rates = {}
+    for search, (n_templates, look_alike) in searches.items():
+        strangers, templates = gallery.open_set_searches(f, n_templates, look_alike)
+        closest = scorer(np.repeat(strangers, n_templates), templates.ravel()).reshape(templates.shape).min(axis=1)
+        rates[search] = {name: float(np.mean(closest < t)) for name, t in thresholds.items()}
+    return rates
+
+
+def _det_grid(impostor: np.ndarray, integer: bool) -> np.ndarray:
+    """Thresholds for the DET curve, up to the first fold's 20% impostor quantile (every integer for a head)."""
+    top = float(np.quantile(impostor, 0.2))
+    return np.arange(0, top + 1) if integer else np.linspace(0, top, 400)
+
+
+def _level_summary(name: str, v: dict, fpir: dict, groups: GroupTally, impostor_pairs: list[int]) -> dict:
+    """One level's report from its per-fold figures `v` and 1:N rates `fpir`."""
+    return {
+        "target_fmr": LEVELS[name],
+        "threshold_per_fold": v["threshold"],
+        "fmr": fold_summary(v["fmr"]),
+        "fnmr": fold_summary(v["fnmr"]),
+        "tar_mean": 1 - float(np.mean(v["fnmr"])),
+        "fnmr_all_same_identity_pairs": fold_summary(v["fnmr_all"]),
+        "false_matches_total": int(round(sum(r * n for r, n in zip(v["fmr"], impostor_pairs, strict=True)))),
+        "fmr_look_alike": fold_summary(v["fmr_look_alike"]),
+        **groups.rates(name),
+        "false_positive_identification_rate": {search: fold_summary(r) for search, r in fpir.items()},
+    }
+
+
 def calibrate_model(
     gallery: Gallery,
     config: HeadConfig | None,
@@ -261,9 +344,7 @@ def calibrate_model(
     }
     fpir: dict[str, dict[str, list]] = {n: {s: [] for s in searches} for n in LEVELS}
     counts = {"impostor_pairs": [], "look_alike_impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
-    group_pairs, group_genuine = np.zeros(gallery.n_groups), np.zeros(gallery.n_groups)
-    group_matches = {n: np.zeros(gallery.n_groups) for n in LEVELS}
-    group_refused = {n: np.zeros(gallery.n_groups) for n in LEVELS}
+    groups = GroupTally(gallery)
     det_grid, det_fmr, det_fnmr = None, [], []
     clear_impostors = None
     for f in range(gallery.n_folds):
@@ -285,59 +366,34 @@ def calibrate_model(
         impostor = by_fold[f]
         genuine = scorer(*gallery.genuine(f))
         same_all = scorer(*gallery.same_identity[f])
-        look_alike = gallery.look_alike(f)
-        group_of = gallery.group[gallery.impostors[f][0][look_alike]]
-        group_pairs += np.bincount(group_of, minlength=gallery.n_groups)
-        genuine_group = gallery.group[gallery.genuine(f)[0]]
-        group_genuine += np.bincount(genuine_group, minlength=gallery.n_groups)
+        look_alike_fmr = groups.add(f, impostor, genuine, thresholds)
         counts["impostor_pairs"].append(len(impostor))
-        counts["look_alike_impostor_pairs"].append(int(look_alike.sum()))
+        counts["look_alike_impostor_pairs"].append(int(gallery.look_alike(f).sum()))
         counts["genuine_pairs"].append(len(genuine))
         counts["same_identity_pairs"].append(len(same_all))
         for name, t in thresholds.items():
-            accepted = impostor < t
             per_level[name]["threshold"].append(float(t))
-            per_level[name]["fmr"].append(float(np.mean(accepted)))
-            per_level[name]["fmr_look_alike"].append(float(np.mean(accepted[look_alike])))
-            group_matches[name] += np.bincount(group_of, weights=accepted[look_alike], minlength=gallery.n_groups)
-            refused = genuine >= t
-            group_refused[name] += np.bincount(genuine_group, weights=refused, minlength=gallery.n_groups)
-            per_level[name]["fnmr"].append(float(np.mean(refused)))
+            per_level[name]["fmr"].append(float(np.mean(impostor < t)))
+            per_level[name]["fmr_look_alike"].append(look_alike_fmr[name])
+            per_level[name]["fnmr"].append(float(np.mean(genuine >= t)))
             per_level[name]["fnmr_all"].append(float(np.mean(same_all >= t)))
-        for search, (n_templates, alike) in searches.items():
-            strangers, templates = gallery.open_set_searches(f, n_templates, alike)
-            closest = scorer(np.repeat(strangers, n_templates), templates.ravel()).reshape(templates.shape).min(axis=1)
-            for name, t in thresholds.items():
-                fpir[name][search].append(float(np.mean(closest < t)))
+        for search, rates in identification_fpir(gallery, scorer, f, thresholds, searches).items():
+            for name, rate in rates.items():
+                fpir[name][search].append(rate)
         if det_grid is None:
-            top = float(np.quantile(impostor, 0.2))
-            det_grid = np.arange(0, top + 1) if config is not None else np.linspace(0, top, 400)
+            det_grid = _det_grid(impostor, integer=config is not None)
         det_fmr.append([float(np.mean(impostor < t)) for t in det_grid])
         det_fnmr.append([float(np.mean(genuine >= t)) for t in det_grid])
-    levels = {}
-    for name, v in per_level.items():
-        levels[name] = {
-            "target_fmr": LEVELS[name],
-            "threshold_per_fold": v["threshold"],
-            "fmr": fold_summary(v["fmr"]),
-            "fnmr": fold_summary(v["fnmr"]),
-            "tar_mean": 1 - float(np.mean(v["fnmr"])),
-            "fnmr_all_same_identity_pairs": fold_summary(v["fnmr_all"]),
-            "false_matches_total": int(
-                round(sum(r * n for r, n in zip(v["fmr"], counts["impostor_pairs"], strict=True)))
-            ),
-            "fmr_look_alike": fold_summary(v["fmr_look_alike"]),
-            "fmr_per_look_alike_group": (group_matches[name] / group_pairs).tolist(),
-            "fnmr_per_look_alike_group": (group_refused[name] / np.maximum(group_genuine, 1)).tolist(),
-            "false_positive_identification_rate": {search: fold_summary(r) for search, r in fpir[name].items()},
-        }
+    levels = {
+        name: _level_summary(name, per_level[name], fpir[name], groups, counts["impostor_pairs"]) for name in LEVELS
+    }
     return {
         "model": label,
         "point": label if config is not None else None,
         "config": config.to_dict() if config else None,
         "score": "Euclidean distance, 128-d float" if config is None else "exact integer sum of the head's lookups",
         "counts_per_fold": counts,
-        "genuine_pairs_per_look_alike_group": group_genuine.astype(int).tolist(),
+        "genuine_pairs_per_look_alike_group": groups.genuine.astype(int).tolist(),
         "impostor_pairs_total": int(sum(counts["impostor_pairs"])),
         "levels": levels,
         **({"level_element_checks": checks} if config is not None else {}),
