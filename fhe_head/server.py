@@ -15,7 +15,10 @@ with K templates per run under the 1:1 circuit's key set and per-answer error; `
 
 from __future__ import annotations
 
+import ctypes
 import json
+import signal
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +44,25 @@ BATCH_META = "batch.json"
 RunPair = Callable[[Value, Value, EvaluationKeys], Value]
 
 
+def start_runtime() -> None:
+    """Start concrete's runtime now, then ignore SIGPIPE again.
+
+    The runtime (HPX) installs its own signal handlers when it starts, the one for SIGPIPE included, which
+    terminates the process. A server writing an answer to a client that has already closed its connection
+    gets SIGPIPE: Python ignores it (the write fails with an error instead), the runtime's handler would
+    kill the whole server. Started here, once, so no run starts it later behind our back."""
+    import concrete.compiler
+
+    concrete.compiler.init_dfr()
+    if hasattr(signal, "SIGPIPE"):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        else:  # signal.signal is main-thread only; the disposition itself is per process
+            libc = ctypes.CDLL(None)
+            libc.signal.restype = ctypes.c_void_p
+            libc.signal(int(signal.SIGPIPE), ctypes.c_void_p(1))  # 1 = SIG_IGN
+
+
 def batch_server_name(k: int) -> str:
     return f"server.batch{k}.zip"
 
@@ -52,6 +74,7 @@ class FHEServer:
         self.directory = point_dir(point)
         self.meta = load_meta(self.directory, ("server.zip",))
         self.engine = engine_of(self.meta)
+        start_runtime()
         self._run_pair = self._load_circuit()
         self._batches: dict[int, Server] = {}
         if batched:

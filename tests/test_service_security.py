@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
 import sqlite3
 import statistics
 import threading
@@ -249,6 +250,21 @@ def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
         alice.close()
     finally:
         server.stop()
+
+
+def test_a_client_that_hangs_up_cannot_kill_the_server(server, alice):
+    """Concrete's runtime, once started, handles SIGPIPE by ending the process: an error answer written
+    to a client that already closed its socket used to kill the server (after its first FHE run)."""
+    ciphertext = alice.encrypt(ASTRONAUT).ciphertext
+    alice.send_pair(ciphertext, ciphertext)  # at least one FHE run in this server process
+    host, port = server.url.removeprefix("http://").split(":")
+    for path in ("/v1/templates", "/v1/verify"):
+        for _ in range(3):
+            with socket.create_connection((host, int(port))) as raw:
+                head = f"POST {path} HTTP/1.1\r\nHost: x\r\ncontent-type: application/json\r\n"
+                raw.sendall((head + "content-length: 1000\r\n\r\n").encode())
+            time.sleep(0.2)
+    assert server.running
 
 
 def test_inflight_limit_per_owner(server, alice):
