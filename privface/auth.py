@@ -118,6 +118,9 @@ class NonceCache:
 
     def __init__(self, window_s: float = WINDOW_S, max_items: int = 200_000) -> None:
         self.window_s, self.max_items = window_s, max_items
+        # It remembers nothing older than itself: a request signed before it existed (before a server
+        # restart) may have been used already, so it is refused (`check_fresh`).
+        self.since = int(time.time())
         self._seen: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -134,6 +137,21 @@ class NonceCache:
             return True
 
 
+def check_fresh(headers: dict[str, str], nonces: NonceCache, now: float | None = None) -> None:
+    """The checks that need no body: well-formed signature headers, a timestamp within the window and not
+    older than the nonce cache (AuthError otherwise)."""
+    now = time.time() if now is None else now
+    timestamp, nonce = headers.get(HEADER_TIME, ""), headers.get(HEADER_NONCE, "")
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        raise AuthError("missing or malformed request signature")
+    if len(nonce) != NONCE_CHARS or not all(c in "0123456789abcdef" for c in nonce):
+        raise AuthError("missing or malformed request signature")
+    if abs(now - int(timestamp)) > nonces.window_s:
+        raise AuthError(f"request timestamp outside the {nonces.window_s:.0f} s window (check the clock)")
+    if int(timestamp) < nonces.since:
+        raise AuthError("request signed before the server (re)started: sign it again")
+
+
 def verify(
     public_key: bytes,
     headers: dict[str, str],
@@ -147,13 +165,8 @@ def verify(
 ) -> None:
     """Raise AuthError unless the headers carry a fresh, unused signature by `public_key` over this request."""
     now = time.time() if now is None else now
+    check_fresh(headers, nonces, now)
     timestamp, nonce, signature = (headers.get(h, "") for h in (HEADER_TIME, HEADER_NONCE, HEADER_SIGNATURE))
-    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
-        raise AuthError("missing or malformed request signature")
-    if len(nonce) != NONCE_CHARS or not all(c in "0123456789abcdef" for c in nonce):
-        raise AuthError("missing or malformed request signature")
-    if abs(now - int(timestamp)) > nonces.window_s:
-        raise AuthError(f"request timestamp outside the {nonces.window_s:.0f} s window (check the clock)")
     try:
         raw = base64.b64decode(signature, validate=True)
         Ed25519PublicKey.from_public_bytes(public_key).verify(

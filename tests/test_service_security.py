@@ -130,9 +130,12 @@ def test_lying_size_fields_are_refused_fast_with_health_answering(server, alice)
     assert _upload(server, auth.Signer.generate(), bytes(keys)).status_code == 400
 
 
-def _upload(server: LocalServer, signer: auth.Signer, keys: bytes, chunked: bool = False) -> httpx.Response:
+def _upload(
+    server: LocalServer, signer: auth.Signer, keys: bytes, chunked: bool = False, extra_headers: dict | None = None
+) -> httpx.Response:
     headers = signer.headers("POST", "/v1/keys", f"point={POINT}", hashlib.sha256(keys).digest(), None)
     headers["content-type"] = "application/octet-stream"
+    headers.update(extra_headers or {})
     content = iter([keys]) if chunked else keys
     return httpx.post(f"{server.url}/v1/keys?point={POINT}", content=content, headers=headers, timeout=120)
 
@@ -218,14 +221,57 @@ def test_hygiene(server, alice):
     assert alice.key_id not in log and "alice" not in log and "Traceback" not in log
 
 
+def _trickle(server: LocalServer, path: str, headers: dict, length: int = 60_000) -> tuple[int, float]:
+    """A body of `length` bytes declared, sent a byte every 0.2 s: (the status answered, seconds until then)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    start = time.perf_counter()
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        lines = [f"POST {path} HTTP/1.1", "host: x", f"content-length: {length}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        raw.setblocking(False)
+        answer = b""
+        while b"\r\n" not in answer and time.perf_counter() - start < 30:
+            try:
+                raw.sendall(b"0")
+                answer += raw.recv(4096)
+            except BlockingIOError:
+                time.sleep(0.2)
+            except OSError:  # closed by the server
+                break
+    return int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/1.1") else 0, time.perf_counter() - start
+
+
 def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
     limits = ["max_templates_per_key=2", "max_identify_templates=1", "max_keys=1", "max_owners=2"]
-    limits.append("max_uploads_per_address=5")
+    limits += ["max_uploads_per_address=5", "body_chunk_timeout_s=2"]
     extra = ("--points", POINT, "--workers", "1", *[a for limit in limits for a in ("--limit", limit)])
     server = LocalServer(tmp_path / "data", extra_args=extra).start()
     try:
         alice = _owner(server, encoder, tmp_path_factory, "owner")
         probe = alice.encrypt(ASTRONAUT).ciphertext
+        # Bodies trickled a byte at a time are dropped once the grace (2 s here) is over.
+        headers = alice.signer.headers("POST", "/v1/templates", "", hashlib.sha256(b"").digest(), alice.key_id)
+        status, took = _trickle(server, "/v1/templates", {**headers, "content-type": "application/json"})
+        assert status == 408 and took < 10
+        # One upload at a time per address: a second one while a trickled one holds its slot is refused.
+        upload_headers = auth.Signer.generate().headers("POST", "/v1/keys", f"point={POINT}", b"", None)
+        upload_headers["content-type"] = "application/octet-stream"
+        size = len(alice.fhe.evaluation_keys())
+        trickled: list[tuple[int, float]] = []
+        upload = (server, f"/v1/keys?point={POINT}", upload_headers, size)
+        held = threading.Thread(target=lambda: trickled.append(_trickle(*upload)))
+        held.start()
+        time.sleep(0.5)
+        second = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys())
+        assert second.status_code == 429 and "at once per client address: limit 1" in second.json()["detail"]
+        held.join()
+        assert trickled[0][0] == 408
+        # Uploads without a valid signature do not use up the address's hourly quota (counted below).
+        for _ in range(3):
+            unsigned = upload_headers | {"content-type": "application/octet-stream"}
+            empty = httpx.post(f"{server.url}/v1/keys?point={POINT}", content=iter([b""]), headers=unsigned)
+            assert empty.status_code == 401
         for name in ("a", "b"):
             assert signed(alice, "POST", "/v1/templates", {"name": name, "ciphertext": _b64(probe)}).status_code == 201
         third = signed(alice, "POST", "/v1/templates", {"name": "c", "ciphertext": _b64(probe)})
@@ -244,7 +290,9 @@ def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
         # Five uploads from this address this hour (alice, mallory, alice again, the refused third): one more.
         fifth = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys())
         assert fifth.status_code == 429 and "limit 2" in fifth.json()["detail"]
-        sixth = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys())
+        # X-Forwarded-For is not believed (no --trusted-proxy): the address counted is the connection's own.
+        forwarded = {"x-forwarded-for": "10.9.8.7"}
+        sixth = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys(), extra_headers=forwarded)
         assert sixth.status_code == 429 and "per client address and hour: limit 5" in sixth.json()["detail"]
         mallory.close()
         alice.close()

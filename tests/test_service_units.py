@@ -63,6 +63,17 @@ def test_signature_covers_every_field_and_is_used_once():
             _verify(signer.public_key, dict(_signed(signer), **broken), nonces)
 
 
+def test_a_request_signed_before_a_restart_is_refused():
+    """The nonce cache lives in memory: a request captured before a restart could otherwise be replayed."""
+    signer = auth.Signer.generate()
+    headers = _signed(signer)
+    _verify(signer.public_key, headers, auth.NonceCache())  # used once, before the restart
+    restarted = auth.NonceCache()
+    restarted.since = int(headers[auth.HEADER_TIME]) + 1  # a server started a second after the signature
+    with pytest.raises(auth.AuthError, match=r"before the server \(re\)started"):
+        _verify(signer.public_key, headers, restarted)
+
+
 def test_nonce_cache_refuses_rather_than_forgets():
     nonces = auth.NonceCache(window_s=10, max_items=2)
     assert nonces.add("a", 0) and nonces.add("b", 0) and not nonces.add("a", 1)

@@ -39,6 +39,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run the FHE work on this Ray cluster (its head's HOST:PORT; env PRIVFACE_RAY_ADDRESS); "
         "default: this machine's cores",
     )
+    parser.add_argument(
+        "--trusted-proxy",
+        default="",
+        metavar="ADDRESSES",
+        help="comma-separated addresses of reverse proxies whose X-Forwarded-For names the client (default: none; "
+        "the per-address limits then count each connection's own address, a proxy's included)",
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request line (off by default)")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
@@ -63,6 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE_S,
         limit_concurrency=MAX_CONNECTIONS,
+        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: anyone on loopback could then pick
+        # the address the per-address limits count.
+        proxy_headers=bool(args.trusted_proxy),
+        forwarded_allow_ips=args.trusted_proxy or None,
     )
     return 0
 

@@ -9,6 +9,7 @@ and every resource has a limit that is named when it is reached.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import os
@@ -50,10 +51,12 @@ class Limits:
     max_identify_templates: int = 64  # templates one identification may run over
     max_inflight_per_owner: int = 2  # FHE requests of one owner at once
     max_inflight_total: int = 64
-    max_uploads_at_once: int = 2  # key uploads being received or checked at once
-    max_uploads_per_address: int = 20  # key uploads one client address may start per hour
+    max_uploads_at_once: int = 8  # key uploads being received at once (to disk; two are checked at a time)
+    max_uploads_at_once_per_address: int = 1
+    max_uploads_per_address: int = 20  # signed key uploads one client address may complete per hour
     max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
     body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
+    body_min_rate_bytes_s: int = 32 * 1024  # after that much time, a body slower than this on average is dropped
     signature_window_s: float = WINDOW_S
     key_cache_bytes: int = 1 << 30  # parsed evaluation keys kept (counted in serialized bytes)
     key_cache_items: int = 16
@@ -121,8 +124,9 @@ class ServiceState:
         )
         self.nonces = NonceCache(self.limits.signature_window_s)
         self.inflight: dict[str, int] = {}
-        self.uploads = 0
-        self.uploads_by_address: dict[str, deque[float]] = {}
+        self.uploads: dict[str, int] = {}  # key uploads being received, by client address
+        self.uploads_by_address: dict[str, deque[float]] = {}  # completed (signed) uploads, by address
+        self.key_checks = asyncio.Semaphore(2)  # each check parses a whole key set in memory
 
     def load_keys(self, key_id: str) -> bytes:
         self.store.touch(key_id)
@@ -144,17 +148,34 @@ class ServiceState:
             if not self.inflight[key_id]:
                 del self.inflight[key_id]
 
-    def count_upload(self, address: str, now: float) -> None:
-        """One more key upload from `address`; 429 beyond the hourly limit (event-loop only)."""
+    @contextmanager
+    def receiving_upload(self, address: str, now: float) -> Iterator[None]:
+        """Count a key upload being received from `address`; 429 beyond the limits (event-loop only)."""
+        limits = self.limits
         recent = self.uploads_by_address.setdefault(address, deque())
         while recent and recent[0] < now - 3600:
             recent.popleft()
-        if len(recent) >= self.limits.max_uploads_per_address:
-            raise QuotaError(f"key uploads per client address and hour: limit {self.limits.max_uploads_per_address}")
-        recent.append(now)
+        if len(recent) >= limits.max_uploads_per_address:
+            raise QuotaError(f"key uploads per client address and hour: limit {limits.max_uploads_per_address}")
+        if self.uploads.get(address, 0) >= limits.max_uploads_at_once_per_address:
+            raise QuotaError(f"key uploads at once per client address: limit {limits.max_uploads_at_once_per_address}")
+        if sum(self.uploads.values()) >= limits.max_uploads_at_once:
+            raise QuotaError(f"key uploads at once: limit {limits.max_uploads_at_once}")
+        self.uploads[address] = self.uploads.get(address, 0) + 1
+        try:
+            yield
+        finally:
+            self.uploads[address] -= 1
+            if not self.uploads[address]:
+                del self.uploads[address]
         if len(self.uploads_by_address) > 100_000:  # forget idle addresses, oldest first
             for idle in [a for a, times in self.uploads_by_address.items() if not times or times[-1] < now - 3600]:
                 del self.uploads_by_address[idle]
+
+    def count_upload(self, address: str, now: float) -> None:
+        """One more signed key upload completed by `address` (the hourly limit counts these only: a request
+        without a valid signature must not use up an address's quota, e.g. that of a shared proxy)."""
+        self.uploads_by_address.setdefault(address, deque()).append(now)
 
     def close(self) -> None:
         self.engine.close()

@@ -26,7 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
-from fhe_head.service.app import API_VERSION, ClientGone, ServiceState
+from fhe_head.service.app import API_VERSION, ClientGone, Limits, ServiceState
 from fhe_head.service.store import KeyRecord, QuotaError
 from privface import auth
 
@@ -106,12 +106,15 @@ def _declared_length(request: Request) -> int | None:
     return int(declared)
 
 
-async def _chunks(request: Request, limit: int, timeout: float) -> AsyncIterator[bytes]:
-    """The body in chunks, at most `limit` bytes, each chunk within `timeout` seconds."""
+async def _chunks(request: Request, limit: int, limits: Limits) -> AsyncIterator[bytes]:
+    """The body in chunks, at most `limit` bytes, each chunk within `body_chunk_timeout_s`, and after that
+    much time of grace at `body_min_rate_bytes_s` on average: a client trickling a byte now and then
+    would otherwise hold its connection (and an upload slot) for as long as it likes."""
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
-    stream, size = request.stream().__aiter__(), 0
+    timeout, rate = limits.body_chunk_timeout_s, limits.body_min_rate_bytes_s
+    stream, size, start = request.stream().__aiter__(), 0, time.monotonic()
     while True:
         try:
             chunk = await asyncio.wait_for(stream.__anext__(), timeout)
@@ -124,21 +127,27 @@ async def _chunks(request: Request, limit: int, timeout: float) -> AsyncIterator
         size += len(chunk)
         if size > limit:
             raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+        if size < rate * (time.monotonic() - start - timeout):
+            raise HTTPException(408, f"body arriving slower than {rate} bytes/s")
         yield chunk
 
 
 async def _body(request: Request, state: ServiceState) -> bytes:
     if request.method in ("GET", "DELETE"):
-        parts = [c async for c in _chunks(request, 0, state.limits.body_chunk_timeout_s)]
+        parts = [c async for c in _chunks(request, 0, state.limits)]
     else:
         _require_type(request, "application/json")
-        parts = [c async for c in _chunks(request, state.limits.max_json_bytes, state.limits.body_chunk_timeout_s)]
+        parts = [c async for c in _chunks(request, state.limits.max_json_bytes, state.limits)]
     return b"".join(parts)
+
+
+def _signature_headers(request: Request) -> dict[str, str]:
+    return {k: request.headers.get(k, "") for k in (auth.HEADER_TIME, auth.HEADER_NONCE, auth.HEADER_SIGNATURE)}
 
 
 def _verify_signature(request: Request, state: ServiceState, identity: str, public_key: bytes, digest: bytes) -> None:
     query = request.scope.get("query_string", b"").decode("latin-1")
-    headers = {k: request.headers.get(k, "") for k in (auth.HEADER_TIME, auth.HEADER_NONCE, auth.HEADER_SIGNATURE)}
+    headers = _signature_headers(request)
     auth.verify(public_key, headers, request.method, request.url.path, query, identity, digest, state.nonces)
 
 
@@ -150,8 +159,11 @@ async def signed(request: Request, model: type[BaseModel] | None = None) -> tupl
         raise auth.AuthError("this request must be signed by the key owner (privface/auth.py)")
     if len(key_id) != auth.KEY_ID_CHARS or not all(c in "0123456789abcdef" for c in key_id):
         raise auth.AuthError("malformed key id")
-    raw = await _body(request, state)
+    # Everything that can be checked without the body is checked before reading it: an unknown key id or a
+    # stale or malformed signature does not get to hold a connection while it sends a body.
     record = await run_in_threadpool(state.store.key, key_id)
+    auth.check_fresh(_signature_headers(request), state.nonces)
+    raw = await _body(request, state)
     _verify_signature(request, state, key_id, record.public_key, hashlib.sha256(raw).digest())
     if model is None:
         return record, None
@@ -253,32 +265,33 @@ async def upload_keys(request: Request, point: Annotated[str, Query()] = "accura
     if point not in state.servers:
         raise HTTPException(404, f"unknown point; served: {sorted(state.servers)}")
     public_key = auth.parse_public_key(request.headers.get(auth.HEADER_PUBLIC_KEY, ""))
+    auth.check_fresh(_signature_headers(request), state.nonces)
     _require_type(request, "application/octet-stream")
     expected = state.formats[point].evaluation_keys.length
     declared = _declared_length(request)
     if declared is not None and declared != expected:
         raise HTTPException(413 if declared > expected else 400, f"evaluation keys of {point} are {expected} bytes")
-    if state.uploads >= state.limits.max_uploads_at_once:
-        raise QuotaError(f"key uploads at once: limit {state.limits.max_uploads_at_once}")
-    state.count_upload(request.client.host if request.client else "unknown", time.monotonic())
-    state.uploads += 1
-    part = state.store.partial_key_path()
-    try:
-        return await _receive_keys(request, state, point, public_key, part)
-    finally:
-        state.uploads -= 1
-        part.unlink(missing_ok=True)
+    address = request.client.host if request.client else "unknown"
+    with state.receiving_upload(address, time.monotonic()):
+        part = state.store.partial_key_path()
+        try:
+            return await _receive_keys(request, state, point, public_key, part, address)
+        finally:
+            part.unlink(missing_ok=True)
 
 
-async def _receive_keys(request: Request, state: ServiceState, point: str, public_key: bytes, part) -> dict:
+async def _receive_keys(
+    request: Request, state: ServiceState, point: str, public_key: bytes, part, address: str
+) -> dict:
     expected = state.formats[point].evaluation_keys.length
     digest = hashlib.sha256()
     with part.open("wb") as out:
         part.chmod(0o600)
-        async for chunk in _chunks(request, expected, state.limits.body_chunk_timeout_s):
+        async for chunk in _chunks(request, expected, state.limits):
             digest.update(chunk)
             out.write(chunk)
     _verify_signature(request, state, base64.b64encode(public_key).decode(), public_key, digest.digest())
+    state.count_upload(address, time.monotonic())
     key_id = auth.key_id_for(public_key, digest.digest())
     store = state.store
     if store.key_or_none(key_id) is None and store.owners() >= state.limits.max_owners:
@@ -289,7 +302,8 @@ async def _receive_keys(request: Request, state: ServiceState, point: str, publi
         state.formats[point].check_evaluation_keys(data)
         state.servers[point].load_evaluation_keys(data)
 
-    await run_in_threadpool(check)
+    async with state.key_checks:
+        await run_in_threadpool(check)
     record = store.add_key(part, key_id, point, state.servers[point].meta["circuit_id"], public_key)
     limits = state.limits
     for evicted in store.evict(limits.max_keys, limits.max_key_store_bytes, limits.max_key_idle_s, keep=key_id):
