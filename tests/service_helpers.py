@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,3 +89,24 @@ def forge_uncompressed(client: VerificationClient, values) -> bytes:
     forged = bytearray(samples[0])
     forged[start : start + words.nbytes] = words.tobytes()
     return wrap(fhe_client.meta, bytes(forged))
+
+
+def trickle(server: LocalServer, path: str, headers: dict, length: int = 60_000) -> tuple[int, float]:
+    """A body of `length` bytes declared, sent a byte every 0.2 s: (the status answered, seconds until then)."""
+    host, port = server.url.removeprefix("http://").split(":")
+    start = time.perf_counter()
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        lines = [f"POST {path} HTTP/1.1", "host: x", f"content-length: {length}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        raw.setblocking(False)
+        answer = b""
+        while b"\r\n" not in answer and time.perf_counter() - start < 30:
+            try:
+                raw.sendall(b"0")
+                answer += raw.recv(4096)
+            except BlockingIOError:
+                time.sleep(0.2)
+            except OSError:  # closed by the server
+                break
+    return int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/1.1") else 0, time.perf_counter() - start

@@ -22,7 +22,7 @@ from privface import auth
 from privface.client import VerificationClient
 from privface.local_server import LocalServer
 from tests.conftest import ASTRONAUT, CAMERAMAN
-from tests.service_helpers import forge_uncompressed, key_dir, signed
+from tests.service_helpers import forge_uncompressed, key_dir, signed, trickle
 
 POINT = "fast"
 
@@ -221,27 +221,6 @@ def test_hygiene(server, alice):
     assert alice.key_id not in log and "alice" not in log and "Traceback" not in log
 
 
-def _trickle(server: LocalServer, path: str, headers: dict, length: int = 60_000) -> tuple[int, float]:
-    """A body of `length` bytes declared, sent a byte every 0.2 s: (the status answered, seconds until then)."""
-    host, port = server.url.removeprefix("http://").split(":")
-    start = time.perf_counter()
-    with socket.create_connection((host, int(port)), timeout=30) as raw:
-        lines = [f"POST {path} HTTP/1.1", "host: x", f"content-length: {length}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        raw.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
-        raw.setblocking(False)
-        answer = b""
-        while b"\r\n" not in answer and time.perf_counter() - start < 30:
-            try:
-                raw.sendall(b"0")
-                answer += raw.recv(4096)
-            except BlockingIOError:
-                time.sleep(0.2)
-            except OSError:  # closed by the server
-                break
-    return int(answer.split(b" ")[1]) if answer.startswith(b"HTTP/1.1") else 0, time.perf_counter() - start
-
-
 def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
     limits = ["max_templates_per_key=2", "max_identify_templates=1", "max_keys=1", "max_owners=2"]
     limits += ["max_uploads_per_address=5", "body_chunk_timeout_s=2"]
@@ -252,7 +231,7 @@ def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
         probe = alice.encrypt(ASTRONAUT).ciphertext
         # Bodies trickled a byte at a time are dropped once the grace (2 s here) is over.
         headers = alice.signer.headers("POST", "/v1/templates", "", hashlib.sha256(b"").digest(), alice.key_id)
-        status, took = _trickle(server, "/v1/templates", {**headers, "content-type": "application/json"})
+        status, took = trickle(server, "/v1/templates", {**headers, "content-type": "application/json"})
         assert status == 408 and took < 10
         # One upload at a time per address: a second one while a trickled one holds its slot is refused.
         upload_headers = auth.Signer.generate().headers("POST", "/v1/keys", f"point={POINT}", b"", None)
@@ -260,7 +239,7 @@ def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
         size = len(alice.fhe.evaluation_keys())
         trickled: list[tuple[int, float]] = []
         upload = (server, f"/v1/keys?point={POINT}", upload_headers, size)
-        held = threading.Thread(target=lambda: trickled.append(_trickle(*upload)))
+        held = threading.Thread(target=lambda: trickled.append(trickle(*upload)))
         held.start()
         time.sleep(0.5)
         second = _upload(server, auth.Signer.generate(), alice.fhe.evaluation_keys())
