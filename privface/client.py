@@ -27,7 +27,7 @@ from fhe_head.artifacts import DEFAULT_POINT
 from fhe_head.client import FHEClient
 from fhe_head.head import default_level
 from privface.auth import Signer, key_id_for
-from privface.errors import ServiceError
+from privface.errors import InputError, ServiceError
 from privface.resources import DEFAULT_KEY_DIR
 from privface.result import CompareResult
 
@@ -44,6 +44,7 @@ class Encrypted:
     encode_s: float  # photo -> embedding (0 when an embedding was given)
     encrypt_s: float
     encoding: object | None = None  # the client_encoder.FaceEncoding, when made from a photo
+    level: str | None = None  # the security level a probe asks for; None: a template (it serves every level)
 
 
 @dataclass
@@ -159,7 +160,7 @@ class VerificationClient:
             embedding = encoding.embedding
         encoded = time.perf_counter()
         ciphertext = self.fhe.encrypt(embedding, level)
-        return Encrypted(ciphertext, encoded - start, time.perf_counter() - encoded, encoding)
+        return Encrypted(ciphertext, encoded - start, time.perf_counter() - encoded, encoding, level)
 
     def decrypt(self, answer: ServerAnswer | bytes) -> bool:
         """The server's encrypted bit, decrypted with our secret key (True = same person)."""
@@ -246,7 +247,15 @@ class VerificationClient:
         return ServerAnswer(result, fhe_s, time.perf_counter() - start)
 
     def send_pair(self, template: Encrypted | bytes, probe: Encrypted | bytes) -> ServerAnswer:
-        """Two ciphertexts to the server; returns its encrypted bit."""
+        """Two ciphertexts to the server; returns its encrypted bit. The level is the probe's: the server
+        compares at the *difference* of what the two carry, so a template must carry none and a probe one."""
+        if self.fhe.levels and isinstance(template, Encrypted) and template.level is not None:
+            raise InputError("the template was encrypted with a security level: encrypt it as client.encrypt(photo)")
+        if self.fhe.levels and isinstance(probe, Encrypted) and probe.level is None:
+            raise InputError(
+                "the probe was encrypted without a security level (it would be compared at 'balanced'): "
+                "encrypt it as client.encrypt(photo, client.level)"
+            )
         template, probe = (c.ciphertext if isinstance(c, Encrypted) else c for c in (template, probe))
         self.connect()
         body = {"template": _b64(template), "probe": _b64(probe)}

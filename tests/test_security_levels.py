@@ -8,7 +8,7 @@ from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.head import LEVEL_NAMES, HeadParams, default_level
 from fhe_head.server import FHEServer
-from privface.errors import UnknownLevelError
+from privface.errors import InputError, UnknownLevelError
 from tests.toy_heads import toy_head
 from training.head_fit import HeadConfig
 from training.security_levels import add_levels, raw_threshold, threshold_at_fmr
@@ -130,6 +130,14 @@ def test_verification_client_refuses_an_unknown_level(toy, tmp_path):
         VerificationClient("http://127.0.0.1:9", tmp_path / "toy", key_dir=None, level="1e-9")
     with VerificationClient("http://127.0.0.1:9", tmp_path / "toy", key_dir=None) as client:
         assert client.level == "1e-3"  # a secure default, not `balanced`
+        # The level is the difference of what the two ciphertexts carry: a probe without one, or a
+        # template with one, would silently compare at another level. Refused before anything is sent.
+        face = np.asarray(leveled.mean, np.float32)
+        template, probe = client.encrypt(face), client.encrypt(face, client.level)
+        with pytest.raises(InputError, match="probe was encrypted without a security level"):
+            client.send_pair(template, client.encrypt(face))
+        with pytest.raises(InputError, match="template was encrypted with a security level"):
+            client.send_pair(probe, probe)
     assert default_level(("balanced", "1e-2")) == "1e-2"  # a head that cannot hold 1e-3: its strictest
     assert default_level(()) is None
 
