@@ -60,10 +60,10 @@ class ExactFormat:
     def check(self, data: bytes, error: type[ValueError], what: str) -> None:
         """Raise `error` unless `data` has exactly this encoding."""
         if len(data) != self.length:
-            raise error(f"{what} has {len(data)} bytes; this circuit's are exactly {self.length}")
+            raise error(f"{what}: {len(data)} bytes; this circuit's are exactly {self.length}")
         for offset, expected in self.fixed:
             if data[offset : offset + len(expected)] != expected:
-                raise error(f"{what} is not in this circuit's encoding (seed-compressed, exact layout)")
+                raise error(f"{what}: not in this circuit's encoding (seed-compressed, exact layout)")
 
     def to_json(self) -> dict:
         return {"length": self.length, "fixed": [[offset, run.hex()] for offset, run in self.fixed]}

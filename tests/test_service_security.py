@@ -207,7 +207,7 @@ def test_key_id_is_bound_to_the_signing_key(server, alice):
 
 def test_hygiene(server, alice):
     probe = _b64(alice.encrypt(ASTRONAUT).ciphertext)
-    for name in ("eileen\n", "ｅｉｌｅｅｎ", "ei\u200bleen", "", " lead", "x" * 101):
+    for name in ("eileen\n", "ｅｉｌｅｅｎ", "ei\u200bleen", "", " lead", "trail ", "x" * 101):
         response = signed(alice, "POST", "/v1/templates", {"name": name, "ciphertext": probe})
         assert response.status_code == 422, name
     for replace in ("yes", 1, "true"):

@@ -32,7 +32,7 @@ from privface import auth
 
 log = logging.getLogger("fhe_head.service")
 
-NAME_PATTERN = re.compile(r"[\w][\w .'@-]{0,99}")
+NAME_PATTERN = re.compile(r"\w(?:[\w .'@-]{0,98}[\w.'@-])?")  # no leading or trailing space
 
 service = APIRouter(tags=["service"])
 keys = APIRouter(tags=["keys"])
@@ -192,7 +192,8 @@ def _name(text: str) -> str:
     if unicodedata.normalize("NFKC", text) != text or any(unicodedata.category(c).startswith("C") for c in text):
         raise HTTPException(422, "name: use plain characters (NFKC-normal, no control or format characters)")
     if not NAME_PATTERN.fullmatch(text):
-        raise HTTPException(422, "name: 1-100 letters, digits, spaces or . ' @ - _, starting with a letter/digit")
+        rule = "1-100 letters, digits, spaces or . ' @ - _, starting with a letter/digit, not ending with a space"
+        raise HTTPException(422, f"name: {rule}")
     return text
 
 
