@@ -57,6 +57,39 @@ def test_privface_cli_prints_one_line_per_error(error, monkeypatch, capsys):
     assert not any("Traceback" in line for line in err)
 
 
+def _onnx_model(path: Path, input_shape: list, output_op: str) -> Path:
+    """A small valid ONNX model that is not a face encoder: `output_op` (Flatten, Identity) of its input."""
+    from onnx import TensorProto, helper, save
+
+    graph = helper.make_graph(
+        [helper.make_node(output_op, ["chips"], ["out"])],
+        "not-an-encoder",
+        [helper.make_tensor_value_info("chips", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, None)],
+    )
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        (lambda d: d / "notes.onnx", "ONNX Runtime cannot load it"),
+        (lambda d: _onnx_model(d / "rank.onnx", ["n", 10], "Identity"), "does not take chips"),
+        (lambda d: _onnx_model(d / "flat.onnx", ["n", 150, 150, 3], "Flatten"), "not float [batch, 128]"),
+    ],
+    ids=["text-file", "wrong-input-rank", "wrong-output-shape"],
+)
+def test_encoder_cli_refuses_a_model_that_is_not_a_face_encoder(model, expected, tmp_path):
+    (tmp_path / "notes.onnx").write_text("not a model")
+    path = model(tmp_path)
+    result = _encoder_cli("--model", str(path), "--tta", "none", "compare", str(ASTRONAUT), str(CAMERAMAN))
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path} is not a face encoder ("), result.stderr
+    assert expected in lines[0]
+
+
 def _encoder_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "client_encoder", *args], capture_output=True, text=True, timeout=300, check=False
