@@ -2,7 +2,7 @@
 
 Clear (not private) encoder tools. Options go before or after the command. Exit status, as for
 `python -m privface`: 0 same person / done; 1 failed (a photo that cannot be used, no face, a model
-error); 2 usage error; 3 different people.
+error, interrupted); 2 usage error; 3 different people.
 """
 
 from __future__ import annotations
@@ -110,4 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         return _compare(encoder, args.a, args.b, args.json)
     except PrivfaceError as err:
         print(f"error: {err}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        # As `python -m privface` does: Ctrl-C is a failure to answer, not a crash.
+        print("\ninterrupted", file=sys.stderr)
         return FAILED

@@ -71,3 +71,15 @@ def test_usage_error_exits_2_and_help_documents_the_statuses():
 def test_no_face_names_the_file():
     result = run_cli("--tta", "none", "compare", str(ASTRONAUT), str(CAT))
     assert result.returncode == 1 and result.stderr.strip() == f"error: {CAT}: no face found in the image"
+
+
+def test_ctrl_c_is_one_line_and_exit_1(monkeypatch, capsys):
+    from client_encoder import cli
+
+    def interrupted(self, image):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli.FaceEncoder, "encode", interrupted)
+    assert cli.main(["--tta", "none", "compare", str(ASTRONAUT), str(CAT)]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.strip() == "interrupted" and captured.out == ""
