@@ -12,6 +12,7 @@ import time
 import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
+from fhe_head.service.app import Limits
 from privface import auth
 from privface.app_support import EmbeddedServer, KeyRegistry
 from tests.service_helpers import trickle
@@ -68,16 +69,19 @@ def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
         keys = server.data_dir / "keys"
         registry = KeyRegistry(idle_s=3600, sweep_s=3600)
         client = registry.client("s", "fast", lambda: VerificationClient(server.url, "fast", key_dir=None))
-        # Every session reaches the server from 127.0.0.1: one session's upload in progress (held open here)
-        # must not refuse another's (the server's per-address limits are lifted for the app).
+        # Every session reaches the server from 127.0.0.1: uploads of other sessions in progress (held open
+        # here, as many as a server allows one address) must not refuse this one's (lifted for the app).
         headers = auth.Signer.generate().headers("POST", "/v1/keys", "point=fast", b"", None)
         headers["content-type"] = "application/octet-stream"
         size = int(json.loads((ARTIFACTS_ROOT / "fast" / "formats.json").read_text())["evaluation_keys"]["length"])
-        held = threading.Thread(target=trickle, args=(server.server, "/v1/keys?point=fast", headers, size))
-        held.start()
+        upload = (server.server, "/v1/keys?point=fast", headers, size)
+        held = [threading.Thread(target=trickle, args=upload) for _ in range(Limits().max_uploads_at_once_per_address)]
+        for thread in held:
+            thread.start()
         time.sleep(0.5)
         client.connect()
-        held.join()
+        for thread in held:
+            thread.join()
         assert len(list(keys.glob("*.bin"))) == 1
         os.kill(server.pid, signal.SIGKILL)
         server.server.process.wait(timeout=30)

@@ -223,7 +223,7 @@ def test_hygiene(server, alice):
 
 def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
     limits = ["max_templates_per_key=2", "max_identify_templates=1", "max_keys=1", "max_owners=2"]
-    limits += ["max_uploads_per_address=5", "body_chunk_timeout_s=2"]
+    limits += ["max_uploads_per_address=5", "max_uploads_at_once_per_address=1", "body_chunk_timeout_s=2"]
     extra = ("--points", POINT, "--workers", "1", *[a for limit in limits for a in ("--limit", limit)])
     server = LocalServer(tmp_path / "data", extra_args=extra).start()
     try:

@@ -51,8 +51,8 @@ class Limits:
     max_identify_templates: int = 64  # templates one identification may run over
     max_inflight_per_owner: int = 2  # FHE requests of one owner at once
     max_inflight_total: int = 64
-    max_uploads_at_once: int = 8  # key uploads being received at once (to disk; two are checked at a time)
-    max_uploads_at_once_per_address: int = 1
+    max_uploads_at_once: int = 16  # key uploads being received at once (to disk; two are checked at a time)
+    max_uploads_at_once_per_address: int = 4  # clients behind one NAT or proxy share an address
     max_uploads_per_address: int = 20  # signed key uploads one client address may complete per hour
     max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
     body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped

@@ -266,12 +266,12 @@ async def upload_keys(request: Request, point: Annotated[str, Query()] = "accura
     if point not in state.servers:
         raise HTTPException(404, f"unknown point; served: {sorted(state.servers)}")
     public_key = auth.parse_public_key(request.headers.get(auth.HEADER_PUBLIC_KEY, ""))
-    auth.check_fresh(_signature_headers(request), state.nonces)
     _require_type(request, "application/octet-stream")
     expected = state.formats[point].evaluation_keys.length
     declared = _declared_length(request)
     if declared is not None and declared != expected:
         raise HTTPException(413 if declared > expected else 400, f"evaluation keys of {point} are {expected} bytes")
+    auth.check_fresh(_signature_headers(request), state.nonces)
     address = request.client.host if request.client else "unknown"
     with state.receiving_upload(address, time.monotonic()):
         part = state.store.partial_key_path()
