@@ -76,6 +76,36 @@ def test_large_photo_is_detected_on_a_reduced_copy(encoder):
     assert distance(encoder.embed(big), encoder.embed(ASTRONAUT)) < 0.15
 
 
+def test_cnn_fallback_runs_on_a_copy_of_at_most_800px():
+    # The CNN's cost grows with the pixels: a blank 1600x1600 photo took 26 s and 2.6 GB at full size.
+    from types import SimpleNamespace
+
+    import dlib
+
+    from client_encoder.detect import FaceDetector
+
+    detector = FaceDetector()
+    seen = []
+
+    def cnn(image, upsample):
+        seen.append((image.shape, upsample))
+        return [SimpleNamespace(rect=dlib.rectangle(100, 150, 300, 350), confidence=1.0)]
+
+    detector.__dict__["_cnn"] = cnn  # in place of the cached model
+    [face] = detector.detect(np.full((1600, 1200, 3), 128, np.uint8))
+    assert seen == [((800, 600, 3), 0)]
+    assert face.box == (200, 300, 600, 700) and face.detector == "cnn"  # in the photo's own pixels
+
+
+def test_cnn_finds_a_rotated_face_in_a_large_photo_where_it_is(encoder):
+    rotated = Image.open(ASTRONAUT).rotate(60, Image.Resampling.BICUBIC, fillcolor=(128, 128, 128))
+    [small] = encoder.detect(rotated)
+    [large] = encoder.detect(rotated.resize((1200, 1200), Image.Resampling.BICUBIC))
+    assert small.detector == large.detector == "cnn"
+    expected = np.array(small.centre) * 1200 / 512
+    assert np.abs(np.array(large.centre) - expected).max() < 30
+
+
 def test_bad_input_is_a_clear_error(encoder):
     with pytest.raises(InvalidImageError):
         encoder.embed(b"GIF89a but not really")
