@@ -36,6 +36,7 @@ def _embed(encoder: FaceEncoder, paths: list[str]) -> int:
         except _INPUT_ERRORS as err:
             failed += 1
             results.append({"path": path, "error": str(err), "error_type": type(err).__name__})
+            print(f"error: {err}", file=sys.stderr)  # a script may read only stdout's JSON, a person only this
     json.dump(results, sys.stdout, indent=1)
     sys.stdout.write("\n")
     return FAILED if failed else OK

@@ -31,6 +31,8 @@ def test_embed_reports_each_bad_photo_and_fails(tmp_path):
     assert "embedding" in ok and ok["tta"] == "none"
     assert cat["error_type"] == "NoFaceError"
     assert bad["error_type"] == "InvalidImageError" and "truncated" in bad["error"]
+    assert result.stderr.splitlines() == [f"error: {cat['error']}", f"error: {bad['error']}"]
+    assert cat["error"] == f"{CAT}: no face found in the image" and bad["error"].startswith(f"{broken}: ")
 
 
 def test_compare_shows_distance_threshold_and_verdict(tmp_path):
