@@ -99,6 +99,29 @@ def _downscale(image: Image.Image) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=2.0)
 
 
+def _to_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixel values as uint8: floats all within [0, 1] are scaled to 0-255, anything else is clipped to 0-255."""
+    if array.dtype == np.uint8:
+        return array
+    if np.issubdtype(array.dtype, np.floating) and np.nanmax(array) <= 1.0:
+        array = array * 255.0
+    return np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+
+
+def _deep_grey_to_uint8(image: Image.Image) -> np.ndarray:
+    """Greyscale of more than 8 bits (PIL modes I;16*, I, F) as uint8: PIL's own conversion clips
+    16-bit values to white and 0-1 floats to black, so such a photo had "no face"."""
+    array = np.asarray(image)
+    if image.mode == "F":
+        return _to_uint8(array)
+    if array.max(initial=0) > 0xFFFF:
+        # Signed or unsigned, 24 or 32 significant bits: the range cannot be told, so no guess.
+        raise InvalidImageError("unsupported pixel format: 32-bit integer greyscale (save it with 8 or 16 bits)")
+    if image.mode.startswith("I;16") or array.max(initial=0) > 255:
+        array = array >> 8  # 16-bit (scans, medical, some cameras): keep the top 8 bits
+    return _to_uint8(array)
+
+
 def _to_rgb_array(image: Image.Image) -> np.ndarray:
     image = ImageOps.exif_transpose(image) or image
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
@@ -106,11 +129,10 @@ def _to_rgb_array(image: Image.Image) -> np.ndarray:
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    if image.mode.startswith("I;16") or (image.mode == "I" and image.getextrema()[1] > 255):
-        # 16-bit greyscale (scans, medical, some cameras): keep the top 8 bits, as PIL would clip to white
-        image = Image.fromarray((np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8))
+    if image.mode in ("I", "F") or image.mode.startswith("I;16"):
+        image = Image.fromarray(_deep_grey_to_uint8(image))
     if image.mode not in ("RGB", "L"):
-        image = image.convert("RGB")  # CMYK, palette, bilevel, float: resize needs a plain mode
+        image = image.convert("RGB")  # CMYK, palette, bilevel: resize needs a plain mode
     return np.asarray(_downscale(image).convert("RGB"), dtype=np.uint8).copy()
 
 
@@ -125,10 +147,7 @@ def _array_to_rgb(array: np.ndarray, max_pixels: int) -> np.ndarray:
     if array.shape[2] == 4:
         alpha = array[:, :, 3:4].astype(np.float32) / (255.0 if array.dtype == np.uint8 else 1.0)
         array = array[:, :, :3] * alpha + (255 if array.dtype == np.uint8 else 1.0) * (1 - alpha)
-    if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and np.nanmax(array) <= 1.0:
-            array = array * 255.0  # float images in [0, 1]
-        array = np.clip(np.nan_to_num(array), 0, 255).astype(np.uint8)
+    array = _to_uint8(array)
     if array.shape[0] * array.shape[1] > WORK_PIXELS:
         return np.asarray(_downscale(Image.fromarray(np.ascontiguousarray(array))), dtype=np.uint8).copy()
     return np.ascontiguousarray(array)

@@ -196,3 +196,23 @@ def test_other_pixel_modes_read_as_rgb(mode):
     image = Image.open(ASTRONAUT).resize((64, 64)).convert(mode)
     pixels = load_image(image)
     assert pixels.shape == (64, 64, 3) and pixels.dtype == np.uint8 and 20 < pixels.mean() < 235
+
+
+def _tiff(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="TIFF")
+    return buffer.getvalue()
+
+
+def test_float_and_32_bit_tiffs_keep_their_contrast(encoder):
+    grey = np.asarray(Image.open(ASTRONAUT).convert("L"))
+    unit_float = _tiff(grey.astype(np.float32) / 255)  # PIL mode F, 0-1: PIL's conversion made it black
+    assert Image.open(io.BytesIO(unit_float)).mode == "F"
+    assert np.abs(load_image(unit_float)[:, :, 0].astype(int) - grey).max() <= 1
+    assert encoder.detect(unit_float), "the face in a 0-1 float TIFF"
+    wide = _tiff(grey.astype(np.int32) * 257)  # PIL mode I, 16-bit values
+    assert Image.open(io.BytesIO(wide)).mode == "I"
+    np.testing.assert_array_equal(load_image(wide)[:, :, 0], grey)
+    np.testing.assert_array_equal(load_image(_tiff(grey.astype(np.int32)))[:, :, 0], grey)  # mode I, 8-bit values
+    with pytest.raises(InvalidImageError, match="unsupported pixel format: 32-bit integer"):
+        load_image(_tiff(grey.astype(np.int32) << 23))
