@@ -9,7 +9,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from client_encoder.images import FORMATS, MIN_SIDE, WORK_PIXELS, InvalidImageError, load_image, work_size
+from client_encoder.images import (
+    FORMATS,
+    MAX_FILE_BYTES,
+    MAX_PIXELS,
+    MB,
+    MIN_SIDE,
+    WORK_PIXELS,
+    InvalidImageError,
+    load_image,
+    work_size,
+)
 from tests.conftest import ASTRONAUT
 
 
@@ -216,3 +226,12 @@ def test_float_and_32_bit_tiffs_keep_their_contrast(encoder):
     np.testing.assert_array_equal(load_image(_tiff(grey.astype(np.int32)))[:, :, 0], grey)  # mode I, 8-bit values
     with pytest.raises(InvalidImageError, match="unsupported pixel format: 32-bit integer"):
         load_image(_tiff(grey.astype(np.int32) << 23))
+
+
+def test_readme_states_the_size_limits_the_code_has():
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    limits = f"larger than {MAX_PIXELS // 1_000_000} MP or {MAX_FILE_BYTES // MB} MB"
+    downscaled = f"over {WORK_PIXELS // 1_000_000} MP are downscaled to {WORK_PIXELS // 1_000_000} MP"
+    client_encoder_section = readme[readme.index("## Client encoder") :]
+    assert limits in client_encoder_section and downscaled in client_encoder_section
+    assert " 40 MP" not in readme
