@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from client_encoder.align import TTA_VIEWS, align, views_of
 from client_encoder.detect import Face, FaceDetector, primary_face
 from client_encoder.embedder import FaceEmbedder
 from client_encoder.images import ImageInput, load_image
-from privface.errors import NoFaceError
+from privface.errors import ArtifactError, NoFaceError
 from privface.resources import artifacts_dir
 
 log = logging.getLogger(__name__)
@@ -93,12 +94,23 @@ def calibration_path() -> Path:
 
 
 def load_threshold(tta: str) -> float:
-    """The distance threshold calibrated on LFW for this TTA mode, else dlib's 0.6."""
-    try:
-        calibration = json.loads(calibration_path().read_text())
-        return float(calibration["thresholds"][tta])
-    except (OSError, KeyError, ValueError):
+    """The distance threshold calibrated on LFW for this TTA mode.
+
+    Without the calibration file (a copy without the shipped artifacts, whose encoder is converted into
+    the user cache instead) dlib's 0.6 is used and a warning says so, as verdicts shift with it; a file
+    that is there but unusable is an error rather than a silent default.
+    """
+    path = calibration_path()
+    if not path.is_file():
+        log.warning("no calibration at %s: using dlib's default threshold %s instead", path, DLIB_THRESHOLD)
         return DLIB_THRESHOLD
+    try:
+        threshold = float(json.loads(path.read_text())["thresholds"][tta])
+    except (OSError, KeyError, TypeError, ValueError) as err:
+        raise ArtifactError(f"{path}: not a calibration file with a threshold for tta={tta!r}") from err
+    if not 0 < threshold < math.inf:
+        raise ArtifactError(f"{path}: threshold for tta={tta!r} is {threshold}, not a positive distance")
+    return threshold
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -8,9 +9,14 @@ from PIL import Image
 from tests.conftest import ASTRONAUT, CAT
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "client_encoder", *args], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "client_encoder", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env={**os.environ, **(env or {})},
     )
 
 
@@ -85,3 +91,23 @@ def test_ctrl_c_is_one_line_and_exit_1(monkeypatch, capsys):
     assert cli.main(["--tta", "none", "compare", str(ASTRONAUT), str(CAT)]) == 1
     captured = capsys.readouterr()
     assert captured.err.strip() == "interrupted" and captured.out == ""
+
+
+def test_artifacts_without_calibration_say_the_default_threshold_is_used(tmp_path):
+    from client_encoder.models import ONNX_FILENAME, default_encoder_path
+
+    (tmp_path / "encoder").mkdir()
+    (tmp_path / "encoder" / ONNX_FILENAME).symlink_to(default_encoder_path())  # the model, not its calibration
+    env = {"PRIVFACE_ARTIFACTS": str(tmp_path)}
+    result = run_cli("--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env)
+    assert result.returncode == 0 and "threshold 0.6000" in result.stdout
+    calibration = tmp_path / "encoder" / "calibration.json"
+    assert result.stderr.splitlines() == [
+        f"WARNING: no calibration at {calibration}: using dlib's default threshold 0.6 instead"
+    ]
+    assert run_cli("--quiet", "--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env).stderr == ""
+    calibration.write_text('{"thresholds": {"jitter": 0.6}}')  # there, but not for this TTA mode
+    broken = run_cli("--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env)
+    assert broken.returncode == 1 and broken.stdout == ""
+    expected = f"error: {calibration}: not a calibration file with a threshold for tta='none'"
+    assert broken.stderr.splitlines() == [expected]
