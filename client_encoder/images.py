@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import math
+import stat
 import warnings
 from pathlib import Path
 
@@ -166,16 +167,50 @@ def load_image(source: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return _to_rgb_array(_open_pil(bytes(source), max_pixels))
     if isinstance(source, (str, Path)):
-        path = Path(source)
-        if path.is_dir():
-            raise InvalidImageError(f"{path}: is a folder, not an image file")
-        if not path.is_file():
-            raise InvalidImageError(f"{path}: no such file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            size = path.stat().st_size / MB
-            raise InvalidImageError(f"{path}: file is too large: {size:.0f} MB (limit {MAX_FILE_BYTES / MB:.0f} MB)")
+        path = _photo_file(source)
         try:
-            return _to_rgb_array(_open_pil(path.read_bytes(), max_pixels))
+            return _to_rgb_array(_open_pil(_read(path), max_pixels))
         except InvalidImageError as err:
             raise InvalidImageError(f"{path}: {err}") from err
     raise TypeError(f"cannot read an image from {type(source).__name__}")
+
+
+def _os_reason(err: OSError) -> str:
+    """'permission denied', 'too many levels of symbolic links' (a loop), ...: the system's own words."""
+    reason = err.strerror or str(err)
+    return reason[:1].lower() + reason[1:]
+
+
+def _photo_file(source: str | Path) -> Path:
+    """The path, if it names a regular file of an acceptable size; else the one line that says why not.
+
+    Checked with one stat before anything is opened: a FIFO or a device would block or never end.
+    """
+    if isinstance(source, str) and not source:
+        raise InvalidImageError("empty path: name a photo file")  # Path("") would be "." (a folder)
+    path = Path(source)
+    try:
+        info = path.stat()
+    except FileNotFoundError as err:
+        hint = " (standard input is not read: name a photo file)" if str(source) == "-" else ""
+        raise InvalidImageError(f"{path}: no such file{hint}") from err
+    except OSError as err:
+        raise InvalidImageError(f"{path}: {_os_reason(err)}") from err
+    except ValueError as err:  # a NUL byte in the path
+        raise InvalidImageError(f"{str(source)!r}: not a valid path (it holds a NUL byte)") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise InvalidImageError(f"{path}: is a folder, not an image file")
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a pipe" if stat.S_ISFIFO(info.st_mode) else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device"
+        raise InvalidImageError(f"{path}: not a regular file ({kind}), not an image file")
+    if info.st_size > MAX_FILE_BYTES:
+        size = info.st_size / MB
+        raise InvalidImageError(f"{path}: file is too large: {size:.0f} MB (limit {MAX_FILE_BYTES / MB:.0f} MB)")
+    return path
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:  # unreadable (permissions), or gone since it was checked
+        raise InvalidImageError(_os_reason(err)) from err

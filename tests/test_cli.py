@@ -111,3 +111,20 @@ def test_artifacts_without_calibration_say_the_default_threshold_is_used(tmp_pat
     assert broken.returncode == 1 and broken.stdout == ""
     expected = f"error: {calibration}: not a calibration file with a threshold for tta='none'"
     assert broken.stderr.splitlines() == [expected]
+
+
+def test_bad_paths_get_one_accurate_line_each(tmp_path):
+    from tests.test_images import _bad_paths
+
+    expected = _bad_paths(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "client_encoder", "--tta", "none", "embed", *expected],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,  # where no file is named "-"
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [f"error: {message}" for message in expected.values()]

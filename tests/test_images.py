@@ -1,4 +1,5 @@
 import io
+import os
 import struct
 import subprocess
 import sys
@@ -169,6 +170,31 @@ def test_missing_file_and_unknown_type():
         load_image("/no/such/photo.jpg")
     with pytest.raises(TypeError):
         load_image(12345)
+
+
+def _bad_paths(folder: Path) -> dict[str, str]:
+    """Paths that name no photo file -> the one line each must give (the first ones read 'no such file')."""
+    fifo = folder / "pipe.jpg"
+    os.mkfifo(fifo)
+    loop = folder / "loop.jpg"
+    loop.symlink_to(loop)
+    return {
+        "": "empty path: name a photo file",
+        str(fifo): f"{fifo}: not a regular file (a pipe), not an image file",
+        "/dev/zero": "/dev/zero: not a regular file (a device), not an image file",
+        "-": "-: no such file (standard input is not read: name a photo file)",
+        str(loop): f"{loop}: too many levels of symbolic links",
+        str(folder / "none.jpg"): f"{folder / 'none.jpg'}: no such file",
+        str(folder): f"{folder}: is a folder, not an image file",
+    }
+
+
+def test_each_kind_of_bad_path_is_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where no file is named "-"
+    for path, message in _bad_paths(tmp_path).items():
+        with pytest.raises(InvalidImageError) as caught:
+            load_image(path)
+        assert str(caught.value) == message
 
 
 def test_exif_orientation_is_applied():
