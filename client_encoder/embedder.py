@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,22 @@ CHIP_SHAPE = (150, 150, 3)
 DESCRIPTOR_SIZE = 128
 
 
+# What ONNX Runtime puts around its reason: a status prefix, "Load model from PATH failed:" (the
+# path is named already) and a C++ source location with a function signature.
+_ORT_NOISE = (
+    re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : "),
+    re.compile(r"^Load model from .* failed:"),
+    re.compile(r"^\S+\.(?:cc|cpp|h):\d+ .*\) "),
+)
+
+
 def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    """ONNX Runtime's reason, without the noise: one short line for the user."""
+    lines = str(err).strip().splitlines()
+    text = lines[0] if lines else ""
+    for noise in _ORT_NOISE:
+        text = noise.sub("", text)
+    return text.strip() or type(err).__name__
 
 
 class FaceEmbedder:
