@@ -10,6 +10,7 @@ The secret key never leaves this object (or its key directory, files with mode 0
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,27 @@ from fhe_head.artifacts import (
     wrap,
 )
 from fhe_head.head import HeadParams
-from privface.errors import ArtifactError, CiphertextError, NotABitError
+from privface.errors import ArtifactError, CiphertextError, CryptoError, NotABitError
+
+
+def check_key_file(path: Path) -> None:
+    """CryptoError unless `path` is as long as its Cap'n Proto segment table says: concrete reads a truncated
+    or garbage key file for tens of seconds, printing thousands of lines, before it fails."""
+    with path.open("rb") as f:
+        head = f.read(4)
+        count = struct.unpack("<I", head)[0] + 1 if len(head) == 4 else 0
+        table = f.read(4 * count) if 0 < count <= 512 else b""
+    size = path.stat().st_size
+    if len(table) != 4 * count or not table:
+        expected = -1
+    else:
+        header = 4 + 4 * count
+        expected = header + (-header % 8) + 8 * sum(struct.unpack(f"<{count}I", table))
+    if expected != size:
+        raise CryptoError(
+            f"key file {path} is corrupted or truncated: delete it to make new keys "
+            "(templates enrolled with the old ones can then not be used), or restore it"
+        )
 
 
 class FHEClient:
@@ -56,23 +77,31 @@ class FHEClient:
         else:
             self._client = fhe.Client(fhe.ClientSpecs.deserialize((self.directory / "client.specs.json").read_bytes()))
         self.key_file = Path(key_dir).expanduser() / f"{self.meta['circuit_id']}.keys" if key_dir else None
+        self._keys_ready = False  # encrypting before the keys exist would use throw-away ones the runtime makes
 
     # ---- keys ----------------------------------------------------------------------------
     def generate_keys(self, force: bool = False) -> None:
         """Create (or load from the key directory) the secret and evaluation keys."""
         if self.key_file and self.key_file.is_file() and not force:
-            self._client.keys.load(self.key_file)
-            return
-        self._client.keys.generate(force=True)
-        if self.key_file:
-            self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            tmp = self.key_file.with_suffix(".tmp")
-            self._client.keys.save(tmp)
-            os.chmod(tmp, 0o600)
-            tmp.replace(self.key_file)
+            check_key_file(self.key_file)
+            try:
+                self._client.keys.load(self.key_file)
+            except RuntimeError as err:
+                raise CryptoError(f"key file {self.key_file} cannot be read ({err}): delete or restore it") from err
+        else:
+            self._client.keys.generate(force=True)
+            if self.key_file:
+                self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                tmp = self.key_file.with_suffix(".tmp")
+                self._client.keys.save(tmp)
+                os.chmod(tmp, 0o600)
+                tmp.replace(self.key_file)
+        self._keys_ready = True
 
     def evaluation_keys(self) -> bytes:
         """Serialized evaluation keys for the server (public material: it cannot decrypt)."""
+        if not self._keys_ready:
+            self.generate_keys()
         return wrap(self.meta, self._client.evaluation_keys.serialize())
 
     # ---- data ----------------------------------------------------------------------------
@@ -105,6 +134,8 @@ class FHEClient:
             raise ValueError(f"expected an integer vector of length {head.vector_length}, got shape {q.shape}")
         if q.min() < head.q_min or q.max() > head.q_max:
             raise ValueError(f"vector entries must lie in [{head.q_min}, {head.q_max}]")
+        if not self._keys_ready:
+            self.generate_keys()
         if self._model is not None:
             # Concrete-ML's input quantiser (the identity on these integers, checked at build) then (1, V)
             payload = self._model.quantize_encrypt_serialize(q.astype(np.float64)[None, :], None)[0]
@@ -114,6 +145,8 @@ class FHEClient:
 
     def decrypt(self, result: bytes) -> bool:
         """True = same person. NotABitError when the result does not decrypt to 0 or 1 (another key)."""
+        if not self._keys_ready:
+            self.generate_keys()
         try:
             payload = unwrap(self.meta, result, "result")
             if self._model is not None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from privface.errors import ServiceError
+from privface.errors import CryptoError, ServiceError
 
 SCHEME = b"privface-sig-v1"
 HEADER_KEY = "x-privface-key"  # the key id (or, on key upload, absent)
@@ -76,7 +76,10 @@ class Signer:
         if path is None:
             return cls.generate()
         if path.is_file():
-            return cls(Ed25519PrivateKey.from_private_bytes(path.read_bytes()))
+            try:
+                return cls(Ed25519PrivateKey.from_private_bytes(path.read_bytes()))
+            except ValueError as err:
+                raise CryptoError(f"signing key file {path} is corrupted: delete or restore it") from err
         signer = cls.generate()
         signer.save(path)
         return signer

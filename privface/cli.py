@@ -27,6 +27,7 @@ from datetime import datetime
 
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
+from privface.display import one_line, public_url
 from privface.errors import NoFaceError, PrivfaceError, ServiceError
 from privface.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
 from privface.levels import describe
@@ -67,6 +68,8 @@ def _encode_photos(args: argparse.Namespace) -> list:
             encodings.append(_encoder(args).encode(path))
         except NoFaceError as err:
             raise NoFaceError(f"{path}: {err}") from err
+        if encodings[-1].note:  # several faces: which one was used is said, always
+            print(f"note: {path}: {encodings[-1].note}", file=sys.stderr)
         _say(args, f"{path}: face found and embedded in {time.perf_counter() - start:.2f} s")
     return encodings
 
@@ -104,15 +107,21 @@ def _existing_keys(client) -> bool:
     return True
 
 
-def _no_keys(args: argparse.Namespace) -> int:
-    """list / delete / forget when the server holds nothing of ours: say so, upload nothing."""
+def _no_keys(args: argparse.Namespace, client) -> int:
+    """list / delete / forget when we have no keys for this head, or the server holds none of ours: say
+    which, upload nothing."""
+    key_file = client.fhe.key_file
+    if key_file is None or not key_file.is_file():
+        where = f"no keys for the {args.point} head in {args.key_dir}"
+    else:
+        where = f"the server at {public_url(args.url)} holds no keys of yours for the {args.point} head"
     if args.command == "delete":
-        print(f"error: no template {args.name!r}: the server holds no keys of yours", file=sys.stderr)
+        print(f"error: no template {args.name!r}: {where}", file=sys.stderr)
         return FAILED
     if args.command == "list" and args.json:
         print("[]")
     else:
-        print("the server holds no keys of yours" + (": nothing to delete" if args.command == "forget" else ""))
+        print(where + (": nothing to delete" if args.command == "forget" else ""))
     return OK
 
 
@@ -134,7 +143,7 @@ def _table(records: list[dict]) -> str:
     rows = [("NAME", "CIPHERTEXT", "ENROLLED")]
     for record in records:
         when = datetime.fromtimestamp(record["created"]).strftime("%Y-%m-%d %H:%M")
-        rows.append((record["name"], f"{record['size'] / 1e3:.1f} KB", when))
+        rows.append((one_line(record["name"]), f"{record['size'] / 1e3:.1f} KB", when))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join(f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]}" for r in rows)
 
@@ -145,7 +154,12 @@ def _confirm(args: argparse.Namespace) -> bool | None:
         return True
     if not sys.stdin.isatty():
         return None
-    answer = input(f"Delete your keys and every template enrolled with them from {args.url}? [y/N] ")
+    question = f"Delete your {args.point} keys and every template enrolled with them from {public_url(args.url)}?"
+    try:
+        answer = input(question + " [y/N] ")
+    except EOFError:  # Ctrl-D: no
+        print()
+        return False
     return answer.strip().lower() in ("y", "yes")
 
 
@@ -154,13 +168,14 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
         return _print_result(args, client.compare(encodings[0], encodings[1]))
     if args.command == "enrol":
         record = client.enrol(encodings[0], args.name, replace=args.replace)
-        print(f"enrolled {record['name']!r} ({record['size'] / 1e3:.1f} KB of ciphertext stored on the server)")
+        stored = f"{record['size'] / 1e3:.1f} KB of ciphertext stored on the server"
+        print(f"enrolled {one_line(record['name'])!r} ({stored})")
         return OK
     if args.command == "verify":
         return _print_result(args, _named(args, lambda: client.verify(encodings[0], args.name)))
     if args.command == "identify":
         matches = client.identify(encodings[0])
-        found = [name for name, same in matches if same]
+        found = [one_line(name) for name, same in matches if same]
         if args.json:
             print(json.dumps({"matches": found, "templates": len(matches)}, indent=1))
         elif not matches:
@@ -178,7 +193,7 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
         print(f"deleted {args.name!r}")
         return OK
     client.forget_me()
-    print("the server no longer holds your keys or templates")
+    print(f"the server no longer holds your {args.point} keys or their templates")
     return OK
 
 
@@ -192,7 +207,21 @@ def _named(args: argparse.Namespace, call):
         raise
 
 
+def _check_key_dir(args: argparse.Namespace) -> str | None:
+    """A usage error about --key-dir, or None."""
+    if not args.key_dir.strip():
+        return "--key-dir is empty (keys would be thrown away after this run)"
+    path = os.path.expanduser(args.key_dir)
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"--key-dir {args.key_dir} is a file, not a folder"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    problem = _check_key_dir(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return USAGE
     try:
         if args.command == "forget":
             confirmed = _confirm(args)
@@ -205,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         encodings = _encode_photos(args)
         with _client(args) as client:
             if args.command in KEY_ONLY and not _existing_keys(client):
-                return _no_keys(args)
+                return _no_keys(args, client)
             _connect(args, client)
             return _run_command(args, client, encodings)
     except PrivfaceError as err:

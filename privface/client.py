@@ -22,16 +22,43 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from fhe_head.artifacts import DEFAULT_POINT
 from fhe_head.client import FHEClient
 from fhe_head.head import default_level
 from privface.auth import Signer, key_id_for
+from privface.display import one_line, public_url
 from privface.errors import InputError, ServiceError
 from privface.resources import DEFAULT_KEY_DIR
 from privface.result import CompareResult
 
 __all__ = ["Encrypted", "ServerAnswer", "VerificationClient"]
+
+
+class _Answer(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class _KeyRecord(_Answer):
+    key_id: str
+
+
+class _Template(_Answer):
+    name: str
+    size: int
+    created: float
+
+
+class _Match(_Answer):
+    name: str
+    result: str
+
+
+class _Identification(_Answer):
+    wall_s: float
+    results: list[_Match]
+
 
 UPLOAD_CHUNK = 1 << 20
 
@@ -88,7 +115,14 @@ class VerificationClient:
         # head's default. Unknown or not offered by this head -> UnknownLevelError.
         self.level = level if level is not None else default_level(self.fhe.levels)
         self.fhe.head.level_index(self.level)
-        self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+        try:
+            parsed = httpx.URL(self.url)
+            if parsed.scheme not in ("http", "https") or not parsed.host:
+                raise httpx.InvalidURL("expected http://HOST[:PORT] or https://...")
+            self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+        except (httpx.InvalidURL, TypeError, ValueError) as err:
+            raise ServiceError(f"invalid server URL {public_url(self.url)!r}: {err}") from err
+        self._server_checked = False
         self.key_id: str | None = None
         self.signer: Signer | None = None
         self._keys = b""
@@ -108,14 +142,40 @@ class VerificationClient:
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.HTTPError as err:
-            raise ServiceError(f"cannot reach the server at {self.url}: {err}") from err
-        if response.status_code >= 400:
+            raise ServiceError(f"cannot reach the server at {public_url(self.url)}: {one_line(err)}") from err
+        if not response.is_success:
             try:
-                detail = response.json().get("detail", response.text)
-            except ValueError:
-                detail = response.text
-            raise ServiceError(f"server said {response.status_code}: {detail}", response.status_code)
+                detail = response.json().get("detail")
+            except (ValueError, AttributeError):
+                detail = None
+            said = one_line(detail) if isinstance(detail, str) else "(not a privface server's answer)"
+            raise ServiceError(f"server said {response.status_code}: {said}", response.status_code)
         return response
+
+    def _parse(self, response: httpx.Response, shape):
+        """The JSON answer validated against `shape` (a pydantic model or type): anything else is a one-line
+        ServiceError, never a KeyError deep in the caller."""
+        try:
+            return TypeAdapter(shape).validate_json(response.content)
+        except ValidationError as err:
+            raise ServiceError(f"the server at {public_url(self.url)} did not answer as a privface server") from err
+
+    def _check_server(self) -> None:
+        """Once per client, before any key is uploaded: the server serves this head point with our circuit
+        (a wrong URL would otherwise receive tens of MB of evaluation keys first)."""
+        if self._server_checked:
+            return
+        version = self._request("GET", "/version")
+        try:
+            circuit = version.json()["points"][self.point]["circuit_id"]
+        except (ValueError, KeyError, TypeError):
+            raise ServiceError(f"the server at {public_url(self.url)} is not a privface server") from None
+        if circuit != self.fhe.meta["circuit_id"]:
+            raise ServiceError(
+                f"the server at {public_url(self.url)} runs another {self.point} circuit ({one_line(circuit)}, "
+                f"ours {self.fhe.meta['circuit_id']}): update this client or the server"
+            )
+        self._server_checked = True
 
     def _signed(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
         """A request signed as the key owner; keys the server evicted or lost are uploaded again, once."""
@@ -159,8 +219,12 @@ class VerificationClient:
             encoding = photo if hasattr(photo, "embedding") else self.encode(photo)
             embedding = encoding.embedding
         encoded = time.perf_counter()
+        self._load_keys()  # the keys of key_dir, before encrypting (else the runtime makes throw-away ones)
         ciphertext = self.fhe.encrypt(embedding, level)
-        return Encrypted(ciphertext, encoded - start, time.perf_counter() - encoded, encoding, level)
+        encode_s = encoded - start
+        if encoding is not None and encoding is photo:  # encoded earlier: its own time
+            encode_s = sum(encoding.timings_ms.values()) / 1e3
+        return Encrypted(ciphertext, encode_s, time.perf_counter() - encoded, encoding, level)
 
     def decrypt(self, answer: ServerAnswer | bytes) -> bool:
         """The server's encrypted bit, decrypted with our secret key (True = same person)."""
@@ -176,6 +240,7 @@ class VerificationClient:
         """Generate (or load) keys and make sure the server holds the evaluation keys. Returns the key id."""
         if self.key_id:
             return self.key_id
+        self._check_server()
         self._load_keys()
         if not self._server_has(self._key_id()):
             self._upload_keys(progress)
@@ -213,11 +278,11 @@ class VerificationClient:
     def _upload_keys(self, progress: ProgressFn | None) -> None:
         self._load_keys()
         start = time.perf_counter()
-        record = self._upload(self._keys, progress).json()
+        record = self._parse(self._upload(self._keys, progress), _KeyRecord)
         self.timings["key_upload_s"] = time.perf_counter() - start
-        if record["key_id"] != self._key_id():
+        if record.key_id != self._key_id():
             raise ServiceError("the server computed another key id for our keys")
-        self.key_id = record["key_id"]
+        self.key_id = record.key_id
 
     def _upload(self, keys: bytes, progress: ProgressFn | None) -> httpx.Response:
         def chunks() -> Iterator[bytes]:
@@ -237,10 +302,16 @@ class VerificationClient:
         self.key_id = None
 
     # ---- verification ------------------------------------------------------------------------
-    @staticmethod
-    def _answer(body: dict, start: float) -> ServerAnswer:
+    def _result_bytes(self, text: str) -> bytes:
         try:
-            result = base64.b64decode(body["result"], validate=True)
+            return base64.b64decode(text, validate=True)
+        except ValueError as err:
+            raise ServiceError(f"the server at {public_url(self.url)} sent a result that is not base64") from err
+
+    def _answer(self, response: httpx.Response, start: float) -> ServerAnswer:
+        body = self._parse(response, dict)
+        try:
+            result = self._result_bytes(body["result"])
             fhe_s = float(body["fhe_s"])
         except (KeyError, TypeError, ValueError) as err:
             raise ServiceError("the server's answer is malformed (no encrypted result)") from err
@@ -260,7 +331,7 @@ class VerificationClient:
         self.connect()
         body = {"template": _b64(template), "probe": _b64(probe)}
         start = time.perf_counter()
-        return self._answer(self._signed("POST", "/v1/verify", body).json(), start)
+        return self._answer(self._signed("POST", "/v1/verify", body), start)
 
     def _result(
         self, answer: ServerAnswer, start: float, parts: list[Encrypted], name: str | None = None
@@ -291,7 +362,7 @@ class VerificationClient:
         """Store the encrypted embedding of `photo` on the server under `name`."""
         self.connect()
         body = {"name": name, "ciphertext": _b64(self.encrypt(photo).ciphertext), "replace": replace}
-        return self._signed("POST", "/v1/templates", body).json()
+        return self._parse(self._signed("POST", "/v1/templates", body), _Template).model_dump()
 
     def verify(self, photo, name: str) -> CompareResult:
         """Is `photo` the person enrolled as `name`?"""
@@ -300,7 +371,7 @@ class VerificationClient:
         probe = self.encrypt(photo, self.level)
         body = {"name": name, "probe": _b64(probe.ciphertext)}
         sent = time.perf_counter()
-        answer = self._answer(self._signed("POST", "/v1/templates/verify", body).json(), sent)
+        answer = self._answer(self._signed("POST", "/v1/templates/verify", body), sent)
         return self._result(answer, start, [probe], name=name)
 
     def identify(self, photo) -> list[tuple[str, bool]]:
@@ -309,13 +380,13 @@ class VerificationClient:
         start = time.perf_counter()
         probe = self.encrypt(photo, self.level).ciphertext
         body = self._signed("POST", "/v1/identify", {"probe": _b64(probe)})
-        results = body.json()
+        results = self._parse(body, _Identification)
         self.timings["identify_s"] = time.perf_counter() - start
-        self.timings["identify_server_wall_s"] = results["wall_s"]
-        return [(m["name"], self.decrypt(base64.b64decode(m["result"]))) for m in results["results"]]
+        self.timings["identify_server_wall_s"] = results.wall_s
+        return [(m.name, self.decrypt(self._result_bytes(m.result))) for m in results.results]
 
     def templates(self) -> list[dict]:
-        return self._signed("GET", "/v1/templates").json()
+        return [t.model_dump() for t in self._parse(self._signed("GET", "/v1/templates"), list[_Template])]
 
     def delete(self, name: str) -> None:
         self._signed("POST", "/v1/templates/delete", {"name": name})

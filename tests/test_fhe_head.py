@@ -143,6 +143,18 @@ def test_secret_keys_are_private_files_and_reloaded(toy, tmp_path):
     assert again.decrypt(result) is True
 
 
+def test_encrypting_before_loading_keys_uses_the_key_files_keys(toy, tmp_path):
+    """The runtime makes throw-away keys for an encryption asked before any keys exist: a ciphertext
+    made that way decrypted to a valid-looking wrong bit under the key directory's keys."""
+    _, faces, directory = toy
+    first = FHEClient(directory, key_dir=tmp_path / "keys")
+    first.generate_keys()
+    late = FHEClient(directory, key_dir=tmp_path / "keys")
+    a, b = late.encrypt(faces[3]), late.encrypt(faces[3])  # no generate_keys() first
+    result = FHEServer(directory).run(a, b, first.evaluation_keys())
+    assert first.decrypt(result) is True and late.evaluation_keys() == first.evaluation_keys()
+
+
 def test_artifacts_are_checked_at_load(toy, tmp_path):
     _, _, directory = toy
     with pytest.raises(ArtifactError, match="another encoder"):

@@ -5,9 +5,11 @@ Exit statuses (privface/exitcodes.py): 0 same / match / done, 1 failed, 2 usage,
 
 from __future__ import annotations
 
+import http.server
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,11 +134,19 @@ def test_forget_asks_unless_yes_and_list_afterwards_uploads_nothing(server, key_
     monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
     monkeypatch.setattr("builtins.input", lambda prompt: "n")
     assert run(capsys, "forget", *o)[:2] == (OK, "nothing deleted\n") and server_key_count(server) == keys
-    assert run(capsys, "forget", "--yes", *o)[:2] == (OK, "the server no longer holds your keys or templates\n")
+    monkeypatch.setattr("builtins.input", lambda prompt: (_ for _ in ()).throw(EOFError))  # Ctrl-D: no
+    assert run(capsys, "forget", *o)[:2] == (OK, "\nnothing deleted\n") and server_key_count(server) == keys
+    forgotten = "the server no longer holds your fast keys or their templates\n"
+    assert run(capsys, "forget", "--yes", *o)[:2] == (OK, forgotten)
     assert server_key_count(server) == keys - 1
     status, out, _ = run(capsys, "list", *o)
-    assert (status, out) == (OK, "the server holds no keys of yours\n") and server_key_count(server) == keys - 1
+    held = f"the server at {server.url} holds no keys of yours for the fast head\n"
+    assert (status, out) == (OK, held) and server_key_count(server) == keys - 1
     assert run(capsys, "delete", "me", *o)[0] == FAILED
+    # No keys in the folder: the answer is about the folder, not about a server never asked.
+    empty = key_dir.parent / "no-keys"
+    status, out, _ = run(capsys, "list", "--url", "http://127.0.0.1:9", "--point", "fast", "--key-dir", str(empty))
+    assert (status, out) == (OK, f"no keys for the fast head in {empty}\n")
 
 
 def test_server_unreachable_fails_with_one_line(key_dir, capsys):
@@ -145,6 +155,95 @@ def test_server_unreachable_fails_with_one_line(key_dir, capsys):
     url = f"http://127.0.0.1:{free_port()}"
     status, _, err = run(capsys, "compare", str(OBAMA), str(OBAMA2), "--url", url, "--key-dir", str(key_dir))
     assert status == FAILED and err.startswith("error: cannot reach the server") and len(err.splitlines()) == 1
+
+
+class _NotPrivface(http.server.BaseHTTPRequestHandler):
+    """A web server that is not ours: every request gets `answer` (status, content type, body)."""
+
+    answer = (200, "text/html", b"<html><body>Welcome to nginx!</body></html>")
+
+    def _reply(self) -> None:
+        self.paths.append(self.path)
+        length = int(self.headers.get("content-length") or 0)
+        self.rfile.read(length)
+        status, kind, body = self.answer
+        self.send_response(status)
+        self.send_header("content-type", kind)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_DELETE = _reply
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (200, "text/html", b"<html><body>Welcome to nginx!</body></html>"),
+        (200, "application/json", b"{}"),
+        (200, "application/json", b"[1, 2]"),
+        (302, "text/plain", b""),
+        (501, "text/html", b"<!DOCTYPE HTML>\n<html>\n<body>\nUnsupported method\n</body>\n</html>\n"),
+        (500, "application/json", b'{"detail": "boom\\n\\u001b[2J\\u001b[31mMATCH  mallory"}'),
+    ],
+    ids=["html", "empty-json", "json-list", "redirect", "html-error", "escape-codes"],
+)
+def test_a_server_that_is_not_privface_is_one_line_before_any_key_upload(answer, key_dir, capsys):
+    handler = type("Handler", (_NotPrivface,), {"answer": answer, "paths": []})
+    web = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=web.serve_forever, daemon=True).start()
+    try:
+        url = f"http://user:secret@127.0.0.1:{web.server_address[1]}"
+        status, out, err = run(capsys, "compare", str(OBAMA), str(OBAMA2), "--url", url, "--key-dir", str(key_dir))
+    finally:
+        web.shutdown()
+    assert status == FAILED and out == "" and len(err.splitlines()) == 1 and err.startswith("error: ")
+    assert "secret" not in err and "\x1b" not in err  # no credentials, no terminal escape codes
+    assert not any(path.startswith("/v1/keys") for path in handler.paths)  # no evaluation keys sent to it
+
+
+@pytest.mark.parametrize(
+    ("key_dir_arg", "message"),
+    [("", "--key-dir is empty"), ("FILE", "is a file, not a folder")],
+)
+def test_a_key_dir_that_cannot_hold_keys_is_a_usage_error(key_dir_arg, message, tmp_path, capsys):
+    if key_dir_arg == "FILE":
+        key_dir_arg = str(tmp_path / "a-file")
+        Path(key_dir_arg).write_text("x")
+    status, _, err = run(capsys, "compare", str(OBAMA), str(OBAMA2), "--key-dir", key_dir_arg)
+    assert status == USAGE and message in err and len(err.splitlines()) == 1
+
+
+def test_corrupted_key_files_are_one_line(server, key_dir, capsys):
+    o = opts(server, key_dir)
+    assert run(capsys, "enrol", str(OBAMA), "--name", "k", *o)[0] == OK
+    [key_file] = key_dir.glob("*.keys")
+    good = key_file.read_bytes()
+    for broken in (good[: len(good) // 2], b"", b"\x00" * 4096):
+        key_file.write_bytes(broken)
+        status, _, err = run(capsys, "list", *o)
+        assert status == FAILED and "is corrupted or truncated" in err and len(err.splitlines()) == 1
+    key_file.write_bytes(good)
+    key_file.with_suffix(".sign").write_bytes(b"not a signing key")
+    status, _, err = run(capsys, "list", *o)
+    assert status == FAILED and "signing key file" in err and len(err.splitlines()) == 1
+
+
+def test_several_faces_are_said_and_a_bad_url_is_one_line(key_dir, capsys, tmp_path):
+    from PIL import Image
+
+    two = Image.new("RGB", (1036, 518))  # the two example faces side by side (crops around their boxes)
+    for x, (photo, box) in zip((0, 518), ((OBAMA, (236, 6, 754, 524)), (BIDEN, (312, 146, 830, 664))), strict=True):
+        two.paste(Image.open(photo).convert("RGB").crop(box), (x, 0))
+    path = tmp_path / "two.jpg"
+    two.save(path)
+    status, _, err = run(capsys, "compare", str(path), str(OBAMA2), "--url", "http://[::1", "--key-dir", str(key_dir))
+    note, error = err.splitlines()
+    assert note.startswith(f"note: {path}: 2 faces found") and status == FAILED
+    assert error.startswith("error: invalid server URL 'http://[::1'")
 
 
 def test_the_real_command_line_process(tmp_path):
