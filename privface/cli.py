@@ -167,7 +167,12 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
     if args.command == "compare":
         return _print_result(args, client.compare(encodings[0], encodings[1]))
     if args.command == "enrol":
-        record = client.enrol(encodings[0], args.name, replace=args.replace)
+        try:
+            record = client.enrol(encodings[0], args.name, replace=args.replace)
+        except ServiceError as err:
+            if err.status != 409:
+                raise
+            raise ServiceError(f"a template named {args.name!r} exists: add --replace to overwrite it", 409) from err
         stored = f"{record['size'] / 1e3:.1f} KB of ciphertext stored on the server"
         print(f"enrolled {one_line(record['name'])!r} ({stored})")
         return OK

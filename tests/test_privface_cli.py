@@ -105,6 +105,8 @@ def test_compare_same_and_different_quiet_by_default_options_after_the_command(s
 def test_templates_list_verify_identify_delete(server, key_dir, capsys):
     o = opts(server, key_dir)
     assert run(capsys, "enrol", str(OBAMA), "--name", "obama", *o)[0] == OK
+    status, _, err = run(capsys, "enrol", str(OBAMA2), "--name", "obama", *o)
+    assert (status, err) == (FAILED, "error: a template named 'obama' exists: add --replace to overwrite it\n")
     status, out, _ = run(capsys, "list", *o)
     header, row = out.strip().splitlines()
     assert status == OK and header.split() == ["NAME", "CIPHERTEXT", "ENROLLED"]
