@@ -85,6 +85,22 @@ class ClientGone(Exception):
     """The HTTP client disconnected while its request was being served."""
 
 
+@contextmanager
+def _held(counts: dict[str, int], key: str, what: str, per: str, per_key: int, total: int) -> Iterator[None]:
+    """One more of `what` held by `key` while the block runs; 429 beyond `per_key` for it or `total` in all."""
+    if counts.get(key, 0) >= per_key:
+        raise QuotaError(f"{what} per {per}: limit {per_key}")
+    if sum(counts.values()) >= total:
+        raise QuotaError(f"{what} on this server: limit {total}")
+    counts[key] = counts.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        counts[key] -= 1
+        if not counts[key]:
+            del counts[key]
+
+
 class ServiceState:
     """Everything the routes share: store, circuits and their formats, engine, limits, replay cache."""
 
@@ -136,17 +152,15 @@ class ServiceState:
     def admit(self, key_id: str) -> Iterator[None]:
         """Count an FHE request in flight (event-loop only: no lock needed); 429 beyond the limits."""
         limits = self.limits
-        if self.inflight.get(key_id, 0) >= limits.max_inflight_per_owner:
-            raise QuotaError(f"FHE requests in flight per key: limit {limits.max_inflight_per_owner}")
-        if sum(self.inflight.values()) >= limits.max_inflight_total:
-            raise QuotaError(f"FHE requests in flight on this server: limit {limits.max_inflight_total}")
-        self.inflight[key_id] = self.inflight.get(key_id, 0) + 1
-        try:
+        with _held(
+            self.inflight,
+            key_id,
+            "FHE requests in flight",
+            "key",
+            limits.max_inflight_per_owner,
+            limits.max_inflight_total,
+        ):
             yield
-        finally:
-            self.inflight[key_id] -= 1
-            if not self.inflight[key_id]:
-                del self.inflight[key_id]
 
     @contextmanager
     def receiving_upload(self, address: str, now: float) -> Iterator[None]:
@@ -157,17 +171,9 @@ class ServiceState:
             recent.popleft()
         if len(recent) >= limits.max_uploads_per_address:
             raise QuotaError(f"key uploads per client address and hour: limit {limits.max_uploads_per_address}")
-        if self.uploads.get(address, 0) >= limits.max_uploads_at_once_per_address:
-            raise QuotaError(f"key uploads at once per client address: limit {limits.max_uploads_at_once_per_address}")
-        if sum(self.uploads.values()) >= limits.max_uploads_at_once:
-            raise QuotaError(f"key uploads at once: limit {limits.max_uploads_at_once}")
-        self.uploads[address] = self.uploads.get(address, 0) + 1
-        try:
+        per_address, total = limits.max_uploads_at_once_per_address, limits.max_uploads_at_once
+        with _held(self.uploads, address, "key uploads at once", "client address", per_address, total):
             yield
-        finally:
-            self.uploads[address] -= 1
-            if not self.uploads[address]:
-                del self.uploads[address]
         if len(self.uploads_by_address) > 100_000:  # forget idle addresses, oldest first
             for idle in [a for a, times in self.uploads_by_address.items() if not times or times[-1] < now - 3600]:
                 del self.uploads_by_address[idle]
