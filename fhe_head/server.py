@@ -15,6 +15,7 @@ with K templates per run under the 1:1 circuit's key set and per-answer error; `
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import json
 import signal
@@ -54,6 +55,10 @@ def start_runtime() -> None:
     import concrete.compiler
 
     concrete.compiler.init_dfr()
+    # Its finalizer, registered with atexit by concrete, ends the process with status 0 whatever the
+    # program returned (a server refusing to start, a failed evaluation, all exited 0). The OS reclaims
+    # the runtime's threads at exit anyway.
+    atexit.unregister(getattr(concrete.compiler, "_terminate_df_parallelization", lambda: None))
     if hasattr(signal, "SIGPIPE"):
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGPIPE, signal.SIG_IGN)

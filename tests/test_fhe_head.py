@@ -7,6 +7,8 @@ import contextlib
 import json
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +155,15 @@ def test_encrypting_before_loading_keys_uses_the_key_files_keys(toy, tmp_path):
     a, b = late.encrypt(faces[3]), late.encrypt(faces[3])  # no generate_keys() first
     result = FHEServer(directory).run(a, b, first.evaluation_keys())
     assert first.decrypt(result) is True and late.evaluation_keys() == first.evaluation_keys()
+
+
+def test_a_process_with_a_server_keeps_its_exit_status(toy):
+    """Concrete's runtime, once started, used to end every process with status 0 (a service that failed to
+    start, an evaluation that failed: all 'succeeded')."""
+    _, _, directory = toy
+    code = f"import sys; from fhe_head.server import FHEServer; FHEServer({str(directory)!r}); sys.exit(3)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=300, check=False)
+    assert done.returncode == 3, done.stderr[-500:]
 
 
 def test_artifacts_are_checked_at_load(toy, tmp_path):
