@@ -210,6 +210,7 @@ class VerificationClient:
     def encrypt(self, photo, level: str | None = None) -> Encrypted:
         """A photo, a `FaceEncoding` or a 128-d embedding, quantised and encrypted on its own: a template
         (level None, it serves every level) or a probe asking for `level`."""
+        self._load_keys()  # the keys of key_dir first (else the runtime encrypts under throw-away ones)
         start = time.perf_counter()
         encoding = None
         array = None if isinstance(photo, (str, Path, bytes)) or hasattr(photo, "embedding") else np.asarray(photo)
@@ -219,7 +220,6 @@ class VerificationClient:
             encoding = photo if hasattr(photo, "embedding") else self.encode(photo)
             embedding = encoding.embedding
         encoded = time.perf_counter()
-        self._load_keys()  # the keys of key_dir, before encrypting (else the runtime makes throw-away ones)
         ciphertext = self.fhe.encrypt(embedding, level)
         encode_s = encoded - start
         if encoding is not None and encoding is photo:  # encoded earlier: its own time
