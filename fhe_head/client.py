@@ -77,7 +77,7 @@ class FHEClient:
         else:
             self._client = fhe.Client(fhe.ClientSpecs.deserialize((self.directory / "client.specs.json").read_bytes()))
         self.key_file = Path(key_dir).expanduser() / f"{self.meta['circuit_id']}.keys" if key_dir else None
-        self._keys_ready = False  # encrypting before the keys exist would use throw-away ones the runtime makes
+        self._keys_ready = False  # see _ensure_keys
 
     # ---- keys ----------------------------------------------------------------------------
     def generate_keys(self, force: bool = False) -> None:
@@ -98,10 +98,15 @@ class FHEClient:
                 tmp.replace(self.key_file)
         self._keys_ready = True
 
-    def evaluation_keys(self) -> bytes:
-        """Serialized evaluation keys for the server (public material: it cannot decrypt)."""
+    def _ensure_keys(self) -> None:
+        """The key directory's keys (or new ones) before anything uses them: encrypting first would use
+        throw-away keys the runtime makes."""
         if not self._keys_ready:
             self.generate_keys()
+
+    def evaluation_keys(self) -> bytes:
+        """Serialized evaluation keys for the server (public material: it cannot decrypt)."""
+        self._ensure_keys()
         return wrap(self.meta, self._client.evaluation_keys.serialize())
 
     # ---- data ----------------------------------------------------------------------------
@@ -134,8 +139,7 @@ class FHEClient:
             raise ValueError(f"expected an integer vector of length {head.vector_length}, got shape {q.shape}")
         if q.min() < head.q_min or q.max() > head.q_max:
             raise ValueError(f"vector entries must lie in [{head.q_min}, {head.q_max}]")
-        if not self._keys_ready:
-            self.generate_keys()
+        self._ensure_keys()
         if self._model is not None:
             # Concrete-ML's input quantiser (the identity on these integers, checked at build) then (1, V)
             payload = self._model.quantize_encrypt_serialize(q.astype(np.float64)[None, :], None)[0]
@@ -145,8 +149,7 @@ class FHEClient:
 
     def decrypt(self, result: bytes) -> bool:
         """True = same person. NotABitError when the result does not decrypt to 0 or 1 (another key)."""
-        if not self._keys_ready:
-            self.generate_keys()
+        self._ensure_keys()
         try:
             payload = unwrap(self.meta, result, "result")
             if self._model is not None:

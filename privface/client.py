@@ -60,6 +60,19 @@ class _Identification(_Answer):
     results: list[_Match]
 
 
+class _Result(_Answer):
+    result: str
+    fhe_s: float
+
+
+class _Point(_Answer):
+    circuit_id: str
+
+
+class _Version(_Answer):
+    points: dict[str, _Point]
+
+
 UPLOAD_CHUNK = 1 << 20
 
 
@@ -165,15 +178,13 @@ class VerificationClient:
         (a wrong URL would otherwise receive tens of MB of evaluation keys first)."""
         if self._server_checked:
             return
-        version = self._request("GET", "/version")
-        try:
-            circuit = version.json()["points"][self.point]["circuit_id"]
-        except (ValueError, KeyError, TypeError):
-            raise ServiceError(f"the server at {public_url(self.url)} is not a privface server") from None
-        if circuit != self.fhe.meta["circuit_id"]:
+        point = self._parse(self._request("GET", "/version"), _Version).points.get(self.point)
+        if point is None:
+            raise ServiceError(f"the server at {public_url(self.url)} does not serve the {self.point} head")
+        if point.circuit_id != self.fhe.meta["circuit_id"]:
             raise ServiceError(
-                f"the server at {public_url(self.url)} runs another {self.point} circuit ({one_line(circuit)}, "
-                f"ours {self.fhe.meta['circuit_id']}): update this client or the server"
+                f"the server at {public_url(self.url)} runs another {self.point} circuit "
+                f"({one_line(point.circuit_id)}, ours {self.fhe.meta['circuit_id']}): update this client or the server"
             )
         self._server_checked = True
 
@@ -309,13 +320,8 @@ class VerificationClient:
             raise ServiceError(f"the server at {public_url(self.url)} sent a result that is not base64") from err
 
     def _answer(self, response: httpx.Response, start: float) -> ServerAnswer:
-        body = self._parse(response, dict)
-        try:
-            result = self._result_bytes(body["result"])
-            fhe_s = float(body["fhe_s"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise ServiceError("the server's answer is malformed (no encrypted result)") from err
-        return ServerAnswer(result, fhe_s, time.perf_counter() - start)
+        answer = self._parse(response, _Result)
+        return ServerAnswer(self._result_bytes(answer.result), answer.fhe_s, time.perf_counter() - start)
 
     def send_pair(self, template: Encrypted | bytes, probe: Encrypted | bytes) -> ServerAnswer:
         """Two ciphertexts to the server; returns its encrypted bit. The level is the probe's: the server
