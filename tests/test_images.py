@@ -254,10 +254,15 @@ def test_float_and_32_bit_tiffs_keep_their_contrast(encoder):
         load_image(_tiff(grey.astype(np.int32) << 23))
 
 
-def test_readme_states_the_size_limits_the_code_has():
-    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+def test_docs_state_the_size_limits_the_code_has():
+    docs = Path(__file__).parents[1] / "docs"
+    encoder_doc = " ".join((docs / "encoder.md").read_text().split())
+    app_doc = " ".join((docs / "app.md").read_text().split())
     limits = f"larger than {MAX_PIXELS // 1_000_000} MP or {MAX_FILE_BYTES // MB} MB"
     downscaled = f"over {WORK_PIXELS // 1_000_000} MP are downscaled to {WORK_PIXELS // 1_000_000} MP"
-    client_encoder_section = readme[readme.index("## Client encoder") :]
-    assert limits in client_encoder_section and downscaled in client_encoder_section
-    assert " 40 MP" not in readme
+    assert limits in encoder_doc and downscaled in encoder_doc
+    photos_accepted = app_doc[app_doc.index("## Photos accepted") :]
+    assert f"at most {MAX_FILE_BYTES // MB} MB and {MAX_PIXELS // 1_000_000} megapixels" in photos_accepted
+    work_mp = WORK_PIXELS // 1_000_000
+    assert f"photos over {work_mp} MP are downscaled to {work_mp} MP" in photos_accepted
+    assert " 40 MP" not in encoder_doc + app_doc
