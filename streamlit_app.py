@@ -34,7 +34,7 @@ from client_encoder.images import FORMATS_TEXT, MAX_FILE_BYTES, MAX_PIXELS, MB, 
 from fhe_head.artifacts import POINTS
 from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
-from privface.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
+from privface_core.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
 from privface.levels import default_level, describe, offered_levels
 from privface.resources import EXAMPLES_DIR
 

@@ -3,7 +3,7 @@
 from client_encoder.detect import Face
 from client_encoder.encoder import FaceEncoder, FaceEncoding, LocatedFace, distance
 from client_encoder.images import load_image
-from privface.errors import InvalidImageError, NoFaceError
+from privface_core.errors import InvalidImageError, NoFaceError
 
 __all__ = [
     "Face",

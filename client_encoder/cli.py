@@ -14,8 +14,8 @@ import sys
 
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import FaceEncoder, distance
-from privface.errors import InputError, NoFaceError, PrivfaceError
-from privface.exitcodes import FAILED, HELP, NEGATIVE, OK
+from privface_core.errors import InputError, NoFaceError, PrivfaceError
+from privface_core.exitcodes import FAILED, HELP, NEGATIVE, OK
 
 _INPUT_ERRORS = (InputError, OSError)
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from client_encoder.images import MIN_SIDE
 from client_encoder.models import cnn_detector_path, shape_predictor_5_path
-from privface.errors import InvalidImageError
+from privface_core.errors import InvalidImageError
 
 # Detection runs on a copy no larger than this (long side); landmarks use the full image.
 DETECT_MAX_SIDE = 1600

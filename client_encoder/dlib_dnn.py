@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from privface.errors import ArtifactError
+from privface_core.errors import ArtifactError
 
 # A serialized string of a layer type: control byte 0x01, one length byte, the name.
 _LAYER_NAME = re.compile(rb"\x01([\x03-\x20])([a-z_]+[0-9]?)")

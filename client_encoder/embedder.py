@@ -9,7 +9,7 @@ import numpy as np
 import onnxruntime as ort
 
 from client_encoder.models import ensure_encoder_model, file_sha256
-from privface.errors import ArtifactError
+from privface_core.errors import ArtifactError
 
 CHIP_SHAPE = (150, 150, 3)
 DESCRIPTOR_SIZE = 128

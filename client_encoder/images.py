@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from privface.errors import InvalidImageError
+from privface_core.errors import InvalidImageError
 
 ImageInput = str | Path | bytes | bytearray | memoryview | Image.Image | np.ndarray
 

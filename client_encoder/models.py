@@ -14,7 +14,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from privface.errors import ArtifactError
+from privface_core.errors import ArtifactError
 from privface.resources import artifacts_dir
 
 ONNX_FILENAME = "dlib_face_recognition_resnet_v1.onnx"

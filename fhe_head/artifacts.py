@@ -10,7 +10,7 @@ from types import ModuleType
 
 from concrete.fhe.version import __version__ as concrete_version
 
-from privface.errors import ArtifactError, CiphertextError
+from privface_core.errors import ArtifactError, CiphertextError
 from privface.resources import artifacts_dir
 
 ARTIFACTS_ROOT = artifacts_dir() / "fhe_head"

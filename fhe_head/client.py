@@ -27,7 +27,7 @@ from fhe_head.artifacts import (
     wrap,
 )
 from fhe_head.head import HeadParams
-from privface.errors import ArtifactError, CiphertextError, CryptoError, NotABitError
+from privface_core.errors import ArtifactError, CiphertextError, CryptoError, NotABitError
 
 
 def check_key_file(path: Path) -> None:
@@ -124,7 +124,7 @@ class FHEClient:
     def encrypt(self, embedding: np.ndarray, level: str | None = None) -> bytes:
         """One embedding, quantised and encrypted on its own: a template (level None: it serves every
         level) or a probe asking for a security level (`self.levels`, e.g. "1e-3"). The level travels
-        inside the ciphertext; an unknown level raises privface.errors.UnknownLevelError."""
+        inside the ciphertext; an unknown level raises privface_core.errors.UnknownLevelError."""
         return self.encrypt_vector(self.quantize(embedding, level))
 
     def encrypt_vector(self, vector: np.ndarray) -> bytes:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fhe_head.artifacts import load_meta, point_dir
-from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
+from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
 FORMATS_FILE = "formats.json"
 # A byte counts as structure when it is equal across all samples within a run at least this long:

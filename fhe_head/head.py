@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from privface.errors import UnknownLevelError
+from privface_core.errors import UnknownLevelError
 
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 = no level element

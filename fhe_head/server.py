@@ -38,7 +38,7 @@ from fhe_head.artifacts import (
     unwrap,
     wrap,
 )
-from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError
+from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
 BATCH_META = "batch.json"
 

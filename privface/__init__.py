@@ -6,56 +6,64 @@
         result = client.compare("a.jpg", "b.jpg")  # encoded, encrypted here; compared under FHE there
         print(result.same, result.timings)
 
-Where things are: `client_encoder` (photo -> embedding, in clear, on the device), `fhe_head` (the
-encrypted head: FHEClient / FHEServer roles and the HTTP server `fhe_head.service`), and this
-package (the user's client, the CLI `python -m privface`, the error tree, example photos).
-Names are imported lazily so that `privface.errors` can be used by every package without cycles.
+Where things are (docs/architecture.md): `privface_core` (the error tree, settings, the wire protocol),
+`client_encoder` (photo -> embedding, in clear, on the device), `fhe_head` (the encrypted head:
+FHEClient / FHEServer roles and the HTTP server `fhe_head.service`), and this package (the user's client,
+the CLI `python -m privface`, example photos). The error tree is re-exported here.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import Any
-
-from privface.errors import (
+from privface.client import VerificationClient
+from privface.local_server import LocalServer
+from privface.result import CompareResult
+from privface_core.errors import (
     ArtifactError,
+    AuthError,
     CiphertextError,
     CryptoError,
     EvaluationKeyError,
+    EvictedKeysError,
     InputError,
     InvalidImageError,
+    KeysGoneError,
     NoFaceError,
     NotABitError,
+    NotPrivfaceServerError,
     PrivfaceError,
+    QuotaError,
+    RetiredCircuitError,
     ServiceError,
+    SettingError,
+    TemplateExistsError,
+    UnknownKeyError,
     UnknownLevelError,
+    UnknownTemplateError,
 )
-
-_LAZY = {
-    "VerificationClient": "privface.client",
-    "CompareResult": "privface.result",
-    "LocalServer": "privface.local_server",
-}
 
 __all__ = [
     "ArtifactError",
+    "AuthError",
     "CiphertextError",
     "CompareResult",
     "CryptoError",
     "EvaluationKeyError",
+    "EvictedKeysError",
     "InputError",
     "InvalidImageError",
+    "KeysGoneError",
     "LocalServer",
     "NoFaceError",
     "NotABitError",
+    "NotPrivfaceServerError",
     "PrivfaceError",
+    "QuotaError",
+    "RetiredCircuitError",
     "ServiceError",
+    "SettingError",
+    "TemplateExistsError",
+    "UnknownKeyError",
     "UnknownLevelError",
+    "UnknownTemplateError",
     "VerificationClient",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'privface' has no attribute {name!r}")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from privface.errors import ServiceError
+from privface_core.errors import ServiceError
 
 APP_SCRIPT = Path(__file__).resolve().parents[1] / "streamlit_app.py"
 

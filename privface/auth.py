@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from privface.errors import CryptoError, ServiceError
+from privface_core.errors import CryptoError, ServiceError
 
 SCHEME = b"privface-sig-v1"
 HEADER_KEY = "x-privface-key"  # the key id (or, on key upload, absent)

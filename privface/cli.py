@@ -28,8 +28,8 @@ from datetime import datetime
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
 from privface.display import one_line, public_url
-from privface.errors import NoFaceError, PrivfaceError, ServiceError
-from privface.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
+from privface_core.errors import NoFaceError, PrivfaceError, ServiceError
+from privface_core.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
 from privface.levels import describe
 from privface.resources import DEFAULT_KEY_DIR
 

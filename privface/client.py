@@ -29,7 +29,7 @@ from fhe_head.client import FHEClient
 from fhe_head.head import default_level
 from privface.auth import Signer, key_id_for
 from privface.display import one_line, public_url
-from privface.errors import InputError, ServiceError
+from privface_core.errors import InputError, ServiceError
 from privface.resources import DEFAULT_KEY_DIR
 from privface.result import CompareResult
 

@@ -15,7 +15,7 @@ from fhe_head.dev import save_artifacts
 from fhe_head.formats import PointFormats
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
-from privface.errors import CiphertextError, EvaluationKeyError, NotABitError
+from privface_core.errors import CiphertextError, EvaluationKeyError, NotABitError
 from tests.toy_heads import toy_head
 from training.bench.engines import boundary_pairs
 from training.head_fit import HeadConfig

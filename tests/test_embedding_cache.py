@@ -4,7 +4,7 @@ import pytest
 import training.embeddings as embeddings
 from client_encoder import FaceEncoder
 from client_encoder.align import TTA_VIEWS, views_of
-from privface.errors import NoFaceError
+from privface_core.errors import NoFaceError
 from tests.conftest import ASTRONAUT, CAT
 
 

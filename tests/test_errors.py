@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from privface import errors
+from privface_core import errors
 from tests.conftest import ASTRONAUT, CAMERAMAN, CAT
 
 USER_ERRORS = [

@@ -19,7 +19,7 @@ from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
-from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError
+from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError
 from tests.toy_heads import toy_head
 from training.head_fit import HeadConfig
 

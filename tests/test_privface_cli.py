@@ -16,7 +16,7 @@ import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
 from privface import cli
-from privface.exitcodes import FAILED, NEGATIVE, OK, USAGE
+from privface_core.exitcodes import FAILED, NEGATIVE, OK, USAGE
 from privface.levels import describe
 from privface.resources import EXAMPLES_DIR
 

@@ -8,7 +8,7 @@ from fhe_head.client import FHEClient
 from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.head import LEVEL_NAMES, HeadParams, default_level
 from fhe_head.server import FHEServer
-from privface.errors import InputError, UnknownLevelError
+from privface_core.errors import InputError, UnknownLevelError
 from tests.toy_heads import toy_head
 from training.head_fit import HeadConfig
 from training.security_levels import add_levels, raw_threshold, threshold_at_fmr

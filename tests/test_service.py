@@ -25,7 +25,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from privface.client import VerificationClient
-from privface.errors import ServiceError
+from privface_core.errors import ServiceError
 from privface.local_server import LocalServer
 from tests.conftest import ASTRONAUT, CAMERAMAN
 from tests.service_helpers import connected_owner, key_dir, running_server, signed

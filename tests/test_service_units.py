@@ -13,7 +13,7 @@ from fhe_head.formats import ExactFormat
 from fhe_head.service.app import Limits
 from fhe_head.service.engine import FairScheduler
 from privface import auth
-from privface.errors import CiphertextError
+from privface_core.errors import CiphertextError
 
 BODY = b'{"probe": "AAAA"}'
 
@@ -147,7 +147,7 @@ def test_formats_of_another_circuit_are_refused(tmp_path):
     import json
 
     from fhe_head.formats import FORMATS_FILE, PointFormats
-    from privface.errors import ArtifactError
+    from privface_core.errors import ArtifactError
 
     with pytest.raises(ArtifactError, match="missing"):
         PointFormats.load(tmp_path, {"circuit_id": "00"})

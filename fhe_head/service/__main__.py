@@ -17,7 +17,7 @@ import sys
 import uvicorn
 
 from fhe_head.artifacts import POINTS
-from privface.errors import PrivfaceError
+from privface_core.errors import PrivfaceError
 
 # Keep-alive connections idle longer than this are closed; connections beyond the concurrency
 # limit get 503 rather than queueing without bound.

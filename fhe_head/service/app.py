@@ -31,7 +31,7 @@ from fhe_head.server import FHEServer
 from fhe_head.service.engine import FHEEngine, LocalEngine
 from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError, Store
 from privface.auth import WINDOW_S, AuthError, NonceCache, ReplayCacheFull
-from privface.errors import ArtifactError, CiphertextError, EvaluationKeyError, ServiceError
+from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError, ServiceError
 
 log = logging.getLogger("fhe_head.service")
 

@@ -34,7 +34,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fhe_head.artifacts import POINTS, load_meta, point_dir
 from fhe_head.service.engine import FHEEngine
-from privface.errors import ArtifactError, ServiceError
+from privface_core.errors import ArtifactError, ServiceError
 
 log = logging.getLogger(__name__)
 

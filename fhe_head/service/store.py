@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from privface.errors import ServiceError
+from privface_core.errors import ServiceError
 
 SCHEMA_VERSION = 2  # 2: owners sign requests (public_key); earlier stores had no owner and are dropped
 SCHEMA = """

@@ -24,7 +24,7 @@ from PIL import Image
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import FaceEncoder
 from client_encoder.models import dlib_resnet_source_path
-from privface.errors import NoFaceError
+from privface_core.errors import NoFaceError
 from privface.resources import EXAMPLES_DIR
 from training.lfw import LFW, LFWNotFound, unique_images
 from training.machine import machine_info
