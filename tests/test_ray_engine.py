@@ -23,7 +23,7 @@ from fhe_head.client import FHEClient  # noqa: E402
 from fhe_head.server import FHEServer  # noqa: E402
 from fhe_head.service.engine import LocalEngine  # noqa: E402
 from fhe_head.service.ray_engine import ClusterError, RayEngine  # noqa: E402
-from fhe_head.service.ray_local import LoopbackCluster, free_port  # noqa: E402
+from training.bench.ray_local import LoopbackCluster, free_port  # noqa: E402
 
 POINT = "fast"
 N_TEMPLATES = 16

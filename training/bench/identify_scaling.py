@@ -147,7 +147,7 @@ def batched_copy(point: str, k: int, root: Path) -> str:
 
 def measure_scaling(sizes: list[int], accurate_sizes: list[int], fast_k: int) -> dict:
     from fhe_head.service.ray_engine import RayEngine
-    from fhe_head.service.ray_local import LoopbackCluster
+    from training.bench.ray_local import LoopbackCluster
 
     cores = os.cpu_count() or 1
     fast = Owner("fast", max(sizes), seed=1)

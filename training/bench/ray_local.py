@@ -1,6 +1,6 @@
 """A Ray cluster on this machine's loopback: a head and worker nodes started with Ray's own CLI (`ray start`),
 each in a process group of its own, stopped by killing exactly those groups. For tests and benchmarks; a real
-deployment starts the same commands on separate machines (README, "Scaling out").
+deployment starts the same commands on separate machines (docs/scaling.md).
 """
 
 from __future__ import annotations
