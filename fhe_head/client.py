@@ -9,7 +9,6 @@ The secret key never leaves this object (or its key directory, files with mode 0
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from fhe_head.artifacts import (
 )
 from fhe_head.head import HeadParams
 from privface_core.errors import ArtifactError, CiphertextError, CryptoError, NotABitError
+from privface_core.private_files import private_dir, write_private
 
 
 def check_key_file(path: Path) -> None:
@@ -82,6 +82,11 @@ class FHEClient:
     # ---- keys ----------------------------------------------------------------------------
     def generate_keys(self, force: bool = False) -> None:
         """Create (or load from the key directory) the secret and evaluation keys."""
+        if self.key_file:
+            private_dir(self.key_file.parent)  # one the user made with mode 0755 too
+            # The fixed temporary name earlier versions saved keys under: an interrupted run left a copy of the
+            # secret key there (mode 0644) that made every later save fail.
+            self.key_file.with_suffix(".tmp").unlink(missing_ok=True)
         if self.key_file and self.key_file.is_file() and not force:
             check_key_file(self.key_file)
             try:
@@ -91,11 +96,7 @@ class FHEClient:
         else:
             self._client.keys.generate(force=True)
             if self.key_file:
-                self.key_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                tmp = self.key_file.with_suffix(".tmp")
-                self._client.keys.save(tmp)
-                os.chmod(tmp, 0o600)
-                tmp.replace(self.key_file)
+                write_private(self.key_file, self._client.keys.serialize())
         self._keys_ready = True
 
     def _ensure_keys(self) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 import threading
 import time
@@ -22,6 +21,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from privface_core.errors import CryptoError, ServiceError
+from privface_core.private_files import write_private
 
 SCHEME = b"privface-sig-v1"
 HEADER_KEY = "x-privface-key"  # the key id (or, on key upload, absent)
@@ -85,12 +85,7 @@ class Signer:
         return signer
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as out:
-            out.write(self._key.private_bytes_raw())
-        tmp.replace(path)
+        write_private(path, self._key.private_bytes_raw())
 
     @property
     def public_key_b64(self) -> str:

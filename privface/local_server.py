@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from privface_core.private_files import open_private_log, private_dir
+
 REPO_ROOT = Path(__file__).resolve().parents[1]  # where `fhe_head` is importable from
 
 
@@ -59,9 +61,9 @@ class LocalServer:
         command = [sys.executable, "-m", "fhe_head.service", "--port", str(self.port), "--data-dir", str(self.data_dir)]
         if self.points:
             command += ["--points", *self.points]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.data_dir)
         self.log_path = self.data_dir / "server.log"  # a file, not a pipe: a full pipe would block the server
-        with self.log_path.open("ab") as log:
+        with open_private_log(self.log_path) as log:
             self.process = subprocess.Popen(
                 [*command, "--log-level", "warning", *self.extra_args],
                 cwd=REPO_ROOT,

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
+import stat
 import subprocess
 import sys
 import threading
@@ -16,9 +18,9 @@ import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
 from privface import cli
-from privface_core.exitcodes import FAILED, NEGATIVE, OK, USAGE
 from privface.levels import describe
 from privface.resources import EXAMPLES_DIR
+from privface_core.exitcodes import FAILED, NEGATIVE, OK, USAGE
 
 pytestmark = pytest.mark.skipif(not (ARTIFACTS_ROOT / "fast" / "meta.json").is_file(), reason="no shipped head")
 OBAMA, OBAMA2, OBAMA3, BIDEN = (EXAMPLES_DIR / f for f in ("obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg"))
@@ -151,6 +153,26 @@ def test_forget_asks_unless_yes_and_list_afterwards_uploads_nothing(server, key_
     assert (status, out) == (OK, f"no keys for the fast head in {empty}\n")
 
 
+def test_an_interrupted_first_run_breaks_nothing_and_keys_are_private(server, key_dir, capsys):
+    """A copy of the keys left by an interrupted run (the fixed name older versions saved under, or a temporary
+    file of a killed writer) neither blocks the next run nor stays; an open folder is tightened; the server's
+    log is private too."""
+    circuit = json.loads((ARTIFACTS_ROOT / "fast" / "meta.json").read_text())["circuit_id"]
+    key_dir.mkdir(mode=0o755)
+    os.chmod(key_dir, 0o755)
+    legacy = key_dir / f"{circuit}.tmp"
+    killed = key_dir / f".{circuit}.keys.{2**22 + 1}.x1y2z3.tmp"  # above Linux's pid_max: nobody's
+    for left in (legacy, killed):
+        left.write_bytes(b"half-written keys")
+        left.chmod(0o644)
+    assert run(capsys, "enrol", str(OBAMA), "--name", "first", *opts(server, key_dir))[0] == OK
+    names = sorted(p.name for p in key_dir.iterdir())
+    assert names == [f"{circuit}.keys", f"{circuit}.sign"]
+    assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE((key_dir / n).stat().st_mode) == 0o600 for n in names)
+    assert stat.S_IMODE((server.data_dir / "server.log").stat().st_mode) == 0o600
+
+
 def test_server_unreachable_fails_with_one_line(key_dir, capsys):
     from privface.local_server import free_port
 
@@ -266,8 +288,6 @@ def test_the_real_command_line_process(tmp_path):
 def test_no_cuda_notice_on_a_machine_with_nvcc_but_no_gpu(tmp_path):
     """torch prints a CUDA notice on stderr when Concrete-ML is imported where nvcc exists but no GPU does;
     the client and server load Concrete-ML quietly, so a user's terminal shows only our own lines."""
-    import os
-
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     (fake_bin / "nvcc").write_text("#!/bin/sh\nexit 1\n")
