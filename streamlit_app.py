@@ -34,9 +34,10 @@ from client_encoder.images import FORMATS_TEXT, MAX_FILE_BYTES, MAX_PIXELS, MB, 
 from fhe_head.artifacts import POINTS
 from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
-from privface_core.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
 from privface.levels import default_level, describe, offered_levels
 from privface.resources import EXAMPLES_DIR
+from privface_core.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
+from privface_core.settings import settings
 
 ROOT = Path(__file__).parent
 METRICS = ROOT / "artifacts" / "metrics"
@@ -48,8 +49,8 @@ EXAMPLES = {
     "Different people (astronaut / cameraman)": ("astronaut.jpg", "cameraman.jpg"),
 }
 SAME, DIFFERENT = "Same person", "Different people"
-IDLE_S = float(os.environ.get("PRIVFACE_SESSION_IDLE_S", 15 * 60))  # a session's keys are deleted after this
-SWEEP_S = float(os.environ.get("PRIVFACE_SWEEP_S", 30))  # how often ended / idle sessions are looked for
+IDLE_S = settings().session_idle_s  # a session's keys are deleted after this
+SWEEP_S = settings().sweep_s  # how often ended / idle sessions are looked for
 CACHED_PHOTOS = 8  # encodings kept per session
 PREVIEW_SIDE = 480  # px, the thumbnail sent to the browser
 PREVIEW_WIDTH = 280  # px on the page: both photos and the button fit on one screen
@@ -68,11 +69,11 @@ FLOW = """digraph {
 # ---- where things run: the privacy text depends on it -------------------------------------------
 def mode() -> str:
     """'space' (hosted: the app runs on someone else's machine), 'remote' (local app, remote server) or 'local'."""
-    if os.environ.get("PRIVFACE_MODE"):
-        return os.environ["PRIVFACE_MODE"]
+    if settings().mode:
+        return settings().mode
     if os.environ.get("SPACE_ID"):  # set by Hugging Face Spaces
         return "space"
-    return "remote" if os.environ.get("PRIVFACE_URL") else "local"
+    return "remote" if settings().url else "local"
 
 
 def privacy_text(where: str) -> str:
@@ -121,14 +122,13 @@ def point_label(point: str) -> str:
 @st.cache_resource
 def embedded_server() -> EmbeddedServer:
     """PRIVFACE_SERVER_LIMITS="max_keys=8,max_idle_s=3600" passes limits to it (`--limit`)."""
-    limits = tuple(x.strip() for x in os.environ.get("PRIVFACE_SERVER_LIMITS", "").split(",") if x.strip())
-    return EmbeddedServer(limits=limits)
+    return EmbeddedServer(limits=settings().server_limits)
 
 
 def server_url() -> str:
     """PRIVFACE_URL, or the embedded server (checked, and restarted if it died)."""
-    if os.environ.get("PRIVFACE_URL"):
-        return os.environ["PRIVFACE_URL"]
+    if settings().url:
+        return settings().url
     server = embedded_server()
     server.ensure_running()
     return server.url
@@ -266,7 +266,7 @@ class Outcome:
 def run_comparison(photos: list[Photo], point: str, level: str | None, status) -> Outcome:
     steps: dict[str, float] = {}
     restarted = False
-    if not os.environ.get("PRIVFACE_URL"):
+    if not settings().url:
         status.update(label="Checking the verification server…")
         restarted = embedded_server().ensure_running()
         if restarted:
@@ -395,7 +395,7 @@ def main() -> None:
     st.title("privface: encrypted face verification")
     intro, diagram = st.columns([3, 2])
     where = mode()
-    if not os.environ.get("PRIVFACE_URL"):
+    if not settings().url:
         embedded_server()  # starts it in the background on the first page of the app process
     intro.markdown(
         "Two photos become two face embeddings, each encrypted with a key that only this session holds. "

@@ -17,7 +17,7 @@ from client_encoder.detect import Face, FaceDetector, primary_face
 from client_encoder.embedder import FaceEmbedder
 from client_encoder.images import ImageInput, load_image
 from privface_core.errors import ArtifactError, NoFaceError
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
 
 log = logging.getLogger(__name__)
 

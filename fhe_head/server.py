@@ -9,7 +9,7 @@ its inputs are ciphertexts and evaluation keys, its output one encrypted bit per
 (`FHEModelServer` loads only server.zip; it makes a client object only for TFHE-rs interoperable circuits,
 which the head is not.)
 
-Batched circuits (`fhe_head.dev.save_batched`): `server.batch<K>.zip` beside `server.zip` compares one probe
+Batched circuits (`fhe_head.build.save_batched`): `server.batch<K>.zip` beside `server.zip` compares one probe
 with K templates per run under the 1:1 circuit's key set and per-answer error; `run_many` uses them.
 """
 
@@ -110,7 +110,7 @@ class FHEServer:
                 self._batches[int(k)] = Server.load(self.directory / batch_server_name(int(k)))
 
     def add_batch(self, k: int, server: Server) -> None:
-        """Use a batched circuit compiled in this process (benchmarks); `fhe_head.dev.compile_batched`."""
+        """Use a batched circuit compiled in this process (benchmarks); `fhe_head.circuit.compile_batched`."""
         self._batches[k] = server
 
     @property

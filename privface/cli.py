@@ -28,10 +28,11 @@ from datetime import datetime
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
 from privface.display import one_line, public_url
+from privface.levels import describe
 from privface_core.errors import NoFaceError, PrivfaceError, ServiceError
 from privface_core.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
-from privface.levels import describe
-from privface.resources import DEFAULT_KEY_DIR
+from privface_core.resources import DEFAULT_KEY_DIR
+from privface_core.settings import settings
 
 PHOTO_ARGS = {"compare": ("a", "b"), "enrol": ("photo",), "verify": ("photo",), "identify": ("photo",)}
 KEY_ONLY = ("list", "delete", "forget")  # commands that never need new keys
@@ -259,7 +260,7 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     def default(value):
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--url", default=default(os.environ.get("PRIVFACE_URL", "http://127.0.0.1:8000")))
+    parser.add_argument("--url", default=default(settings().url or "http://127.0.0.1:8000"))
     parser.add_argument("--point", default=default(DEFAULT_POINT), choices=POINTS, help="which encrypted head")
     parser.add_argument(
         "--key-dir", default=default(str(DEFAULT_KEY_DIR)), help="where the secret key is kept (mode 0600)"

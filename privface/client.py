@@ -29,9 +29,9 @@ from fhe_head.client import FHEClient
 from fhe_head.head import default_level
 from privface.auth import Signer, key_id_for
 from privface.display import one_line, public_url
-from privface_core.errors import InputError, ServiceError
-from privface.resources import DEFAULT_KEY_DIR
 from privface.result import CompareResult
+from privface_core.errors import InputError, ServiceError
+from privface_core.resources import DEFAULT_KEY_DIR
 
 __all__ = ["Encrypted", "ServerAnswer", "VerificationClient"]
 

@@ -11,7 +11,7 @@ from functools import cache
 
 from fhe_head.artifacts import point_dir
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES, HeadParams, default_level
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
 
 __all__ = [
     "DEFAULT_LEVEL",

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from fhe_head.artifacts import point_dir
+from fhe_head.build import save_batched
+from fhe_head.circuit import compile_batched
 from fhe_head.client import FHEClient
-from fhe_head.dev import compile_batched, save_batched
 from fhe_head.head import HeadParams
 from fhe_head.server import BATCH_META, FHEServer, batch_server_name
 
@@ -64,7 +65,7 @@ def test_the_embedded_engine_batches_an_identification_with_the_shipped_circuit(
     client, templates, probe, expected = owner
     server = FHEServer(POINT)
     if not server.batch_sizes:
-        pytest.skip("no batched circuit shipped for this point (python -m fhe_head.dev batch --point fast --k 16)")
+        pytest.skip("no batched circuit shipped for this point (python -m fhe_head.build batch --point fast --k 16)")
     k = server.batch_sizes[0]
     many = (templates * (2 * k // len(templates) + 1))[: 2 * k + 1]  # 2 chunks of K + a first, warming run
     keys = client.evaluation_keys()

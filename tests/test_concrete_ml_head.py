@@ -10,8 +10,8 @@ import pytest
 
 from fhe_head import concrete_ml_head
 from fhe_head.artifacts import CONCRETE_ML, wrap
+from fhe_head.build import save_artifacts
 from fhe_head.client import FHEClient
-from fhe_head.dev import save_artifacts
 from fhe_head.formats import PointFormats
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer

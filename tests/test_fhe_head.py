@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT, ENGINES, POINTS
+from fhe_head.build import save_artifacts
+from fhe_head.circuit import compile_head
 from fhe_head.client import FHEClient
-from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
 from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError, NotABitError

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
+from fhe_head.circuit import compile_head
 from fhe_head.client import FHEClient
-from fhe_head.dev import compile_head
 from fhe_head.server import FHEServer
 
 pytestmark = pytest.mark.skipif(

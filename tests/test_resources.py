@@ -1,17 +1,22 @@
-"""Shipped files are found through the package: a checkout, an installed wheel, or an override."""
+"""Shipped files are found through the kernel: a checkout, an installed wheel, or an override; the settings."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from privface import resources
+import pytest
+
+from privface.resources import EXAMPLES_DIR
+from privface_core import resources
+from privface_core.errors import SettingError
+from privface_core.settings import settings
 
 
 def test_checkout_finds_the_shipped_encoder_heads_and_examples():
     root = resources.artifacts_dir()
     assert (root / "encoder" / "dlib_face_recognition_resnet_v1.onnx").is_file()
     assert all((root / "fhe_head" / point / "meta.json").is_file() for point in ("accurate", "fast"))
-    assert {"astronaut.jpg", "cameraman.jpg", "README.md"} <= {p.name for p in resources.EXAMPLES_DIR.iterdir()}
+    assert {"astronaut.jpg", "cameraman.jpg", "README.md"} <= {p.name for p in EXAMPLES_DIR.iterdir()}
 
 
 def test_installed_copy_is_used_without_a_checkout(monkeypatch, tmp_path: Path):
@@ -41,3 +46,14 @@ def test_wheel_metadata_ships_the_artifacts():
             assert f"artifacts/fhe_head/{point}/{name}" in shipped
     assert "artifacts/encoder/dlib_face_recognition_resnet_v1.onnx" in shipped
     assert "examples/*" in config["package-data"]["privface"]
+
+
+def test_settings_are_typed_and_bad_values_named():
+    env = {"PRIVFACE_SESSION_IDLE_S": "60", "PRIVFACE_SERVER_LIMITS": " max_keys=8 , max_key_idle_s=60,", "HOME": "/h"}
+    read = settings(env)
+    assert read.session_idle_s == 60.0 and read.sweep_s == 30 and read.url is None and read.artifacts is None
+    assert read.server_limits == ("max_keys=8", "max_key_idle_s=60")
+    assert settings({"XDG_CACHE_HOME": "/c"}).cache == Path("/c/privface")
+    for name, value in [("PRIVFACE_SWEEP_S", "soon"), ("PRIVFACE_SESSION_IDLE_S", "-1"), ("PRIVFACE_MODE", "cloud")]:
+        with pytest.raises(SettingError, match=name):
+            getattr(settings({name: value}), name.removeprefix("PRIVFACE_").lower())

@@ -4,8 +4,9 @@ the key owner changing the decision through the real client/server roles, on a s
 import numpy as np
 import pytest
 
+from fhe_head.build import save_artifacts
+from fhe_head.circuit import compile_head
 from fhe_head.client import FHEClient
-from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.head import LEVEL_NAMES, HeadParams, default_level
 from fhe_head.server import FHEServer
 from privface_core.errors import InputError, UnknownLevelError

@@ -25,8 +25,8 @@ import pytest
 from PIL import Image, ImageOps
 
 from privface.client import VerificationClient
-from privface_core.errors import ServiceError
 from privface.local_server import LocalServer
+from privface_core.errors import ServiceError
 from tests.conftest import ASTRONAUT, CAMERAMAN
 from tests.service_helpers import connected_owner, key_dir, running_server, signed
 

@@ -128,7 +128,7 @@ def test_round_robin_serves_a_newcomer_before_the_backlog():
 
 def test_shipped_formats_accept_genuine_inputs_of_fresh_keys():
     """formats.json is current for the shipped circuit: a new key set's keys and ciphertexts pass
-    (after recompiling a point: python -m fhe_head.formats <point>)."""
+    (after recompiling a point: python -m fhe_head.build formats <point>)."""
     import numpy as np
 
     from fhe_head.client import FHEClient

@@ -5,10 +5,12 @@ import numpy as np
 import pytest
 import torch
 
+from fhe_head.build import save_artifacts
+from fhe_head.circuit import compile_head
 from fhe_head.client import FHEClient
-from fhe_head.dev import compile_head, save_artifacts
 from fhe_head.server import FHEServer
-from training.head_fit import HeadConfig, accuracy_of, config_from_dict, fit
+from training.head_fit import HeadConfig, accuracy_of
+from training.heads import config_from_dict, fit
 from training.siamese import SiameseConfig, export, integer_quantiser, train
 
 CONFIG = SiameseConfig(8, n_bits=4, levels=8, target_bits=5, clip_sigma=3.0, saturation=0.15, steps=60)

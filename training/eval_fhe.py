@@ -27,12 +27,14 @@ from tqdm import tqdm
 from client_encoder.encoder import FaceEncoder
 from client_encoder.models import cache_dir
 from fhe_head.artifacts import ARTIFACTS_ROOT
+from fhe_head.build import save_artifacts
+from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_head
 from fhe_head.client import FHEClient
-from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_head, save_artifacts
 from fhe_head.server import FHEServer
 from training.embeddings import embed_images
 from training.folds import fit_without_fold
-from training.head_fit import HeadConfig, config_from_dict
+from training.head_fit import HeadConfig
+from training.heads import config_from_dict
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.pairs import PairData
 from training.paths import METRICS

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from fhe_head.dev import compile_head
+from fhe_head.circuit import compile_head
 from fhe_head.head import HeadParams
-from training.head_fit import HeadConfig, fit
+from training.head_fit import HeadConfig
+from training.heads import fit
 from training.lfw import Pair
 from training.pairs import PairData, folds
 

@@ -90,23 +90,3 @@ def fit_head(
 
 def accuracy_of(params: HeadParams, a: np.ndarray, b: np.ndarray, same: np.ndarray) -> float:
     return float(np.mean(params.decide(params.quantize(a), params.quantize(b)) == same))
-
-
-# ---- one entry point for every kind of head -------------------------------------------------------
-def config_from_dict(data: dict):
-    """A head configuration as recorded in meta.json / metrics: the hand-set kind (`HeadConfig`, records
-    without a kind included) or the trained siamese kind (`training.siamese.SiameseConfig`)."""
-    if data.get("kind") == "siamese":
-        from training.siamese import SiameseConfig
-
-        return SiameseConfig(**data)
-    return HeadConfig(**{k: v for k, v in data.items() if k != "kind"})
-
-
-def fit(config, images: np.ndarray, a: np.ndarray, b: np.ndarray, same: np.ndarray, name: str = "head") -> HeadParams:
-    """The integer head of `config` fitted on training data: hand-set tables, or trained (Brevitas QAT)."""
-    if config.kind == "siamese":
-        from training.siamese import fit_siamese
-
-        return fit_siamese(config, images, a, b, same, name=name)
-    return fit_head(config, images, a, b, same, name=name)

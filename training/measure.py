@@ -8,7 +8,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, circuit_report, compile_head
+from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR, circuit_report, compile_head
 from fhe_head.head import HeadParams
 
 T = TypeVar("T")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
 
 METRICS = artifacts_dir() / "metrics"
 BENCH_DIR = artifacts_dir() / "bench"

@@ -42,8 +42,9 @@ import numpy as np
 
 from client_encoder.models import cache_dir
 from fhe_head.head import LEVEL_NAMES, HeadParams
-from privface.resources import artifacts_dir
-from training.head_fit import HeadConfig, config_from_dict, fit
+from privface_core.resources import artifacts_dir
+from training.head_fit import HeadConfig
+from training.heads import config_from_dict, fit
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.protocol import best_threshold
 
@@ -474,7 +475,7 @@ def with_levels(gallery: Gallery, head: HeadParams) -> tuple[HeadParams, dict]:
 
 def ship(gallery: Gallery, point: str, encoder_sha256: str) -> dict:
     """Recompile the shipped point with its level element (artifacts/fhe_head/<point>/)."""
-    from fhe_head.dev import save_artifacts
+    from fhe_head.build import save_artifacts
 
     leveled, calibration = leveled_shipped_head(gallery, point)
     config = shipped_config(point)

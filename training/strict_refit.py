@@ -108,7 +108,7 @@ def compile_candidate(gallery: Gallery, config: HeadConfig, out: Path, encoder_s
     parameter set: "mono"), or with concrete's multi-parameter selection ("multi": a key set per precision)."""
     from concrete import fhe
 
-    from fhe_head.dev import save_artifacts
+    from fhe_head.build import save_artifacts
 
     a, b, same, images = gallery.training_pairs(None)
     leveled, calibration = with_levels(gallery, fit_head(config, images, a, b, same, name=f"d{config.dims}-strict"))

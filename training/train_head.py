@@ -25,11 +25,13 @@ import sys
 from pathlib import Path
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
-from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, save_artifacts
+from fhe_head.build import save_artifacts
+from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR
 from fhe_head.head import HeadParams
 from training.embeddings import embed_images
 from training.folds import view2_folds
-from training.head_fit import HeadConfig, accuracy_of, config_from_dict, fit, fit_head
+from training.head_fit import HeadConfig, accuracy_of, fit_head
+from training.heads import config_from_dict, fit
 from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
 from training.measure import measure_circuit
 from training.pairs import PairData, folds, labels
@@ -156,7 +158,7 @@ def plot_if_simulated(points: list[dict]) -> None:
 
 def retime(data: PairData, view2: list[Pair], runs: int) -> int:
     """Recompile and re-measure without redoing the accuracy work: timings are only honest on an idle
-    machine, and compile settings (fhe_head/dev.py) change keys and times but not the integer model.
+    machine, and compile settings (fhe_head/circuit.py) change keys and times but not the integer model.
     Ships nothing (the shipped heads carry their security levels: `training.security_levels`)."""
     frontier = json.loads(FRONTIER.read_text())
     for point in frontier["points"]:

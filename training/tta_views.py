@@ -26,7 +26,7 @@ import numpy as np
 from client_encoder.align import views_of
 from client_encoder.encoder import FaceEncoder
 from client_encoder.images import load_image
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
 from training.embeddings import embed_images
 from training.folds import view2_folds
 from training.lfw import open_lfw_for_cli, unique_images

@@ -18,6 +18,7 @@ import uvicorn
 
 from fhe_head.artifacts import POINTS
 from privface_core.errors import PrivfaceError
+from privface_core.settings import settings
 
 # Keep-alive connections idle longer than this are closed; connections beyond the concurrency
 # limit get 503 rather than queueing without bound.
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE", help="override a limit")
     parser.add_argument(
         "--ray-address",
-        default=os.environ.get("PRIVFACE_RAY_ADDRESS"),
+        default=settings().ray_address,
         help="run the FHE work on this Ray cluster (its head's HOST:PORT; env PRIVFACE_RAY_ADDRESS); "
         "default: this machine's cores",
     )

@@ -34,7 +34,8 @@ from pathlib import Path
 
 from privface.app_support import app_command
 from privface.local_server import free_port, stop_process_group
-from privface.resources import EXAMPLES_DIR, artifacts_dir
+from privface.resources import EXAMPLES_DIR
+from privface_core.resources import artifacts_dir
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "artifacts" / "metrics" / "app_path.json"

@@ -24,8 +24,8 @@ from PIL import Image
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import FaceEncoder
 from client_encoder.models import dlib_resnet_source_path
-from privface_core.errors import NoFaceError
 from privface.resources import EXAMPLES_DIR
+from privface_core.errors import NoFaceError
 from training.lfw import LFW, LFWNotFound, unique_images
 from training.machine import machine_info
 from training.paths import METRICS

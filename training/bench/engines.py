@@ -1,5 +1,5 @@
 """The same integer head compiled two ways, side by side in one process: the direct concrete-python circuit
-(`fhe_head.dev`) and the Concrete-ML build (`fhe_head.concrete_ml_head`, the shipped one since this rule held).
+(`fhe_head.circuit`) and the Concrete-ML build (`fhe_head.concrete_ml_head`, the shipped one since this rule held).
 
     python -m training.bench.engines [--points accurate fast] [--runs 5]
 
@@ -103,7 +103,7 @@ class _Direct:
     def __init__(self, params: HeadParams) -> None:
         from concrete import fhe
 
-        from fhe_head.dev import DEFAULT_GLOBAL_P_ERROR, circuit_report, compile_head
+        from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR, circuit_report, compile_head
 
         start = time.perf_counter()
         self.circuit = compile_head(params)
@@ -125,16 +125,16 @@ class _Direct:
 
 
 class _ConcreteML:
-    """The Concrete-ML build, deployed as it ships: `fhe_head.dev.save_artifacts` (FHEModelDev inside), then the
+    """The Concrete-ML build, deployed as it ships: `fhe_head.build.save_artifacts` (FHEModelDev inside), then the
     project's FHEClient / FHEServer (FHEModelClient / FHEModelServer inside)."""
 
     name = "concrete_ml"
 
     def __init__(self, params: HeadParams, directory: Path) -> None:
         from fhe_head.artifacts import CONCRETE_ML, circuit_tag
+        from fhe_head.build import save_artifacts
         from fhe_head.client import FHEClient
         from fhe_head.concrete_ml_head import compile_head
-        from fhe_head.dev import save_artifacts
         from fhe_head.server import FHEServer
 
         start = time.perf_counter()

@@ -3,7 +3,7 @@
     python -m training.bench.identify_scaling [--sizes 16 64 256] [--accurate-sizes 16] [--batch-k 4 8 16]
 
 1. Batching, per head: for each K, K one-per-run comparisons against one run of the K-template circuit
-   (compiled under the 1:1 key set, `fhe_head.dev.compile_batched`), interleaved, real FHE; the K with the
+   (compiled under the 1:1 key set, `fhe_head.circuit.compile_batched`), interleaved, real FHE; the K with the
    lowest ratio is the head's choice (1 = one per run when no K wins). Every bit is checked against the
    clear integer model.
 2. Identification latency for N templates (fast head; accurate at small N): the embedded engine
@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from fhe_head.artifacts import point_dir
+from fhe_head.build import save_batched
+from fhe_head.circuit import compile_batched
 from fhe_head.client import FHEClient
-from fhe_head.dev import compile_batched, save_batched
 from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
 from fhe_head.service.engine import LocalEngine

@@ -24,7 +24,7 @@ import numpy as np
 
 from fhe_head.client import FHEClient
 from fhe_head.server import FHEServer
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the git checkout "before" is read from
 POINT_FILES = ("server.zip", "client.specs.json", "head.json", "meta.json")

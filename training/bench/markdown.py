@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from privface.resources import artifacts_dir
+from privface_core.resources import artifacts_dir
 
 
 def fmt_s(s: float | None) -> str:

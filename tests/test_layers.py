@@ -1,0 +1,174 @@
+"""The import graph, read with `ast` from every module of the project (nothing is imported to read it).
+
+What counts as an import: every `import` / `from ... import` statement anywhere in a module, at its top or
+inside a function (a lazy import is a dependency all the same). `from a import b` counts as importing the
+module `a.b` when there is one, else `a`; the packages above the imported module (whose `__init__` Python
+runs first) are not counted. docs/architecture.md draws the layers these tests hold.
+"""
+
+from __future__ import annotations
+
+import ast
+from functools import cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("privface_core", "client_encoder", "fhe_head", "privface", "training")
+SCRIPTS = ("streamlit_app",)
+
+# Top-level packages by layer: a package imports only from layers below its own (never from its own layer
+# but itself, never upward).
+LAYERS = {
+    "privface_core": 0,  # errors, settings, exit codes, artifact paths, the wire protocol
+    "client_encoder": 1,  # photo -> embedding, usable alone
+    "fhe_head": 1,  # the encrypted head's roles and the verification server
+    "privface": 2,  # the user's client library and CLI
+    "streamlit_app": 3,  # the app: a page over the client library
+    "training": 3,  # training, evaluation, benchmarks, build drivers
+}
+# Build steps: compile heads, learn input formats, convert the encoder to ONNX. Runtime never imports them.
+BUILD = {
+    "client_encoder.export",
+    "client_encoder.dlib_dnn",
+    "fhe_head.build",
+    "fhe_head.circuit",
+    "fhe_head.concrete_ml_head",
+}
+# The verification server: it must import nothing that can decrypt or sign as a key owner.
+SERVER_ROOTS = ("fhe_head.service", "fhe_head.server")
+CLIENT_ONLY = ("privface", "fhe_head.client", "client_encoder")
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+@cache
+def modules() -> dict[str, Path]:
+    found = {name: ROOT / f"{name}.py" for name in SCRIPTS}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            found[_module_name(path)] = path
+    return found
+
+
+def _imported(node: ast.AST, known: dict[str, Path]) -> list[str]:
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in known else node.module for a in node.names]
+    if isinstance(node, ast.ImportFrom):  # relative: the project writes none, but read them right if one appears
+        raise AssertionError(f"relative import at line {node.lineno}: write it absolute")
+    return []
+
+
+@cache
+def graph() -> dict[str, frozenset[str]]:
+    """module -> project modules it imports (anywhere in its text)."""
+    known = modules()
+    edges = {}
+    for name, path in known.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for target in _imported(node, known):
+                while target and target not in known:  # `import a.b.c` of a name that is not a module
+                    target = target.rpartition(".")[0]
+                if target and target != name:
+                    targets.add(target)
+        edges[name] = frozenset(targets)
+    return edges
+
+
+def top(module: str) -> str:
+    return module.split(".")[0]
+
+
+def closure(roots: list[str]) -> set[str]:
+    seen, todo = set(), list(roots)
+    while todo:
+        module = todo.pop()
+        if module not in seen:
+            seen.add(module)
+            todo += graph()[module]
+    return seen
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one node (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in edges.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(edges):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_the_graph_is_read():
+    """The reader sees the imports it is meant to (else every test below would pass on an empty graph)."""
+    edges = graph()
+    assert "privface.client" in edges["privface.cli"]
+    assert "fhe_head.server" in edges["fhe_head.service.app"]
+    assert "fhe_head.service.ray_engine" in edges["fhe_head.service.app"]  # an import inside a function
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_packages_import_only_downward():
+    wrong = sorted(
+        f"{module} -> {target}"
+        for module, targets in graph().items()
+        for target in targets
+        if top(target) != top(module) and LAYERS[top(target)] >= LAYERS[top(module)]
+    )
+    assert not wrong, "imports sideways or upward between packages:\n" + "\n".join(wrong)
+
+
+def test_no_cycle_between_packages():
+    packages: dict[str, set[str]] = {}
+    for module, targets in graph().items():
+        packages.setdefault(top(module), set()).update(top(t) for t in targets if top(t) != top(module))
+    assert not cycles(packages)
+
+
+def test_no_cycle_between_modules_of_a_package():
+    assert not cycles({m: set(t) for m, t in graph().items()})
+
+
+def test_the_server_imports_nothing_of_the_key_owner():
+    server = [m for m in graph() if m.startswith(SERVER_ROOTS)]
+    reached = closure(server)
+    wrong = sorted(m for m in reached if any(m == c or m.startswith(c + ".") for c in CLIENT_ONLY))
+    assert server and not wrong, f"the server reaches client modules: {wrong}"
+
+
+def test_runtime_imports_no_build_or_training_code():
+    runtime = [m for m in graph() if top(m) != "training" and m not in BUILD]
+    reached = closure(runtime)
+    wrong = sorted(m for m in reached if top(m) == "training" or m in BUILD)
+    assert not wrong, f"runtime modules reach build or training code: {wrong}"
+
+
+def test_the_kernel_stands_alone():
+    assert all(top(t) == "privface_core" for m in graph() if top(m) == "privface_core" for t in graph()[m])
