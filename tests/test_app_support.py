@@ -12,7 +12,7 @@ import time
 import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
-from fhe_head.service.app import Limits
+from fhe_head.service.state import Limits
 from privface import auth
 from privface.app_support import EmbeddedServer, KeyRegistry
 from tests.service_helpers import trickle

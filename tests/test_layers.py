@@ -130,8 +130,8 @@ def test_the_graph_is_read():
     """The reader sees the imports it is meant to (else every test below would pass on an empty graph)."""
     edges = graph()
     assert "privface.client" in edges["privface.cli"]
-    assert "fhe_head.server" in edges["fhe_head.service.app"]
-    assert "fhe_head.service.ray_engine" in edges["fhe_head.service.app"]  # an import inside a function
+    assert "fhe_head.server" in edges["fhe_head.service.state"]
+    assert "fhe_head.service.ray_engine" in edges["fhe_head.service.state"]  # an import inside a function
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 

@@ -10,8 +10,8 @@ import time
 import pytest
 
 from fhe_head.formats import ExactFormat
-from fhe_head.service.app import Limits
 from fhe_head.service.engine import FairScheduler
+from fhe_head.service.state import Limits
 from privface import auth
 from privface_core.errors import CiphertextError
 

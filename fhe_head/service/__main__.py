@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o077)  # everything the server writes (keys, SQLite and its journal) is private to its user
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from fhe_head.service.app import Limits, create_app
+    from fhe_head.service.app import create_app
+    from fhe_head.service.state import Limits
 
     try:
         limits = Limits.parse(args.limit)

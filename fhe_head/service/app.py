@@ -1,4 +1,5 @@
-"""The verification server's application: its state, its limits and how errors become responses.
+"""The verification server's application: how errors become responses, and the app over its state
+(`state.py`) and its routes (`routes.py`).
 
 What the server handles: evaluation keys (public), owners' public signing keys, ciphertexts of
 quantised embeddings and encrypted result bits. It imports nothing that can decrypt, stores no
@@ -9,14 +10,9 @@ and every resource has a limit that is named when it is reached.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import logging
-import os
-from collections import deque
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,166 +21,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from fhe_head.artifacts import POINTS
-from fhe_head.formats import CiphertextFormatError, KeyFormatError, PointFormats
-from fhe_head.server import FHEServer
-from fhe_head.service.engine import FHEEngine, LocalEngine
-from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError, Store
-from privface.auth import WINDOW_S, AuthError, NonceCache, ReplayCacheFull
-from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError, ServiceError
+from fhe_head.formats import CiphertextFormatError, KeyFormatError
+from fhe_head.service.state import ClientGone, ServiceState
+from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError
+from privface.auth import AuthError, ReplayCacheFull
+from privface_core.errors import CiphertextError, EvaluationKeyError, ServiceError
+from privface_core.protocol import API_VERSION
 
 log = logging.getLogger("fhe_head.service")
-
-API_VERSION = "2"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Every bound the server enforces (`--limit name=value` on the command line)."""
-
-    max_keys: int = 32  # evaluation key files stored (least recently used evicted beyond)
-    max_key_store_bytes: int = 4 << 30
-    max_key_idle_s: float = 30 * 86400  # key files unused this long are evicted
-    max_owners: int = 10_000  # registered owners (key ids), evicted key files included
-    max_templates_per_key: int = 256
-    max_templates_total: int = 100_000
-    max_identify_templates: int = 64  # templates one identification may run over
-    max_inflight_per_owner: int = 2  # FHE requests of one owner at once
-    max_inflight_total: int = 64
-    max_uploads_at_once: int = 16  # key uploads being received at once (to disk; two are checked at a time)
-    max_uploads_at_once_per_address: int = 4  # clients behind one NAT or proxy share an address
-    max_uploads_per_address: int = 20  # signed key uploads one client address may complete per hour
-    max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
-    body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
-    body_min_rate_bytes_s: int = 32 * 1024  # after that much time, a body slower than this on average is dropped
-    signature_window_s: float = WINDOW_S
-    key_cache_bytes: int = 1 << 30  # parsed evaluation keys kept (counted in serialized bytes)
-    key_cache_items: int = 16
-    expose_versions: bool = False  # /version names library versions and circuit statistics
-
-    @classmethod
-    def parse(cls, pairs: list[str]) -> Limits:
-        """`["max_keys=8", ...]` -> Limits (unknown names and bad values refused)."""
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        values: dict = {}
-        for pair in pairs:
-            name, _, text = pair.partition("=")
-            if name not in fields:
-                raise ValueError(f"unknown limit {name!r}; known: {', '.join(fields)}")
-            kind = fields[name].type
-            if kind == "bool":
-                if text not in ("true", "false"):
-                    raise ValueError(f"{name}: expected true or false")
-                values[name] = text == "true"
-            else:
-                values[name] = (int if kind == "int" else float)(text)
-        return cls(**values)
-
-
-class ClientGone(Exception):
-    """The HTTP client disconnected while its request was being served."""
-
-
-@contextmanager
-def _held(counts: dict[str, int], key: str, what: str, per: str, per_key: int, total: int) -> Iterator[None]:
-    """One more of `what` held by `key` while the block runs; 429 beyond `per_key` for it or `total` in all."""
-    if counts.get(key, 0) >= per_key:
-        raise QuotaError(f"{what} per {per}: limit {per_key}")
-    if sum(counts.values()) >= total:
-        raise QuotaError(f"{what} on this server: limit {total}")
-    counts[key] = counts.get(key, 0) + 1
-    try:
-        yield
-    finally:
-        counts[key] -= 1
-        if not counts[key]:
-            del counts[key]
-
-
-class ServiceState:
-    """Everything the routes share: store, circuits and their formats, engine, limits, replay cache."""
-
-    def __init__(
-        self,
-        data_dir: str | Path,
-        points: tuple[str, ...] = POINTS,
-        limits: Limits | None = None,
-        workers: int | None = None,
-        engine: FHEEngine | None = None,
-        ray_address: str | None = None,
-    ) -> None:
-        self.limits = limits or Limits()
-        self.store = Store(data_dir)
-        self.servers: dict[str, FHEServer] = {}
-        self.formats: dict[str, PointFormats] = {}
-        for point in points:
-            try:
-                server = FHEServer(point)
-                self.formats[point] = PointFormats.load(server.directory, server.meta)
-                self.servers[point] = server
-            except ArtifactError as err:
-                log.warning("point %s not served: %s", point, err)
-        if not self.servers:
-            raise ArtifactError("no FHE head point could be loaded")
-        if engine is None and ray_address:
-            # Ray is an optional extra: imported only when a cluster is asked for.
-            from fhe_head.service.ray_engine import RayEngine
-
-            engine = RayEngine(ray_address, self.load_keys, tuple(self.servers))
-        self.engine: FHEEngine = engine or LocalEngine(
-            self.servers,
-            self.load_keys,
-            workers=workers or os.cpu_count() or 1,
-            key_cache_bytes=self.limits.key_cache_bytes,
-            key_cache_items=self.limits.key_cache_items,
-        )
-        self.nonces = NonceCache(self.limits.signature_window_s)
-        self.inflight: dict[str, int] = {}
-        self.uploads: dict[str, int] = {}  # key uploads being received, by client address
-        self.uploads_by_address: dict[str, deque[float]] = {}  # completed (signed) uploads, by address
-        self.key_checks = asyncio.Semaphore(2)  # each check parses a whole key set in memory
-
-    def load_keys(self, key_id: str) -> bytes:
-        self.store.touch(key_id)
-        return self.store.key_bytes(key_id)
-
-    @contextmanager
-    def admit(self, key_id: str) -> Iterator[None]:
-        """Count an FHE request in flight (event-loop only: no lock needed); 429 beyond the limits."""
-        limits = self.limits
-        with _held(
-            self.inflight,
-            key_id,
-            "FHE requests in flight",
-            "key",
-            limits.max_inflight_per_owner,
-            limits.max_inflight_total,
-        ):
-            yield
-
-    @contextmanager
-    def receiving_upload(self, address: str, now: float) -> Iterator[None]:
-        """Count a key upload being received from `address`; 429 beyond the limits (event-loop only)."""
-        limits = self.limits
-        recent = self.uploads_by_address.setdefault(address, deque())
-        while recent and recent[0] < now - 3600:
-            recent.popleft()
-        if len(recent) >= limits.max_uploads_per_address:
-            raise QuotaError(f"key uploads per client address and hour: limit {limits.max_uploads_per_address}")
-        per_address, total = limits.max_uploads_at_once_per_address, limits.max_uploads_at_once
-        with _held(self.uploads, address, "key uploads at once", "client address", per_address, total):
-            yield
-        if len(self.uploads_by_address) > 100_000:  # forget idle addresses, oldest first
-            for idle in [a for a, times in self.uploads_by_address.items() if not times or times[-1] < now - 3600]:
-                del self.uploads_by_address[idle]
-
-    def count_upload(self, address: str, now: float) -> None:
-        """One more signed key upload completed by `address` (the hourly limit counts these only: a request
-        without a valid signature must not use up an address's quota, e.g. that of a shared proxy)."""
-        self.uploads_by_address.setdefault(address, deque()).append(now)
-
-    def close(self) -> None:
-        self.engine.close()
 
 
 def _error(status: int, detail: str) -> JSONResponse:

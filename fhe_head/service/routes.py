@@ -26,9 +26,10 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
-from fhe_head.service.app import API_VERSION, ClientGone, Limits, ServiceState
+from fhe_head.service.state import ClientGone, Limits, ServiceState
 from fhe_head.service.store import KeyRecord, QuotaError
 from privface import auth
+from privface_core.protocol import API_VERSION
 
 log = logging.getLogger("fhe_head.service")
 
