@@ -2,7 +2,7 @@
 
 The secret key stays in `key_dir` (mode 0600) and in this process; only evaluation keys (public)
 and ciphertexts are sent. The server's answers are encrypted bits that only this client can read.
-Every request on our data is signed with an Ed25519 key kept beside the FHE keys (privface/auth.py):
+Every request on our data is signed with an Ed25519 key kept beside the FHE keys (privface_core/auth.py):
 the server lets nobody else read, write or run anything under our key id.
 
 Each step is a method whose result carries its own timing, so an app can show them one by one:
@@ -27,9 +27,9 @@ from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from fhe_head.artifacts import DEFAULT_POINT
 from fhe_head.client import FHEClient
 from fhe_head.head import default_level
-from privface.auth import Signer, key_id_for
 from privface.display import one_line, public_url
 from privface.result import CompareResult
+from privface_core.auth import Signer, key_id_for
 from privface_core.errors import InputError, ServiceError
 from privface_core.resources import DEFAULT_KEY_DIR
 

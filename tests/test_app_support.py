@@ -13,8 +13,8 @@ import pytest
 
 from fhe_head.artifacts import ARTIFACTS_ROOT
 from fhe_head.service.state import Limits
-from privface import auth
 from privface.app_support import EmbeddedServer, KeyRegistry
+from privface_core import auth
 from tests.service_helpers import trickle
 
 

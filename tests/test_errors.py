@@ -149,7 +149,8 @@ def test_app_shows_one_line_per_error(error, monkeypatch):
 
 def test_the_servers_refusals_are_service_errors_with_their_status():
     from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError
-    from privface.auth import AuthError, ReplayCacheFull
+    from privface_core.auth import ReplayCacheFull
+    from privface_core.errors import AuthError
 
     statuses = {NotFoundError: 404, ConflictError: 409, EvictedError: 410, QuotaError: 429, AuthError: 401}
     statuses[ReplayCacheFull] = 429

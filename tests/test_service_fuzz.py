@@ -17,9 +17,9 @@ import time
 import httpx
 import pytest
 
-from privface import auth
 from privface.client import VerificationClient
 from privface.local_server import LocalServer
+from privface_core import auth
 from tests.conftest import ASTRONAUT
 from tests.service_helpers import connected_owner, running_server, signed
 

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from fhe_head.server import FHEServer
-from privface import auth
 from privface.client import VerificationClient
 from privface.local_server import LocalServer
+from privface_core import auth
 from tests.conftest import ASTRONAUT, CAMERAMAN
 from tests.service_helpers import forge_uncompressed, key_dir, signed, trickle
 

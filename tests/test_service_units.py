@@ -12,7 +12,7 @@ import pytest
 from fhe_head.formats import ExactFormat
 from fhe_head.service.engine import FairScheduler
 from fhe_head.service.state import Limits
-from privface import auth
+from privface_core import auth
 from privface_core.errors import CiphertextError
 
 BODY = b'{"probe": "AAAA"}'

@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fhe_head.formats import CiphertextFormatError, KeyFormatError
 from fhe_head.service.state import ClientGone, ServiceState
 from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError
-from privface.auth import AuthError, ReplayCacheFull
-from privface_core.errors import CiphertextError, EvaluationKeyError, ServiceError
+from privface_core.auth import ReplayCacheFull
+from privface_core.errors import AuthError, CiphertextError, EvaluationKeyError, ServiceError
 from privface_core.protocol import API_VERSION
 
 log = logging.getLogger("fhe_head.service")
@@ -102,7 +102,7 @@ def create_app(data_dir: str | Path, **options: Any) -> FastAPI:
         version=API_VERSION,
         description="Encrypted face verification: the server runs a TFHE circuit on two encrypted "
         "embeddings and returns an encrypted bit. It never sees a face, an embedding, a score or an answer. "
-        "Requests on an owner's data carry the owner's Ed25519 signature (see privface/auth.py).",
+        "Requests on an owner's data carry the owner's Ed25519 signature (see privface_core/auth.py).",
     )
     app.state.service = state
     _register_errors(app)

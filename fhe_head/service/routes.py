@@ -28,7 +28,7 @@ from starlette.requests import ClientDisconnect
 
 from fhe_head.service.state import ClientGone, Limits, ServiceState
 from fhe_head.service.store import KeyRecord, QuotaError
-from privface import auth
+from privface_core import auth
 from privface_core.protocol import API_VERSION
 
 log = logging.getLogger("fhe_head.service")
@@ -157,7 +157,7 @@ async def signed(request: Request, model: type[BaseModel] | None = None) -> tupl
     state = state_of(request)
     key_id = request.headers.get(auth.HEADER_KEY, "")
     if not key_id:
-        raise auth.AuthError("this request must be signed by the key owner (privface/auth.py)")
+        raise auth.AuthError("this request must be signed by the key owner (privface_core/auth.py)")
     if len(key_id) != auth.KEY_ID_CHARS or not all(c in "0123456789abcdef" for c in key_id):
         raise auth.AuthError("malformed key id")
     # Everything that can be checked without the body is checked before reading it: an unknown key id or a

@@ -19,7 +19,7 @@ from fhe_head.formats import PointFormats
 from fhe_head.server import FHEServer
 from fhe_head.service.engine import FHEEngine, LocalEngine
 from fhe_head.service.store import QuotaError, Store
-from privface.auth import WINDOW_S, NonceCache
+from privface_core.auth import WINDOW_S, NonceCache
 from privface_core.errors import ArtifactError
 
 log = logging.getLogger("fhe_head.service")

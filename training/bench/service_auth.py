@@ -3,8 +3,8 @@
     python -m training.bench.service_auth [--repeats 2000]
 
 Times, in one process and interleaved, what an authenticated request adds on each side: the
-client's SHA-256 of the body and Ed25519 signature (privface.auth.Signer.headers), and the
-server's timestamp/nonce checks, SHA-256 and signature verification (privface.auth.verify), over a
+client's SHA-256 of the body and Ed25519 signature (privface_core.auth.Signer.headers), and the
+server's timestamp/nonce checks, SHA-256 and signature verification (privface_core.auth.verify), over a
 body the size of a `fast`-point verification (two ciphertexts in base64 JSON). Writes medians and
 p95 to artifacts/metrics/service_auth.json; compare them with a verification's latency in
 service_load.json (the same file's figures are quoted in the README).
@@ -21,7 +21,7 @@ import time
 
 import numpy as np
 
-from privface import auth
+from privface_core import auth
 from training.machine import machine_info
 from training.paths import METRICS
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from privface_core.errors import CryptoError, ServiceError
+from privface_core.errors import AuthError, CryptoError, QuotaError
 from privface_core.private_files import write_private
 
 SCHEME = b"privface-sig-v1"
@@ -34,16 +34,8 @@ NONCE_CHARS = 32
 WINDOW_S = 120  # clocks may differ this much; a signed request is valid this long
 
 
-class AuthError(ServiceError, ValueError):
-    """A request without a valid, fresh signature of the key owner."""
-
-    status = 401
-
-
-class ReplayCacheFull(ServiceError):
+class ReplayCacheFull(QuotaError):
     """More signed requests within the window than the server remembers nonces for: retry later."""
-
-    status = 429
 
 
 def key_id_for(public_key: bytes, evaluation_keys_sha256: bytes) -> str:
