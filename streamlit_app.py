@@ -36,7 +36,7 @@ from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
 from privface.levels import default_level, describe, offered_levels
 from privface.resources import EXAMPLES_DIR
-from privface_core.errors import InvalidImageError, NoFaceError, PrivfaceError, ServiceError
+from privface_core.errors import InvalidImageError, KeysGoneError, NoFaceError, PrivfaceError, ServiceError
 from privface_core.settings import settings
 
 ROOT = Path(__file__).parent
@@ -308,8 +308,8 @@ def run_comparison(photos: list[Photo], point: str, level: str | None, status) -
             answer = client.send_pair(encrypted[0], encrypted[1])
             steps["server_round_trip"] = answer.round_trip_s
             break
-        except ServiceError as err:
-            if attempt or err.status != 404:
+        except KeysGoneError:
+            if attempt:
                 raise
             # The server no longer holds our keys (evicted, or a fresh server): upload them again, once.
             client.key_id = None

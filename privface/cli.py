@@ -29,7 +29,7 @@ from fhe_head.artifacts import DEFAULT_POINT, POINTS
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
 from privface.display import one_line, public_url
 from privface.levels import describe
-from privface_core.errors import NoFaceError, PrivfaceError, ServiceError
+from privface_core.errors import NoFaceError, PrivfaceError, TemplateExistsError, UnknownTemplateError
 from privface_core.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
 from privface_core.resources import DEFAULT_KEY_DIR
 from privface_core.settings import settings
@@ -170,10 +170,8 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
     if args.command == "enrol":
         try:
             record = client.enrol(encodings[0], args.name, replace=args.replace)
-        except ServiceError as err:
-            if err.status != 409:
-                raise
-            raise ServiceError(f"a template named {args.name!r} exists: add --replace to overwrite it", 409) from err
+        except TemplateExistsError as err:
+            raise TemplateExistsError(f"a template named {args.name!r} exists: add --replace to overwrite it") from err
         stored = f"{record['size'] / 1e3:.1f} KB of ciphertext stored on the server"
         print(f"enrolled {one_line(record['name'])!r} ({stored})")
         return OK
@@ -207,10 +205,8 @@ def _named(args: argparse.Namespace, call):
     """`call()`, with the server's "no such template" (404) naming the template asked for."""
     try:
         return call()
-    except ServiceError as err:
-        if err.status == 404 and "template" in str(err):
-            raise ServiceError(f"no template named {args.name!r} is enrolled under your key", 404) from err
-        raise
+    except UnknownTemplateError as err:
+        raise UnknownTemplateError(f"no template named {args.name!r} is enrolled under your key") from err
 
 
 def _check_key_dir(args: argparse.Namespace) -> str | None:

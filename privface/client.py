@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from fhe_head.artifacts import DEFAULT_POINT
 from fhe_head.client import FHEClient
@@ -30,47 +30,19 @@ from fhe_head.head import default_level
 from privface.display import one_line, public_url
 from privface.result import CompareResult
 from privface_core.auth import Signer, key_id_for
-from privface_core.errors import InputError, ServiceError
+from privface_core.errors import InputError, KeysGoneError, NotPrivfaceServerError, ServiceError
+from privface_core.protocol import (
+    EncryptedResult,
+    ErrorBody,
+    IdentifyResult,
+    KeyInfo,
+    TemplateInfo,
+    VersionInfo,
+    error_from,
+)
 from privface_core.resources import DEFAULT_KEY_DIR
 
 __all__ = ["Encrypted", "ServerAnswer", "VerificationClient"]
-
-
-class _Answer(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class _KeyRecord(_Answer):
-    key_id: str
-
-
-class _Template(_Answer):
-    name: str
-    size: int
-    created: float
-
-
-class _Match(_Answer):
-    name: str
-    result: str
-
-
-class _Identification(_Answer):
-    wall_s: float
-    results: list[_Match]
-
-
-class _Result(_Answer):
-    result: str
-    fhe_s: float
-
-
-class _Point(_Answer):
-    circuit_id: str
-
-
-class _Version(_Answer):
-    points: dict[str, _Point]
 
 
 UPLOAD_CHUNK = 1 << 20
@@ -158,11 +130,12 @@ class VerificationClient:
             raise ServiceError(f"cannot reach the server at {public_url(self.url)}: {one_line(err)}") from err
         if not response.is_success:
             try:
-                detail = response.json().get("detail")
-            except (ValueError, AttributeError):
-                detail = None
-            said = one_line(detail) if isinstance(detail, str) else "(not a privface server's answer)"
-            raise ServiceError(f"server said {response.status_code}: {said}", response.status_code)
+                error: ErrorBody | None = ErrorBody.model_validate_json(response.content)
+            except ValidationError:
+                error = None
+            said = one_line(error.detail) if error else "(not a privface server's answer)"
+            message = f"server said {response.status_code}: {said}"
+            raise error_from(response.status_code, message, error.code if error else None)
         return response
 
     def _parse(self, response: httpx.Response, shape):
@@ -171,14 +144,16 @@ class VerificationClient:
         try:
             return TypeAdapter(shape).validate_json(response.content)
         except ValidationError as err:
-            raise ServiceError(f"the server at {public_url(self.url)} did not answer as a privface server") from err
+            raise NotPrivfaceServerError(
+                f"the server at {public_url(self.url)} did not answer as a privface server"
+            ) from err
 
     def _check_server(self) -> None:
         """Once per client, before any key is uploaded: the server serves this head point with our circuit
         (a wrong URL would otherwise receive tens of MB of evaluation keys first)."""
         if self._server_checked:
             return
-        point = self._parse(self._request("GET", "/version"), _Version).points.get(self.point)
+        point = self._parse(self._request("GET", "/version"), VersionInfo).points.get(self.point)
         if point is None:
             raise ServiceError(f"the server at {public_url(self.url)} does not serve the {self.point} head")
         if point.circuit_id != self.fhe.meta["circuit_id"]:
@@ -198,9 +173,8 @@ class VerificationClient:
                 headers["content-type"] = "application/json"
             try:
                 return self._request(method, path, content=content, headers=headers)
-            except ServiceError as err:
-                gone = err.status == 410 or (err.status == 404 and "unknown key id" in str(err))
-                if not gone or attempt:
+            except KeysGoneError:
+                if attempt:
                     raise
                 self.key_id = None
                 self._upload_keys(None)
@@ -280,16 +254,14 @@ class VerificationClient:
         headers = self.signer.headers("GET", "/v1/keys/me", "", hashlib.sha256(b"").digest(), key_id)
         try:
             self._request("GET", "/v1/keys/me", headers=headers)
-        except ServiceError as err:
-            if err.status in (404, 410):
-                return False
-            raise
+        except KeysGoneError:
+            return False
         return True
 
     def _upload_keys(self, progress: ProgressFn | None) -> None:
         self._load_keys()
         start = time.perf_counter()
-        record = self._parse(self._upload(self._keys, progress), _KeyRecord)
+        record = self._parse(self._upload(self._keys, progress), KeyInfo)
         self.timings["key_upload_s"] = time.perf_counter() - start
         if record.key_id != self._key_id():
             raise ServiceError("the server computed another key id for our keys")
@@ -320,7 +292,7 @@ class VerificationClient:
             raise ServiceError(f"the server at {public_url(self.url)} sent a result that is not base64") from err
 
     def _answer(self, response: httpx.Response, start: float) -> ServerAnswer:
-        answer = self._parse(response, _Result)
+        answer = self._parse(response, EncryptedResult)
         return ServerAnswer(self._result_bytes(answer.result), answer.fhe_s, time.perf_counter() - start)
 
     def send_pair(self, template: Encrypted | bytes, probe: Encrypted | bytes) -> ServerAnswer:
@@ -368,7 +340,7 @@ class VerificationClient:
         """Store the encrypted embedding of `photo` on the server under `name`."""
         self.connect()
         body = {"name": name, "ciphertext": _b64(self.encrypt(photo).ciphertext), "replace": replace}
-        return self._parse(self._signed("POST", "/v1/templates", body), _Template).model_dump()
+        return self._parse(self._signed("POST", "/v1/templates", body), TemplateInfo).model_dump()
 
     def verify(self, photo, name: str) -> CompareResult:
         """Is `photo` the person enrolled as `name`?"""
@@ -386,13 +358,13 @@ class VerificationClient:
         start = time.perf_counter()
         probe = self.encrypt(photo, self.level).ciphertext
         body = self._signed("POST", "/v1/identify", {"probe": _b64(probe)})
-        results = self._parse(body, _Identification)
+        results = self._parse(body, IdentifyResult)
         self.timings["identify_s"] = time.perf_counter() - start
         self.timings["identify_server_wall_s"] = results.wall_s
         return [(m.name, self.decrypt(self._result_bytes(m.result))) for m in results.results]
 
     def templates(self) -> list[dict]:
-        return [t.model_dump() for t in self._parse(self._signed("GET", "/v1/templates"), list[_Template])]
+        return [t.model_dump() for t in self._parse(self._signed("GET", "/v1/templates"), list[TemplateInfo])]
 
     def delete(self, name: str) -> None:
         self._signed("POST", "/v1/templates/delete", {"name": name})

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from privface_core import errors
+from privface_core.protocol import CODED_ERRORS, ErrorBody, error_from
 from tests.conftest import ASTRONAUT, CAMERAMAN, CAT
 
 USER_ERRORS = [
@@ -148,12 +149,40 @@ def test_app_shows_one_line_per_error(error, monkeypatch):
 
 
 def test_the_servers_refusals_are_service_errors_with_their_status():
-    from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError
     from privface_core.auth import ReplayCacheFull
-    from privface_core.errors import AuthError
 
-    statuses = {NotFoundError: 404, ConflictError: 409, EvictedError: 410, QuotaError: 429, AuthError: 401}
-    statuses[ReplayCacheFull] = 429
+    statuses = {errors.UnknownKeyError: 404, errors.UnknownTemplateError: 404, errors.TemplateExistsError: 409}
+    statuses |= {errors.EvictedKeysError: 410, errors.RetiredCircuitError: 410, errors.QuotaError: 429}
+    statuses |= {errors.AuthError: 401, ReplayCacheFull: 429}
     for kind, status in statuses.items():
         err = kind("refused")
         assert isinstance(err, errors.ServiceError) and err.status == status and err.args == ("refused",)
+
+
+@pytest.mark.parametrize("kind", [*CODED_ERRORS.values(), errors.EvictedKeysError], ids=lambda k: k.__name__)
+def test_a_refusal_travels_as_its_code_and_is_raised_again_as_its_class(kind):
+    """The server's answer names the error's code; the client raises the same class from it (a caller acts on
+    the type: "keys gone" is not told from "no such template" by the message or the status)."""
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+
+    from fhe_head.service.app import _register_errors
+
+    app = FastAPI()
+    _register_errors(app)
+
+    @app.get("/refuse")
+    def refuse() -> None:
+        raise kind("refused on purpose")
+
+    response = TestClient(app).get("/refuse")
+    body = ErrorBody.model_validate_json(response.content)
+    assert (response.status_code, body.detail, body.code) == (kind.status, "refused on purpose", kind.code)
+    again = error_from(response.status_code, body.detail, body.code)
+    assert type(again) is kind and again.status == kind.status
+    assert isinstance(again, errors.KeysGoneError) == issubclass(kind, errors.KeysGoneError)
+
+
+def test_an_answer_without_a_code_is_a_plain_service_error():
+    err = error_from(404, "Not Found", None)
+    assert type(err) is errors.ServiceError and err.status == 404

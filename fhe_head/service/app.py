@@ -23,16 +23,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhe_head.formats import CiphertextFormatError, KeyFormatError
 from fhe_head.service.state import ClientGone, ServiceState
-from fhe_head.service.store import ConflictError, EvictedError, NotFoundError, QuotaError
-from privface_core.auth import ReplayCacheFull
-from privface_core.errors import AuthError, CiphertextError, EvaluationKeyError, ServiceError
-from privface_core.protocol import API_VERSION
+from privface_core.errors import CiphertextError, EvaluationKeyError, ServiceError
+from privface_core.protocol import API_VERSION, CODED_ERRORS
 
 log = logging.getLogger("fhe_head.service")
 
 
-def _error(status: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status)
+def _error(status: int, detail: str, code: str | None = None) -> JSONResponse:
+    """An error answer (`privface_core.protocol.ErrorBody`): the message, and the code of the errors a caller
+    acts on."""
+    body = {"detail": detail} if code is None else {"detail": detail, "code": code}
+    return JSONResponse(body, status_code=status)
+
+
+async def _refused(_: Request, err: Exception) -> JSONResponse:
+    """A request refused on purpose (unknown key, quota, bad signature...): its status, message and code."""
+    return _error(err.status, str(err), err.code)
 
 
 async def _input_error(_: Request, err: Exception) -> JSONResponse:
@@ -65,14 +71,8 @@ async def _service_error(_: Request, err: Exception) -> JSONResponse:
 
 
 def _register_errors(app: FastAPI) -> None:
-    for kind in (NotFoundError, ConflictError, EvictedError, QuotaError, AuthError, ReplayCacheFull):
-        status = kind.status
-
-        async def handler(_: Request, err: Exception, status: int = status) -> JSONResponse:
-            detail = str(err.args[0]) if err.args else type(err).__name__
-            return _error(status, detail)
-
-        app.add_exception_handler(kind, handler)
+    for kind in CODED_ERRORS.values():
+        app.add_exception_handler(kind, _refused)
     app.add_exception_handler(CiphertextError, _input_error)
     app.add_exception_handler(EvaluationKeyError, _input_error)
     app.add_exception_handler(ServiceError, _service_error)

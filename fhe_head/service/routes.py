@@ -23,13 +23,24 @@ from typing import Annotated, Any
 from concrete.fhe.version import __version__ as concrete_version
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from fhe_head.service.state import ClientGone, Limits, ServiceState
-from fhe_head.service.store import KeyRecord, QuotaError
+from fhe_head.service.store import KeyRecord
 from privface_core import auth
-from privface_core.protocol import API_VERSION
+from privface_core.errors import EvictedKeysError, QuotaError, RetiredCircuitError
+from privface_core.protocol import (
+    API_VERSION,
+    EncryptedResult,
+    EnrolRequest,
+    IdentifyResult,
+    Match,
+    NamedProbeRequest,
+    NameRequest,
+    ProbeRequest,
+    VerifyRequest,
+)
 
 log = logging.getLogger("fhe_head.service")
 
@@ -39,52 +50,6 @@ service = APIRouter(tags=["service"])
 keys = APIRouter(tags=["keys"])
 verification = APIRouter(tags=["verify"])
 templates = APIRouter(tags=["templates"])
-
-
-# ---- request / response bodies ---------------------------------------------------------------
-class _Strict(BaseModel):
-    model_config = ConfigDict(strict=True, extra="forbid")
-
-
-class VerifyRequest(_Strict):
-    template: str = Field(description="base64 ciphertext of the enrolled embedding")
-    probe: str = Field(description="base64 ciphertext of the new embedding")
-
-
-class ProbeRequest(_Strict):
-    probe: str = Field(description="base64 ciphertext of the new embedding")
-
-
-class NamedProbeRequest(_Strict):
-    name: str
-    probe: str = Field(description="base64 ciphertext of the new embedding")
-
-
-class NameRequest(_Strict):
-    name: str
-
-
-class EnrolRequest(_Strict):
-    name: str
-    ciphertext: str = Field(description="base64 ciphertext of the embedding to store")
-    replace: bool = False
-
-
-class EncryptedResult(BaseModel):
-    result: str = Field(description="base64 encrypted bit: only the key owner can read it")
-    fhe_s: float = Field(description="server time spent in the FHE circuit")
-
-
-class Match(BaseModel):
-    name: str
-    result: str
-    fhe_s: float
-
-
-class IdentifyResult(BaseModel):
-    results: list[Match]
-    fhe_s_total: float
-    wall_s: float
 
 
 # ---- reading and checking requests -----------------------------------------------------------
@@ -202,9 +167,9 @@ def _served(state: ServiceState, record: KeyRecord, runs: bool = True) -> None:
     """410 unless the owner's circuit is served (and, for FHE runs, its key file is here)."""
     server = state.servers.get(record.point)
     if server is None or server.meta["circuit_id"] != record.circuit_id:
-        raise HTTPException(410, "these keys belong to a circuit this server no longer serves: upload new keys")
+        raise RetiredCircuitError("these keys belong to a circuit this server no longer serves: upload new keys")
     if runs and not record.stored:
-        raise HTTPException(410, "evaluation keys evicted from the server: upload them again")
+        raise EvictedKeysError("evaluation keys evicted from the server: upload them again")
 
 
 async def _run(request: Request, fn: Callable[..., Any], *args: Any) -> Any:

@@ -18,9 +18,9 @@ from fhe_head.artifacts import POINTS
 from fhe_head.formats import PointFormats
 from fhe_head.server import FHEServer
 from fhe_head.service.engine import FHEEngine, LocalEngine
-from fhe_head.service.store import QuotaError, Store
+from fhe_head.service.store import Store
 from privface_core.auth import WINDOW_S, NonceCache
-from privface_core.errors import ArtifactError
+from privface_core.errors import ArtifactError, QuotaError
 
 log = logging.getLogger("fhe_head.service")
 

@@ -20,7 +20,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from privface_core.errors import ServiceError
+from privface_core.errors import (
+    EvictedKeysError,
+    QuotaError,
+    TemplateExistsError,
+    UnknownKeyError,
+    UnknownTemplateError,
+)
 
 SCHEMA_VERSION = 2  # 2: owners sign requests (public_key); earlier stores had no owner and are dropped
 SCHEMA = """
@@ -42,30 +48,6 @@ CREATE TABLE IF NOT EXISTS templates (
     PRIMARY KEY (key_id, name)
 );
 """
-
-
-class NotFoundError(ServiceError, KeyError):
-    """An unknown key id or template name."""
-
-    status = 404
-
-
-class ConflictError(ServiceError, ValueError):
-    """A template of that name already exists for this key."""
-
-    status = 409
-
-
-class QuotaError(ServiceError):
-    """A configured limit reached (HTTP 429 with the limit named)."""
-
-    status = 429
-
-
-class EvictedError(ServiceError, LookupError):
-    """The owner is known but its evaluation keys were evicted: upload them again."""
-
-    status = 410
 
 
 @dataclass(frozen=True)
@@ -175,15 +157,15 @@ class Store:
     def key(self, key_id: str) -> KeyRecord:
         record = self.key_or_none(key_id)
         if record is None:
-            raise NotFoundError("unknown key id: upload your evaluation keys first")
+            raise UnknownKeyError("unknown key id: upload your evaluation keys first")
         return record
 
     def key_bytes(self, key_id: str) -> bytes:
-        """The stored evaluation keys (EvictedError when they were evicted)."""
+        """The stored evaluation keys (EvictedKeysError when they were evicted)."""
         try:
             return self.key_path(key_id).read_bytes()
         except FileNotFoundError:
-            raise EvictedError("evaluation keys evicted from the server: upload them again") from None
+            raise EvictedKeysError("evaluation keys evicted from the server: upload them again") from None
 
     def touch(self, key_id: str) -> None:
         with self._db() as db:
@@ -236,7 +218,7 @@ class Store:
         with self._lock, self._db() as db:
             exists = db.execute("SELECT 1 FROM templates WHERE key_id = ? AND name = ?", (key_id, name)).fetchone()
             if exists and not replace:
-                raise ConflictError("a template of that name already exists (replace it explicitly)")
+                raise TemplateExistsError("a template of that name already exists (replace it explicitly)")
             if not exists:
                 mine = db.execute("SELECT count(*) FROM templates WHERE key_id = ?", (key_id,)).fetchone()[0]
                 if mine >= per_key:
@@ -262,7 +244,7 @@ class Store:
             query = "SELECT ciphertext FROM templates WHERE key_id = ? AND name = ?"
             row = db.execute(query, (key_id, name)).fetchone()
         if row is None:
-            raise NotFoundError("no template of that name for this key")
+            raise UnknownTemplateError("no template of that name for this key")
         return bytes(row[0])
 
     def all_templates(self, key_id: str) -> list[tuple[str, bytes]]:
@@ -274,4 +256,4 @@ class Store:
         with self._db() as db:
             deleted = db.execute("DELETE FROM templates WHERE key_id = ? AND name = ?", (key_id, name)).rowcount
         if not deleted:
-            raise NotFoundError("no template of that name for this key")
+            raise UnknownTemplateError("no template of that name for this key")
