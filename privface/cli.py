@@ -95,19 +95,6 @@ def _connect(args: argparse.Namespace, client) -> None:
     _say(args, f"key id {client.key_id} ({timings})")
 
 
-def _existing_keys(client) -> bool:
-    """Whether the server holds keys of ours, found without generating or uploading any."""
-    key_file = client.fhe.key_file
-    if key_file is None or not key_file.is_file():
-        return False
-    client._load_keys()  # the saved FHE keys and the signing key made with them
-    key_id = client._key_id()
-    if not client._server_has(key_id):
-        return False
-    client.key_id = key_id
-    return True
-
-
 def _no_keys(args: argparse.Namespace, client) -> int:
     """list / delete / forget when we have no keys for this head, or the server holds none of ours: say
     which, upload nothing."""
@@ -235,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
                 return OK
         encodings = _encode_photos(args)
         with _client(args) as client:
-            if args.command in KEY_ONLY and not _existing_keys(client):
+            if args.command in KEY_ONLY and not client.connect_saved():
                 return _no_keys(args, client)
             _connect(args, client)
             return _run_command(args, client, encodings)

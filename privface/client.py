@@ -232,6 +232,19 @@ class VerificationClient:
         self.key_id = self._key_id()
         return self.key_id
 
+    def connect_saved(self) -> bool:
+        """Connect with the keys saved in `key_dir` if the server still holds them, generating and uploading
+        nothing (for list, delete, forget): False when there are no saved keys or the server has none of them."""
+        key_file = self.fhe.key_file
+        if key_file is None or not key_file.is_file():
+            return False
+        self._load_keys()  # the saved FHE keys and the signing key made with them
+        key_id = self._key_id()
+        if not self._server_has(key_id):
+            return False
+        self.key_id = key_id
+        return True
+
     def _load_keys(self) -> None:
         """FHE keys and the signing key made with them (both stay in `key_dir`, mode 0600)."""
         if self.signer is not None:

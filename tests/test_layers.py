@@ -172,3 +172,41 @@ def test_runtime_imports_no_build_or_training_code():
 
 def test_the_kernel_stands_alone():
     assert all(top(t) == "privface_core" for m in graph() if top(m) == "privface_core" for t in graph()[m])
+
+
+@cache
+def _private_names() -> frozenset[str]:
+    """The private names the project defines (functions, classes, attributes, variables starting with `_`)."""
+    names = set()
+    for path in modules().values():
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Attribute | ast.Name) and isinstance(node.ctx, ast.Store):
+                names.add(node.attr if isinstance(node, ast.Attribute) else node.id)
+    return frozenset(n for n in names if n.startswith("_") and not n.startswith("__"))
+
+
+OWN = ("self", "cls")  # a class's own members
+
+
+def _private_uses(text: str, where: str) -> list[str]:
+    """`x._name` on anything but `self` / `cls`, and `from m import _name`, for the project's private names."""
+    found, private = [], _private_names()
+    for node in ast.walk(ast.parse(text, where)):
+        on_self = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in OWN
+        if isinstance(node, ast.Attribute) and node.attr in private and not on_self:
+            found.append(f"{where}:{node.lineno} .{node.attr}")
+        if isinstance(node, ast.ImportFrom):
+            found += [f"{where}:{node.lineno} import {a.name}" for a in node.names if a.name in private]
+    return found
+
+
+def test_no_module_uses_another_modules_private_members():
+    """A caller goes through public names (the CLI and the app call the client's public methods)."""
+    assert sorted(_private_uses("client._load_keys()\nfrom privface.cli import _confirm", "x")) == [
+        "x:1 ._load_keys",
+        "x:2 import _confirm",
+    ]
+    wrong = [use for name, path in modules().items() for use in _private_uses(path.read_text(), name)]
+    assert not wrong, "private members used from outside their object:\n" + "\n".join(wrong)
