@@ -108,6 +108,7 @@ class VerificationClient:
         except (httpx.InvalidURL, TypeError, ValueError) as err:
             raise ServiceError(f"invalid server URL {public_url(self.url)!r}: {err}") from err
         self._server_checked = False
+        self.server_id: str | None = None
         self.key_id: str | None = None
         self.signer: Signer | None = None
         self._keys = b""
@@ -153,7 +154,10 @@ class VerificationClient:
         (a wrong URL would otherwise receive tens of MB of evaluation keys first)."""
         if self._server_checked:
             return
-        point = self._parse(self._request("GET", "/version"), VersionInfo).points.get(self.point)
+        version = self._parse(self._request("GET", "/version"), VersionInfo)
+        if version.server_id is None:
+            raise ServiceError(f"the server at {public_url(self.url)} is an older privface server: update it")
+        point = version.points.get(self.point)
         if point is None:
             raise ServiceError(f"the server at {public_url(self.url)} does not serve the {self.point} head")
         if point.circuit_id != self.fhe.meta["circuit_id"]:
@@ -161,14 +165,22 @@ class VerificationClient:
                 f"the server at {public_url(self.url)} runs another {self.point} circuit "
                 f"({one_line(point.circuit_id)}, ours {self.fhe.meta['circuit_id']}): update this client or the server"
             )
+        self.server_id = version.server_id
         self._server_checked = True
+
+    def _sign(self, method: str, path: str, query: str, content: bytes, key_id: str | None) -> dict[str, str]:
+        """Signature headers for this server only (its id from /version is in the signed message)."""
+        self._check_server()
+        return self.signer.headers(
+            method, path, query, hashlib.sha256(content).digest(), key_id, audience=self.server_id
+        )
 
     def _signed(self, method: str, path: str, body: dict | None = None) -> httpx.Response:
         """A request signed as the key owner; keys the server evicted or lost are uploaded again, once."""
         for attempt in (0, 1):
             key_id = self.connect()
             content = json.dumps(body).encode() if body is not None else b""
-            headers = self.signer.headers(method, path, "", hashlib.sha256(content).digest(), key_id)
+            headers = self._sign(method, path, "", content, key_id)
             if body is not None:
                 headers["content-type"] = "application/json"
             try:
@@ -264,7 +276,7 @@ class VerificationClient:
         return key_id_for(self.signer.public_key, hashlib.sha256(self._keys).digest())
 
     def _server_has(self, key_id: str) -> bool:
-        headers = self.signer.headers("GET", "/v1/keys/me", "", hashlib.sha256(b"").digest(), key_id)
+        headers = self._sign("GET", "/v1/keys/me", "", b"", key_id)
         try:
             self._request("GET", "/v1/keys/me", headers=headers)
         except KeysGoneError:
@@ -288,7 +300,7 @@ class VerificationClient:
                     progress(min(offset + UPLOAD_CHUNK, len(keys)), len(keys))
 
         query = f"point={self.point}"
-        headers = self.signer.headers("POST", "/v1/keys", query, hashlib.sha256(keys).digest(), None)
+        headers = self._sign("POST", "/v1/keys", query, keys, None)
         headers.update({"content-type": "application/octet-stream", "content-length": str(len(keys))})
         return self._request("POST", f"/v1/keys?{query}", content=chunks(), headers=headers)
 

@@ -132,6 +132,7 @@ class PointInfo(_Answer):
 
 class VersionInfo(_Answer):
     api: str
+    server_id: str | None = None  # what our signatures name: a request sent to it is refused by any other server
     points: dict[str, PointInfo]
     concrete_python: str | None = None
 

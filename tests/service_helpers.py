@@ -32,6 +32,11 @@ def connected_owner(
         yield client
 
 
+def audience(url: str) -> str:
+    """The server id a request to the server at `url` must be signed for (from its /version)."""
+    return httpx.get(url + "/version", timeout=30).json()["server_id"]
+
+
 def key_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
     """A key folder shared by every test module of the session: FHE keys are generated once per name."""
     path = tmp_path_factory.getbasetemp() / f"keys-{name}"
@@ -52,7 +57,10 @@ def signed(
     """A request signed with `client`'s signing key (raw: exact body bytes, for malformed bodies).
     `http`: a connection to reuse (a fresh httpx client per request costs milliseconds)."""
     content = raw if raw is not None else (json.dumps(body).encode() if body is not None else b"")
-    headers = client.signer.headers(method, path, "", hashlib.sha256(content).digest(), client.connect())
+    key_id = client.connect()
+    headers = client.signer.headers(
+        method, path, "", hashlib.sha256(content).digest(), key_id, audience=client.server_id
+    )
     if body is not None or raw is not None:
         headers["content-type"] = "application/json"
     send = http.request if http is not None else httpx.request

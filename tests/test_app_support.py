@@ -15,7 +15,7 @@ from fhe_head.artifacts import ARTIFACTS_ROOT
 from fhe_head.service.state import Limits
 from privface.app_support import EmbeddedServer, KeyRegistry
 from privface_core import auth
-from tests.service_helpers import trickle
+from tests.service_helpers import audience, trickle
 
 
 class FakeClient:
@@ -71,7 +71,9 @@ def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
         client = registry.client("s", "fast", lambda: VerificationClient(server.url, "fast", key_dir=None))
         # Every session reaches the server from 127.0.0.1: uploads of other sessions in progress (held open
         # here, as many as a server allows one address) must not refuse this one's (lifted for the app).
-        headers = auth.Signer.generate().headers("POST", "/v1/keys", "point=fast", b"", None)
+        headers = auth.Signer.generate().headers(
+            "POST", "/v1/keys", "point=fast", b"", None, audience=audience(server.url)
+        )
         headers["content-type"] = "application/octet-stream"
         size = int(json.loads((ARTIFACTS_ROOT / "fast" / "formats.json").read_text())["evaluation_keys"]["length"])
         upload = (server.server, "/v1/keys?point=fast", headers, size)

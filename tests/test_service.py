@@ -119,7 +119,7 @@ def test_bad_requests_are_4xx_and_server_stays_up(client, server):
     def status(body: dict) -> int:
         return signed(client, "POST", "/v1/verify", body).status_code
 
-    unknown = client.signer.headers("POST", "/v1/verify", "", b"", "0" * 32)
+    unknown = client.signer.headers("POST", "/v1/verify", "", b"", "0" * 32, audience=client.server_id)
     assert httpx.post(url + "/v1/verify", json={}, headers=unknown).status_code == 404  # unknown key id
     assert status({"template": good[:100], "probe": good}) == 400  # truncated
     assert status({"template": "not base64!", "probe": good}) == 400
@@ -128,7 +128,8 @@ def test_bad_requests_are_4xx_and_server_stays_up(client, server):
     assert status({"template": good, "probe": good, "key_id": "x"}) == 422  # unknown field
     assert signed(client, "POST", "/v1/verify", raw=b"{not json").status_code == 422
     assert httpx.post(url + "/v1/verify", content=b"{}", headers={"content-type": "text/plain"}).status_code == 401
-    big = client.signer.headers("POST", "/v1/verify", "", b"", client.key_id) | {"content-type": "application/json"}
+    big = client.signer.headers("POST", "/v1/verify", "", b"", client.key_id, audience=client.server_id)
+    big["content-type"] = "application/json"
     assert httpx.post(url + "/v1/verify", content=b"x" * (2 << 20), headers=big).status_code == 413
     # A ciphertext of the other point's circuit (foreign format) is refused, not run.
     with VerificationClient(url, "accurate", key_dir=None) as other:

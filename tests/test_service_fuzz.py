@@ -21,7 +21,7 @@ from privface.client import VerificationClient
 from privface.local_server import LocalServer
 from privface_core import auth
 from tests.conftest import ASTRONAUT
-from tests.service_helpers import connected_owner, running_server, signed
+from tests.service_helpers import audience, connected_owner, running_server, signed
 
 POINT = "fast"
 CIPHERTEXT_MUTATIONS = 1000
@@ -90,7 +90,8 @@ def test_fuzz_ciphertexts(server, owner):
 
 def _upload(server: LocalServer, keys: bytes) -> httpx.Response:
     signer = auth.Signer.generate()
-    headers = signer.headers("POST", "/v1/keys", f"point={POINT}", hashlib.sha256(keys).digest(), None)
+    digest = hashlib.sha256(keys).digest()
+    headers = signer.headers("POST", "/v1/keys", f"point={POINT}", digest, None, audience=audience(server.url))
     headers["content-type"] = "application/octet-stream"
     return httpx.post(f"{server.url}/v1/keys?point={POINT}", content=keys, headers=headers, timeout=60)
 

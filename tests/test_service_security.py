@@ -22,7 +22,7 @@ from privface.client import VerificationClient
 from privface.local_server import LocalServer
 from privface_core import auth
 from tests.conftest import ASTRONAUT, CAMERAMAN
-from tests.service_helpers import forge_uncompressed, key_dir, signed, trickle
+from tests.service_helpers import audience, forge_uncompressed, key_dir, signed, trickle
 
 POINT = "fast"
 
@@ -133,7 +133,8 @@ def test_lying_size_fields_are_refused_fast_with_health_answering(server, alice)
 def _upload(
     server: LocalServer, signer: auth.Signer, keys: bytes, chunked: bool = False, extra_headers: dict | None = None
 ) -> httpx.Response:
-    headers = signer.headers("POST", "/v1/keys", f"point={POINT}", hashlib.sha256(keys).digest(), None)
+    digest = hashlib.sha256(keys).digest()
+    headers = signer.headers("POST", "/v1/keys", f"point={POINT}", digest, None, audience=audience(server.url))
     headers["content-type"] = "application/octet-stream"
     headers.update(extra_headers or {})
     content = iter([keys]) if chunked else keys
@@ -173,11 +174,14 @@ def test_only_the_owner_reads_writes_and_runs(server, alice, mallory):
         bare = {auth.HEADER_KEY: alice.key_id, "content-type": "application/json"}
         assert httpx.request(method, server.url + path, content=content, headers=bare).status_code == 401
         # Mallory signs with her own key, naming alice's key id.
-        forged = mallory.signer.headers(method, path, "", digest, alice.key_id) | {"content-type": "application/json"}
+        forged = mallory.signer.headers(method, path, "", digest, alice.key_id, audience=alice.server_id)
+        forged["content-type"] = "application/json"
         response = httpx.request(method, server.url + path, content=content, headers=forged)
         assert response.status_code == 401, (path, response.text)
         # Alice's signature over another body (tampered in transit).
-        other = alice.signer.headers(method, path, "", hashlib.sha256(b"x").digest(), alice.key_id)
+        other = alice.signer.headers(
+            method, path, "", hashlib.sha256(b"x").digest(), alice.key_id, audience=alice.server_id
+        )
         other["content-type"] = "application/json"
         assert httpx.request(method, server.url + path, content=content, headers=other).status_code == 401
     assert [t["name"] for t in alice.templates()] == ["alice"]
@@ -187,7 +191,8 @@ def test_only_the_owner_reads_writes_and_runs(server, alice, mallory):
 def test_replayed_and_stale_requests_are_refused(server, alice):
     body = {"name": "replayed", "ciphertext": _b64(alice.encrypt(CAMERAMAN).ciphertext), "replace": True}
     content = httpx.Request("POST", "/", json=body).content
-    headers = alice.signer.headers("POST", "/v1/templates", "", hashlib.sha256(content).digest(), alice.key_id)
+    digest = hashlib.sha256(content).digest()
+    headers = alice.signer.headers("POST", "/v1/templates", "", digest, alice.key_id, audience=alice.server_id)
     headers["content-type"] = "application/json"
     first = httpx.post(server.url + "/v1/templates", content=content, headers=headers)
     again = httpx.post(server.url + "/v1/templates", content=content, headers=headers)
@@ -230,11 +235,14 @@ def test_quotas_name_their_limit(tmp_path, tmp_path_factory, encoder):
         alice = _owner(server, encoder, tmp_path_factory, "owner")
         probe = alice.encrypt(ASTRONAUT).ciphertext
         # Bodies trickled a byte at a time are dropped once the grace (2 s here) is over.
-        headers = alice.signer.headers("POST", "/v1/templates", "", hashlib.sha256(b"").digest(), alice.key_id)
+        empty = hashlib.sha256(b"").digest()
+        headers = alice.signer.headers("POST", "/v1/templates", "", empty, alice.key_id, audience=alice.server_id)
         status, took = trickle(server, "/v1/templates", {**headers, "content-type": "application/json"})
         assert status == 408 and took < 10
         # One upload at a time per address: a second one while a trickled one holds its slot is refused.
-        upload_headers = auth.Signer.generate().headers("POST", "/v1/keys", f"point={POINT}", b"", None)
+        upload_headers = auth.Signer.generate().headers(
+            "POST", "/v1/keys", f"point={POINT}", b"", None, audience=alice.server_id
+        )
         upload_headers["content-type"] = "application/octet-stream"
         size = len(alice.fhe.evaluation_keys())
         trickled: list[tuple[int, float]] = []

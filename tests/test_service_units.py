@@ -16,14 +16,16 @@ from privface_core import auth
 from privface_core.errors import CiphertextError
 
 BODY = b'{"probe": "AAAA"}'
+SERVER_ID = "5" * 32  # the audience: the server these requests are signed for
 
 
 def _signed(signer: auth.Signer, key_id: str = "a" * 32) -> dict[str, str]:
-    return signer.headers("POST", "/v1/identify", "", hashlib.sha256(BODY).digest(), key_id)
+    return signer.headers("POST", "/v1/identify", "", hashlib.sha256(BODY).digest(), key_id, audience=SERVER_ID)
 
 
 def _verify(public_key: bytes, headers: dict, nonces: auth.NonceCache, **changes) -> None:
     request = {"method": "POST", "path": "/v1/identify", "query": "", "identity": "a" * 32, "body": BODY}
+    request["audience"] = SERVER_ID
     request.update(changes)
     auth.verify(
         public_key,
@@ -34,6 +36,7 @@ def _verify(public_key: bytes, headers: dict, nonces: auth.NonceCache, **changes
         request["identity"],
         hashlib.sha256(request["body"]).digest(),
         nonces,
+        request["audience"],
     )
 
 
@@ -55,6 +58,12 @@ def test_signature_covers_every_field_and_is_used_once():
         _verify(signer.public_key, headers, nonces)
     with pytest.raises(auth.AuthError, match="bad request signature"):
         _verify(auth.Signer.generate().public_key, _signed(signer), nonces)  # someone else's key
+    # Sent to another server: refused by what it says, and by the signature if the header is changed too.
+    with pytest.raises(auth.AuthError, match="signed for another server"):
+        _verify(signer.public_key, _signed(signer), nonces, audience="6" * 32)
+    with pytest.raises(auth.AuthError, match="bad request signature"):
+        relabelled = dict(_signed(signer), **{auth.HEADER_AUDIENCE: "6" * 32})
+        _verify(signer.public_key, relabelled, nonces, audience="6" * 32)
     stale = dict(_signed(signer), **{auth.HEADER_TIME: str(int(time.time()) - 3600)})
     with pytest.raises(auth.AuthError, match="window"):
         _verify(signer.public_key, stale, nonces)
@@ -75,11 +84,14 @@ def test_a_request_signed_before_a_restart_is_refused():
 
 
 def test_nonce_cache_refuses_rather_than_forgets():
-    nonces = auth.NonceCache(window_s=10, max_items=2)
-    assert nonces.add("a", 0) and nonces.add("b", 0) and not nonces.add("a", 1)
-    with pytest.raises(auth.ReplayCacheFull):
-        nonces.add("c", 1)
-    assert nonces.add("c", 100)  # once the others are past twice the window
+    nonces = auth.NonceCache(window_s=10, max_items=3, max_per_owner=2)
+    assert nonces.add("o", "a", 0) and nonces.add("o", "b", 0) and not nonces.add("o", "a", 1)
+    assert nonces.add("p", "a", 0)  # owners' nonces are their own: another's cannot block this one's
+    with pytest.raises(auth.ReplayCacheFull, match="per key"):
+        nonces.add("o", "c", 1)  # one owner's share is full ...
+    with pytest.raises(auth.ReplayCacheFull, match="limit 3"):
+        nonces.add("q", "c", 1)  # ... and the whole cache
+    assert nonces.add("o", "c", 100)  # once the others are past twice the window
 
 
 def test_key_id_binds_keys_to_signing_key(tmp_path):
@@ -146,7 +158,8 @@ def test_shipped_formats_accept_genuine_inputs_of_fresh_keys():
 def test_formats_of_another_circuit_are_refused(tmp_path):
     import json
 
-    from fhe_head.formats import FORMATS_FILE, PointFormats
+    from fhe_head.artifacts import FORMATS_FILE
+    from fhe_head.formats import PointFormats
     from privface_core.errors import ArtifactError
 
     with pytest.raises(ArtifactError, match="missing"):

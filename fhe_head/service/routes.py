@@ -27,7 +27,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from fhe_head.service.state import ClientGone, Limits, ServiceState
-from fhe_head.service.store import KeyRecord
+from fhe_head.service.store import KeyRecord, StorageFullError, disk_full
 from privface_core import auth
 from privface_core.errors import EvictedKeysError, QuotaError, RetiredCircuitError
 from privface_core.protocol import (
@@ -108,17 +108,23 @@ async def _body(request: Request, state: ServiceState) -> bytes:
 
 
 def _signature_headers(request: Request) -> dict[str, str]:
-    return {k: request.headers.get(k, "") for k in (auth.HEADER_TIME, auth.HEADER_NONCE, auth.HEADER_SIGNATURE)}
+    names = (auth.HEADER_TIME, auth.HEADER_NONCE, auth.HEADER_SIGNATURE, auth.HEADER_AUDIENCE)
+    return {k: request.headers.get(k, "") for k in names}
 
 
-def _verify_signature(request: Request, state: ServiceState, identity: str, public_key: bytes, digest: bytes) -> None:
+def _verify_signature(
+    request: Request, state: ServiceState, identity: str, public_key: bytes, digest: bytes, reads: bool = False
+) -> None:
     query = request.scope.get("query_string", b"").decode("latin-1")
     headers = _signature_headers(request)
-    auth.verify(public_key, headers, request.method, request.url.path, query, identity, digest, state.nonces)
+    nonces = state.read_nonces if reads else state.nonces  # reads go on while the disk is full
+    audience = state.store.server_id
+    auth.verify(public_key, headers, request.method, request.url.path, query, identity, digest, nonces, audience)
 
 
-async def signed(request: Request, model: type[BaseModel] | None = None) -> tuple[KeyRecord, Any]:
-    """The owner's record and the parsed body, once the owner's signature over the raw body checks."""
+async def signed(request: Request, model: type[BaseModel] | None = None, reads: bool = False) -> tuple[KeyRecord, Any]:
+    """The owner's record and the parsed body, once the owner's signature over the raw body checks.
+    `reads`: the request changes nothing stored (it is then served while the disk is full)."""
     state = state_of(request)
     key_id = request.headers.get(auth.HEADER_KEY, "")
     if not key_id:
@@ -128,9 +134,10 @@ async def signed(request: Request, model: type[BaseModel] | None = None) -> tupl
     # Everything that can be checked without the body is checked before reading it: an unknown key id or a
     # stale or malformed signature does not get to hold a connection while it sends a body.
     record = await run_in_threadpool(state.store.key, key_id)
-    auth.check_fresh(_signature_headers(request), state.nonces)
+    auth.check_fresh(_signature_headers(request), state.nonces, state.store.server_id)
     raw = await _body(request, state)
-    _verify_signature(request, state, key_id, record.public_key, hashlib.sha256(raw).digest())
+    digest = hashlib.sha256(raw).digest()
+    await run_in_threadpool(_verify_signature, request, state, key_id, record.public_key, digest, reads)
     if model is None:
         return record, None
     try:
@@ -208,7 +215,7 @@ def health(request: Request) -> dict:
 def version(request: Request) -> dict:
     state = state_of(request)
     fields = ["circuit_id", "dims"]
-    body: dict = {"api": API_VERSION}
+    body: dict = {"api": API_VERSION, "server_id": state.store.server_id}  # what signatures name (audience)
     if state.limits.expose_versions:
         fields += ["n_bits", "programmable_bootstrap_count"]
         body["concrete_python"] = concrete_version
@@ -237,7 +244,7 @@ async def upload_keys(request: Request, point: Annotated[str, Query()] = "accura
     declared = _declared_length(request)
     if declared is not None and declared != expected:
         raise HTTPException(413 if declared > expected else 400, f"evaluation keys of {point} are {expected} bytes")
-    auth.check_fresh(_signature_headers(request), state.nonces)
+    auth.check_fresh(_signature_headers(request), state.nonces, state.store.server_id)
     address = request.client.host if request.client else "unknown"
     with state.receiving_upload(address, time.monotonic()):
         part = state.store.partial_key_path()
@@ -252,12 +259,18 @@ async def _receive_keys(
 ) -> dict:
     expected = state.formats[point].evaluation_keys.length
     digest = hashlib.sha256()
-    with part.open("wb") as out:
-        part.chmod(0o600)
-        async for chunk in _chunks(request, expected, state.limits):
-            digest.update(chunk)
-            out.write(chunk)
-    _verify_signature(request, state, base64.b64encode(public_key).decode(), public_key, digest.digest())
+    try:
+        with part.open("wb") as out:
+            part.chmod(0o600)
+            async for chunk in _chunks(request, expected, state.limits):
+                digest.update(chunk)
+                out.write(chunk)
+    except OSError as err:
+        if disk_full(err):
+            raise StorageFullError() from err
+        raise
+    identity = base64.b64encode(public_key).decode()
+    await run_in_threadpool(_verify_signature, request, state, identity, public_key, digest.digest())
     state.count_upload(address, time.monotonic())
     key_id = auth.key_id_for(public_key, digest.digest())
     store = state.store
@@ -280,7 +293,7 @@ async def _receive_keys(
 
 @keys.get("/v1/keys/me")
 async def key_info(request: Request) -> dict:
-    record, _ = await signed(request)
+    record, _ = await signed(request, reads=True)
     return record.to_dict()
 
 
@@ -297,7 +310,7 @@ async def delete_key(request: Request) -> Response:
 async def _served_request(request: Request, model: type[BaseModel]) -> tuple[ServiceState, KeyRecord, Any]:
     """A signed FHE request on a circuit this server still serves: the state, the owner and the body."""
     state = state_of(request)
-    record, body = await signed(request, model)
+    record, body = await signed(request, model, reads=True)
     _served(state, record)
     return state, record, body
 
@@ -375,7 +388,7 @@ async def enrol(request: Request) -> dict:
 
 @templates.get("/v1/templates")
 async def list_templates(request: Request) -> list[dict]:
-    record, _ = await signed(request)
+    record, _ = await signed(request, reads=True)
     return [t.to_dict() for t in await run_in_threadpool(state_of(request).store.templates, record.key_id)]
 
 

@@ -18,7 +18,7 @@ from fhe_head.artifacts import POINTS
 from fhe_head.formats import PointFormats
 from fhe_head.server import FHEServer
 from fhe_head.service.engine import FHEEngine, LocalEngine
-from fhe_head.service.store import Store
+from fhe_head.service.store import StorageFullError, Store
 from privface_core.auth import WINDOW_S, NonceCache
 from privface_core.errors import ArtifactError, QuotaError
 
@@ -45,6 +45,8 @@ class Limits:
     body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
     body_min_rate_bytes_s: int = 32 * 1024  # after that much time, a body slower than this on average is dropped
     signature_window_s: float = WINDOW_S
+    max_nonces_per_owner: int = 10_000  # signed requests of one key (or one uploader) remembered at once
+    max_nonces: int = 1_000_000  # ... of all owners (each is kept twice the signature window)
     key_cache_bytes: int = 1 << 30  # parsed evaluation keys kept (counted in serialized bytes)
     key_cache_items: int = 16
     expose_versions: bool = False  # /version names library versions and circuit statistics
@@ -88,6 +90,29 @@ def _held(counts: dict[str, int], key: str, what: str, per: str, per_key: int, t
             del counts[key]
 
 
+class SharedNonces:
+    """The nonces of signed requests, kept in the data directory's database: every server process on it
+    refuses a replay, a restart forgets none, and each owner has its own share. With a `fallback`, the
+    nonces that cannot be stored (disk full) are kept in this process's memory instead: for requests
+    that change nothing (a replay of one costs a run, and its answer is the owner's to read)."""
+
+    def __init__(self, store: Store, limits: Limits, fallback: NonceCache | None = None) -> None:
+        self.store, self.limits, self.fallback = store, limits, fallback
+        self.window_s = limits.signature_window_s
+        self.since = store.nonces_since  # nothing signed before the ledger existed is accepted
+
+    def add(self, owner: str, nonce: str, now: float) -> bool:
+        limits = self.limits
+        try:
+            return self.store.use_nonce(
+                owner, nonce, now, 2 * self.window_s, limits.max_nonces_per_owner, limits.max_nonces
+            )
+        except StorageFullError:
+            if self.fallback is None:
+                raise
+            return self.fallback.add(owner, nonce, now)
+
+
 class ServiceState:
     """Everything the routes share: store, circuits and their formats, engine, limits, replay cache."""
 
@@ -125,7 +150,9 @@ class ServiceState:
             key_cache_bytes=self.limits.key_cache_bytes,
             key_cache_items=self.limits.key_cache_items,
         )
-        self.nonces = NonceCache(self.limits.signature_window_s)
+        self.nonces = SharedNonces(self.store, self.limits)  # for requests that change something
+        window, per_owner = self.limits.signature_window_s, self.limits.max_nonces_per_owner
+        self.read_nonces = SharedNonces(self.store, self.limits, NonceCache(window, max_per_owner=per_owner))
         self.inflight: dict[str, int] = {}
         self.uploads: dict[str, int] = {}  # key uploads being received, by client address
         self.uploads_by_address: dict[str, deque[float]] = {}  # completed (signed) uploads, by address

@@ -6,12 +6,16 @@ key behind. Key files may be evicted (size and age limits): the owner's row, pub
 and templates stay, and the owner re-uploads the same keys. Templates are ciphertexts in SQLite
 (`<data_dir>/privface.sqlite`), one transaction per change. Nothing in the store can decrypt;
 files are 0600 in 0700 folders and named by a hash of the key id, so listing them reveals no id.
+The same database holds the server id (made once per data directory: signatures name it) and the
+nonces of signed requests, so every server process on one data directory refuses the same replays.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -23,6 +27,7 @@ from pathlib import Path
 from privface_core.errors import (
     EvictedKeysError,
     QuotaError,
+    ServiceError,
     TemplateExistsError,
     UnknownKeyError,
     UnknownTemplateError,
@@ -47,7 +52,39 @@ CREATE TABLE IF NOT EXISTS templates (
     created REAL NOT NULL,
     PRIMARY KEY (key_id, name)
 );
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value NOT NULL);
+CREATE TABLE IF NOT EXISTS nonces (
+    owner TEXT NOT NULL,
+    nonce TEXT NOT NULL,
+    expires REAL NOT NULL,
+    PRIMARY KEY (owner, nonce)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS nonces_by_expiry ON nonces(expires);
+-- the number of nonces held, kept by SQLite itself (count(*) would scan the table on every request)
+CREATE TRIGGER IF NOT EXISTS nonce_added AFTER INSERT ON nonces
+    BEGIN UPDATE meta SET value = value + 1 WHERE name = 'nonces'; END;
+CREATE TRIGGER IF NOT EXISTS nonce_dropped AFTER DELETE ON nonces
+    BEGIN UPDATE meta SET value = value - 1 WHERE name = 'nonces'; END;
 """
+
+
+class StorageFullError(ServiceError):
+    """The data directory's disk is full: nothing new is stored until space is freed (reads still work)."""
+
+    status = 507
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the server's disk is full: nothing can be stored now (lists, verifications and "
+            "identifications still work); try again later"
+        )
+
+
+def disk_full(err: BaseException) -> bool:
+    """Whether a write failed for want of space (SQLite's SQLITE_FULL, or ENOSPC / EDQUOT)."""
+    if isinstance(err, sqlite3.OperationalError):
+        return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(frozen=True)
@@ -93,8 +130,17 @@ class Store:
                     db.executescript("DROP TABLE IF EXISTS templates; DROP TABLE IF EXISTS keys;")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.executescript(SCHEMA)
+                first = [("server_id", secrets.token_hex(16)), ("nonces_since", int(time.time())), ("nonces", 0)]
+                db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", first)
+                meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
+            # Held open for the process's life: the WAL's shared-memory file then stays (SQLite removes it with
+            # the last connection and cannot make it again on a full disk, and every read would fail).
+            self._keeper = sqlite3.connect(self.db_path, check_same_thread=False)
+            self._keeper.execute("SELECT count(*) FROM meta").fetchall()
         finally:
             os.umask(old_umask)
+        self.server_id: str = meta["server_id"]  # the audience of every signature this deployment accepts
+        self.nonces_since: int = meta["nonces_since"]  # nonces are remembered from this time on
         self._recover()
 
     @contextmanager
@@ -105,6 +151,10 @@ class Store:
         try:
             with db:  # one transaction: committed on success, rolled back on any error
                 yield db
+        except (sqlite3.OperationalError, OSError) as err:
+            if disk_full(err):
+                raise StorageFullError() from err
+            raise
         finally:
             db.close()
 
@@ -168,8 +218,11 @@ class Store:
             raise EvictedKeysError("evaluation keys evicted from the server: upload them again") from None
 
     def touch(self, key_id: str) -> None:
-        with self._db() as db:
-            db.execute("UPDATE keys SET last_used = ? WHERE key_id = ?", (time.time(), key_id))
+        try:
+            with self._db() as db:
+                db.execute("UPDATE keys SET last_used = ? WHERE key_id = ?", (time.time(), key_id))
+        except StorageFullError:
+            pass  # the last use only orders evictions: a full disk must not stop verifications
 
     def delete_key(self, key_id: str) -> None:
         """Forget an owner: its keys, signing key and every template stored under them."""
@@ -208,6 +261,25 @@ class Store:
                 count, total = count - 1, total - size
                 evicted.append(key_id)
         return evicted
+
+    # ---- nonces of signed requests -----------------------------------------------------------
+    def use_nonce(self, owner: str, nonce: str, now: float, keep_s: float, per_owner: int, total: int) -> bool:
+        """Remember `owner`'s `nonce` for `keep_s`; False if it was used already. QuotaError when `owner` already
+        has `per_owner` remembered (one owner cannot fill the ledger for the others) or all owners `total`."""
+        with self._db() as db:
+            # Not synced to disk on every request (an fsync each would dominate): a crashed server keeps them all; a
+            # machine losing power may forget the last few, then replayable until their window ends.
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("DELETE FROM nonces WHERE expires < ?", (now,))  # a write first: the lock is taken here
+            if db.execute("SELECT 1 FROM nonces WHERE owner = ? AND nonce = ?", (owner, nonce)).fetchone():
+                return False
+            keep = f"{keep_s:.0f} s"
+            if db.execute("SELECT count(*) FROM nonces WHERE owner = ?", (owner,)).fetchone()[0] >= per_owner:
+                raise QuotaError(f"signed requests per key within {keep}: limit {per_owner} (retry later)")
+            if db.execute("SELECT value FROM meta WHERE name = 'nonces'").fetchone()[0] >= total:
+                raise QuotaError(f"signed requests on this server within {keep}: limit {total} (retry later)")
+            db.execute("INSERT INTO nonces VALUES (?, ?, ?)", (owner, nonce, now + keep_s))
+        return True
 
     # ---- templates -------------------------------------------------------------------------
     def add_template(

@@ -1,0 +1,202 @@
+"""The availability attacks of issue 29, against the real server on loopback, each shown refused while a
+legitimate owner stays served. Two owners: alice (the victim) and mallory (an attacker with an account of
+her own). The `fast` point keeps FHE runs short.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from privface.client import VerificationClient
+from privface.local_server import REPO_ROOT, LocalServer, free_port, stop_process_group
+from privface_core import auth
+from tests.conftest import ASTRONAUT
+from tests.service_helpers import key_dir, signed
+
+POINT = "fast"
+NONCES_PER_OWNER = 40  # signed requests one key may make within twice the signature window (4 min)
+SERVER_ARGS = ("--points", POINT, "--workers", "1", "--limit", f"max_nonces_per_owner={NONCES_PER_OWNER}")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> LocalServer:
+    running = LocalServer(tmp_path_factory.mktemp("server"), extra_args=SERVER_ARGS).start()
+    yield running
+    running.stop()
+
+
+def _owner(url: str, encoder, tmp_path_factory, name: str) -> VerificationClient:
+    client = VerificationClient(url, POINT, key_dir(tmp_path_factory, name), encoder=encoder)
+    client.connect()
+    return client
+
+
+@pytest.fixture(scope="module")
+def alice(server, encoder, tmp_path_factory) -> VerificationClient:
+    client = _owner(server.url, encoder, tmp_path_factory, "owner")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="module")
+def mallory(server, encoder, tmp_path_factory) -> VerificationClient:
+    client = _owner(server.url, encoder, tmp_path_factory, "mallory")
+    yield client
+    client.close()
+
+
+def _captured(client: VerificationClient, method: str, path: str, body: dict | None = None) -> tuple[dict, bytes]:
+    """A request as the owner signed it for its server, captured on the wire: (headers, body)."""
+    content = json.dumps(body).encode() if body is not None else b""
+    digest = hashlib.sha256(content).digest()
+    headers = client.signer.headers(method, path, "", digest, client.key_id, audience=client.server_id)
+    return headers | {"content-type": "application/json"}, content
+
+
+def _enrolment(client: VerificationClient, name: str) -> tuple[dict, bytes]:
+    ciphertext = base64.b64encode(client.encrypt(ASTRONAUT).ciphertext).decode()
+    return _captured(client, "POST", "/v1/templates", {"name": name, "ciphertext": ciphertext, "replace": True})
+
+
+def test_a_request_signed_for_one_server_is_refused_by_another(server, alice, encoder, tmp_path, tmp_path_factory):
+    """Issue 29, item 5: alice uses two servers with the same keys (one key id); what she sent to one,
+    replayed to the other, changes nothing there (forget, enrol), even with the server id relabelled."""
+    other = LocalServer(tmp_path / "other", extra_args=("--points", POINT)).start()
+    try:
+        alice_there = VerificationClient(other.url, POINT, key_dir(tmp_path_factory, "owner"), encoder=encoder)
+        assert alice_there.connect() == alice.key_id and alice_there.server_id != alice.server_id
+        forget = _captured(alice, "DELETE", "/v1/keys/me")
+        enrol = _enrolment(alice, "eileen")
+        for headers, content, path, method in [(*forget, "/v1/keys/me", "DELETE"), (*enrol, "/v1/templates", "POST")]:
+            replayed = httpx.request(method, other.url + path, content=content, headers=headers)
+            assert replayed.status_code == 401 and "another server" in replayed.json()["detail"], replayed.text
+            relabelled = headers | {auth.HEADER_AUDIENCE: alice_there.server_id}
+            replayed = httpx.request(method, other.url + path, content=content, headers=relabelled)
+            assert replayed.status_code == 401 and "bad request signature" in replayed.json()["detail"]
+        assert alice_there.templates() == []  # her keys still there, no template added
+        alice_there.close()
+    finally:
+        other.stop()
+
+
+def test_a_replay_through_another_process_of_the_deployment_is_refused(server, alice):
+    """Issue 29, item 5: two server processes on one data directory (one deployment: one server id)
+    share the nonces, so a template the owner deleted is not restored by replaying its enrolment."""
+    twin = LocalServer(server.data_dir, extra_args=SERVER_ARGS).start()
+    try:
+        assert httpx.get(twin.url + "/version").json()["server_id"] == alice.server_id
+        headers, content = _enrolment(alice, "ghost")
+        assert httpx.post(server.url + "/v1/templates", content=content, headers=headers).status_code == 201
+        alice.delete("ghost")
+        replayed = httpx.post(twin.url + "/v1/templates", content=content, headers=headers)
+        assert replayed.status_code == 401 and "replayed" in replayed.json()["detail"], replayed.text
+        assert "ghost" not in [t["name"] for t in alice.templates()]
+    finally:
+        twin.stop()
+
+
+def test_one_owner_cannot_use_up_the_nonces_of_the_others(server, alice, mallory):
+    """Issue 29, item 6: mallory signs requests as fast as she can; beyond her share she is told to wait,
+    and alice is served as before."""
+    statuses = []
+    with httpx.Client() as http:
+        for _ in range(NONCES_PER_OWNER + 1):
+            response = signed(mallory, "GET", "/v1/templates", http=http)
+            statuses.append(response.status_code)
+            if response.status_code != 200:
+                break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {200}
+    assert f"signed requests per key within 240 s: limit {NONCES_PER_OWNER}" in response.json()["detail"]
+    assert signed(alice, "GET", "/v1/templates").status_code == 200
+
+
+# A server process whose writes fail as on a full disk while the file named first exists: SQLite statements
+# that write raise SQLite's own "database or disk is full" (SQLITE_FULL), files opened to write ENOSPC.
+FULL_DISK_SERVER = """
+import errno, os, pathlib, sqlite3, sys
+flag = pathlib.Path(sys.argv[1])
+class FullDisk(sqlite3.Connection):
+    def execute(self, sql, *args):
+        if flag.exists() and sql.lstrip().upper().startswith(("INSERT", "UPDATE", "DELETE", "REPLACE")):
+            err = sqlite3.OperationalError("database or disk is full")
+            err.sqlite_errorcode = sqlite3.SQLITE_FULL
+            raise err
+        return super().execute(sql, *args)
+connect, path_open = sqlite3.connect, pathlib.Path.open
+sqlite3.connect = lambda *args, **kwargs: connect(*args, factory=FullDisk, **kwargs)
+def full_open(self, mode="r", *args, **kwargs):
+    if flag.exists() and set(mode) & set("wax+"):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+    return path_open(self, mode, *args, **kwargs)
+pathlib.Path.open = full_open
+from fhe_head.service.__main__ import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _status_before_body(url: str, path: str, headers: dict, length: int) -> int:
+    """The status answered to a request whose body is declared but not sent (yet)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as raw:
+        lines = [f"POST {path} HTTP/1.1", "host: x", f"content-length: {length}"]
+        raw.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode())
+        return int(raw.recv(4096).split(b" ")[1])
+
+
+def test_a_full_disk_refuses_writes_clearly_and_keeps_reads(tmp_path, encoder, tmp_path_factory):
+    """Issue 29, item 8: with the disk full, what would store something answers 507 and says why;
+    lists, verifications and identifications go on (and a read replayed meanwhile is still refused);
+    once space is freed, writes work again."""
+    data, full, port = tmp_path / "data", tmp_path / "disk-full", free_port()
+    data.mkdir()
+    command = [sys.executable, "-c", FULL_DISK_SERVER, str(full), "--port", str(port), "--data-dir", str(data)]
+    with (data / "server.log").open("ab") as log:
+        process = subprocess.Popen(
+            [*command, *SERVER_ARGS], cwd=REPO_ROOT, start_new_session=True, stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        alice = _owner(url, encoder, tmp_path_factory, "owner")
+        alice.enrol(ASTRONAUT, "alice", replace=True)
+        ciphertext = base64.b64encode(alice.encrypt(ASTRONAUT).ciphertext).decode()
+        full.touch()
+        for path, body in [
+            ("/v1/templates", {"name": "bob", "ciphertext": ciphertext}),
+            ("/v1/templates/delete", {"name": "alice"}),
+        ]:
+            refused = signed(alice, "POST", path, body)
+            assert refused.status_code == 507 and "disk is full" in refused.json()["detail"], refused.text
+        keys = alice.fhe.evaluation_keys()
+        upload = auth.Signer.generate().headers(
+            "POST", "/v1/keys", f"point={POINT}", hashlib.sha256(keys).digest(), None, audience=alice.server_id
+        )
+        upload["content-type"] = "application/octet-stream"
+        assert _status_before_body(url, f"/v1/keys?point={POINT}", upload, len(keys)) == 507
+        assert [t["name"] for t in alice.templates()] == ["alice"]
+        assert alice.verify(ASTRONAUT, "alice").same is True
+        assert alice.identify(ASTRONAUT) == [("alice", True)]
+        headers, _ = _captured(alice, "GET", "/v1/templates")
+        assert httpx.get(url + "/v1/templates", headers=headers).status_code == 200
+        replayed = httpx.get(url + "/v1/templates", headers=headers)
+        assert replayed.status_code == 401 and "replayed" in replayed.json()["detail"]
+        full.unlink()
+        assert signed(alice, "POST", "/v1/templates", {"name": "bob", "ciphertext": ciphertext}).status_code == 201
+        alice.close()
+    finally:
+        stop_process_group(process)
