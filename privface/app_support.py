@@ -49,6 +49,7 @@ class EmbeddedServer:
         # all of them as one client (and refuse the 21st session of an hour). The app is that server's only
         # client; the limits given override these.
         per_app = ("max_uploads_per_address=1000000", "max_uploads_at_once_per_address=16")
+        per_app += ("max_connections_per_address=256",)  # the server's own connection limit
         extra = tuple(arg for limit in (*per_app, *limits) for arg in ("--limit", limit))
         self.server = LocalServer(self.data_dir, points=points, extra_args=extra)
         self.lock = threading.Lock()

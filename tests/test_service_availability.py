@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import httpx
@@ -200,3 +201,109 @@ def test_a_full_disk_refuses_writes_clearly_and_keeps_reads(tmp_path, encoder, t
         alice.close()
     finally:
         stop_process_group(process)
+
+
+def _closed_within(sockets: list[socket.socket], seconds: float) -> list[bytes]:
+    """What each socket received until the server closed it (b"" each: a timeout, still open after `seconds`)."""
+    deadline, answers = time.monotonic() + seconds, []
+    for sock in sockets:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        received = b""
+        try:
+            while chunk := sock.recv(4096):
+                received += chunk
+        except TimeoutError:
+            received = b"(still open)"
+        except OSError:
+            pass  # reset: closed
+        answers.append(received)
+    return answers
+
+
+def test_silent_connections_are_closed_and_capped_per_address(tmp_path):
+    """Issue 29, item 7: 300 connections from one address that send nothing or half a request head (the
+    README's own example binds 0.0.0.0, no proxy): beyond the per-address cap they are refused at once,
+    the others closed once the header timeout is over; meanwhile /health and /version of another address
+    answer in under a second."""
+    timeout_s, cap = 2.0, 8
+    limits = ("--limit", f"header_timeout_s={timeout_s}", "--limit", f"max_connections_per_address={cap}")
+    server = LocalServer(tmp_path / "data", extra_args=("--points", POINT, "--workers", "1", *limits)).start()
+    host, port = server.url.removeprefix("http://").split(":")
+    attack: list[socket.socket] = []
+    try:
+        opened = time.monotonic()
+        for i in range(300):
+            sock = socket.socket()
+            sock.bind(("127.0.0.2", 0))  # another loopback address than the legitimate client's 127.0.0.1
+            sock.connect((host, int(port)))
+            if i % 2:
+                sock.sendall(b"GET /health HTTP/1.1\r\nhost: x\r\n")  # a head that never ends
+            attack.append(sock)
+        for path in ("/health", "/version"):
+            start = time.perf_counter()
+            assert httpx.get(server.url + path, timeout=5).status_code == 200
+            assert time.perf_counter() - start < 1
+        answers = _closed_within(attack, timeout_s + 2 - (time.monotonic() - opened))
+        refused = [a for a in answers if a.startswith(b"HTTP/1.1 503")]
+        timed_out = [a for a in answers if a.startswith(b"HTTP/1.1 408")]
+        assert len(refused) == 300 - cap and b"connections from this client address: limit 8" in refused[0]
+        assert len(timed_out) == cap, answers
+        assert httpx.get(server.url + "/health", timeout=5).status_code == 200
+    finally:
+        for sock in attack:
+            sock.close()
+        server.stop()
+
+
+def test_waiting_fhe_requests_leave_the_server_answering(tmp_path, encoder, tmp_path_factory):
+    """Issue 29, item 1: more identifications waiting for their runs than the server has threads for
+    ordinary work (44 > 40), each over 16 templates: /health and another owner's signed list answer
+    in under a second (they used to wait for whole identifications to end)."""
+    extra = ("--points", POINT, "--workers", "1", "--limit", "max_inflight_per_owner=44")
+    extra += ("--limit", "max_connections_per_address=256")  # the attack and the victim share 127.0.0.1
+    server = LocalServer(tmp_path / "data", extra_args=extra).start()
+    stop, attackers = threading.Event(), []
+    try:
+        alice = _owner(server.url, encoder, tmp_path_factory, "owner")
+        mallory = _owner(server.url, encoder, tmp_path_factory, "mallory")
+        template = base64.b64encode(mallory.encrypt(ASTRONAUT).ciphertext).decode()
+        probe = base64.b64encode(mallory.encrypt(ASTRONAUT).ciphertext).decode()
+        with httpx.Client() as http:
+            for i in range(16):
+                body = {"name": f"m{i}", "ciphertext": template}
+                assert signed(mallory, "POST", "/v1/templates", body, http=http).status_code == 201
+        statuses: list[int] = []
+
+        def identify() -> None:
+            with httpx.Client() as http:
+                while not stop.is_set():
+                    try:
+                        response = signed(mallory, "POST", "/v1/identify", {"probe": probe}, timeout=3, http=http)
+                        statuses.append(response.status_code)
+                    except httpx.TimeoutException:
+                        statuses.append(0)  # gave up: the server cancels its runs
+
+        attackers += [threading.Thread(target=identify) for _ in range(44)]
+        for thread in attackers:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while httpx.get(server.url + "/health", timeout=30).json()["queued_runs"] < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        health, listing = [], []
+        for _ in range(5):
+            start = time.perf_counter()
+            assert httpx.get(server.url + "/health", timeout=30).status_code == 200
+            answered = time.perf_counter()
+            assert alice.templates() == []
+            health.append(answered - start)
+            listing.append(time.perf_counter() - answered)
+            time.sleep(0.2)
+        print(f"under 44 waiting identifications: /health {max(health):.2f} s, a signed list {max(listing):.2f} s")
+        assert max(health) < 1 and max(listing) < 1
+        alice.close()
+        mallory.close()
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join()
+        server.stop()

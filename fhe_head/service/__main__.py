@@ -21,7 +21,7 @@ from privface_core.errors import PrivfaceError
 from privface_core.settings import settings
 
 # Keep-alive connections idle longer than this are closed; connections beyond the concurrency
-# limit get 503 rather than queueing without bound.
+# limit get 503 rather than queueing without bound (new connections: fhe_head/service/connections.py).
 KEEP_ALIVE_S = 5
 MAX_CONNECTIONS = 256
 
@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o077)  # everything the server writes (keys, SQLite and its journal) is private to its user
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from fhe_head.service.app import create_app
+    from fhe_head.service.connections import client_address, guarded_protocol
     from fhe_head.service.state import Limits
 
     try:
@@ -63,8 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except (PrivfaceError, ValueError) as err:
         print(f"privface-server: {err}", file=sys.stderr)
         return 2
+    proxies = frozenset(client_address(a.strip()) for a in args.trusted_proxy.split(",") if a.strip())
     uvicorn.run(
         app,
+        http=guarded_protocol(limits.header_timeout_s, limits.max_connections_per_address, exempt=proxies),
         host=args.host,
         port=args.port,
         log_level=args.log_level,

@@ -18,6 +18,7 @@ import threading
 import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Annotated, Any
 
 from concrete.fhe.version import __version__ as concrete_version
@@ -180,9 +181,10 @@ def _served(state: ServiceState, record: KeyRecord, runs: bool = True) -> None:
 
 
 async def _run(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run engine work off the event loop; stop starting its runs once the client has gone."""
+    """Run engine work off the event loop (in the FHE requests' own threads); stop starting its runs once the
+    client has gone."""
     cancel = threading.Event()
-    task = asyncio.ensure_future(run_in_threadpool(fn, *args, cancel=cancel))
+    task = asyncio.get_running_loop().run_in_executor(state_of(request).fhe_waits, partial(fn, *args, cancel=cancel))
     while True:
         done, _ = await asyncio.wait({task}, timeout=0.25)
         if done:

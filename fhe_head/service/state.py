@@ -10,6 +10,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +45,8 @@ class Limits:
     max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
     body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
     body_min_rate_bytes_s: int = 32 * 1024  # after that much time, a body slower than this on average is dropped
+    header_timeout_s: float = 10  # a connection's request head must arrive within this time (else 408, closed)
+    max_connections_per_address: int = 32  # open at once from one client address (IPv6: a /64); proxies exempt
     signature_window_s: float = WINDOW_S
     max_nonces_per_owner: int = 10_000  # signed requests of one key (or one uploader) remembered at once
     max_nonces: int = 1_000_000  # ... of all owners (each is kept twice the signature window)
@@ -157,6 +160,9 @@ class ServiceState:
         self.uploads: dict[str, int] = {}  # key uploads being received, by client address
         self.uploads_by_address: dict[str, deque[float]] = {}  # completed (signed) uploads, by address
         self.key_checks = asyncio.Semaphore(2)  # each check parses a whole key set in memory
+        # Each admitted FHE request waits for its runs in a thread of its own (admission bounds them): the
+        # threads that serve /health, lookups and signature checks are never all taken by waiting requests.
+        self.fhe_waits = ThreadPoolExecutor(self.limits.max_inflight_total, thread_name_prefix="fhe-wait")
 
     def load_keys(self, key_id: str) -> bytes:
         self.store.touch(key_id)
@@ -199,3 +205,4 @@ class ServiceState:
 
     def close(self) -> None:
         self.engine.close()
+        self.fhe_waits.shutdown(wait=False, cancel_futures=True)
