@@ -23,7 +23,6 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -37,10 +36,9 @@ from privface.client import VerificationClient
 from privface.levels import default_level, describe, offered_levels
 from privface.resources import EXAMPLES_DIR
 from privface_core.errors import InvalidImageError, KeysGoneError, NoFaceError, PrivfaceError, ServiceError
+from privface_core.resources import metrics_dir
 from privface_core.settings import settings
 
-ROOT = Path(__file__).parent
-METRICS = ROOT / "artifacts" / "metrics"
 # Public-domain photos (sources and licenses: privface/examples/README.md).
 EXAMPLES = {
     "Same person: two photos years apart (Obama 2012 / 2009)": ("obama.jpg", "obama2.jpg"),
@@ -108,10 +106,12 @@ def point_label(point: str) -> str:
     """'accurate (64 dims; 99.0% on LFW, real FHE; ~T s a comparison in this app)' from the metrics files."""
     parts = []
     with contextlib.suppress(OSError, ValueError, KeyError):
-        fhe = json.loads((METRICS / ("lfw_fhe.json" if point == "accurate" else f"lfw_fhe_{point}.json")).read_text())
+        fhe = json.loads(
+            (metrics_dir() / ("lfw_fhe.json" if point == "accurate" else f"lfw_fhe_{point}.json")).read_text()
+        )
         parts.append(f"{fhe['config']['dims']} dims; {100 * fhe['fhe_accuracy']:.1f}% on LFW, real FHE")
     with contextlib.suppress(OSError, ValueError, KeyError):
-        app = json.loads((METRICS / "app_path.json").read_text())["points"][point]
+        app = json.loads((metrics_dir() / "app_path.json").read_text())["points"][point]
         parts.append(
             f"a comparison ~{app['later_s']['median']:.1f} s in this app, the first ~{app['first_s']['median']:.0f} s"
         )

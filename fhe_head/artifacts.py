@@ -19,6 +19,14 @@ POINTS = ("accurate", "fast")
 # Every ciphertext travels as MAGIC + circuit id (8 bytes) + concrete's serialized value, so a
 # ciphertext for another circuit or format is refused before it reaches the FHE runtime.
 MAGIC = b"PFH1"
+# The files of a head folder, written by `fhe_head.build`; each role reads those it needs (`load_meta`).
+META_FILE = "meta.json"  # what built the point: versions, circuit id, threshold, encoder
+HEAD_FILE = "head.json"  # the head's clear parameters (`fhe_head.head.HeadParams`)
+SERVER_FILE = "server.zip"  # the compiled circuit (the server's role)
+CLIENT_SPECS_FILE = "client.specs.json"  # the circuit's client specs: keys and encryption (the client's role)
+CLIENT_ZIP_FILE = "client.zip"  # Concrete-ML's FHEModelClient quantisers (concrete-ml points only)
+FORMATS_FILE = "formats.json"  # the exact encodings of ciphertexts and keys (`fhe_head.formats`)
+BATCH_META = "batch.json"  # the batched identification circuits (`fhe_head.server`)
 # What built a point's circuit (meta.json's "engine"): both run behind the same client and server roles.
 CONCRETE_ML = "concrete-ml"  # Concrete-ML's Brevitas build (`fhe_head.concrete_ml_head`): the shipped engine
 CONCRETE_PYTHON = "concrete-python"  # the direct circuit (`fhe_head.circuit`); artifacts without "engine"
@@ -53,11 +61,11 @@ def engine_of(meta: dict) -> str:
 def load_meta(directory: Path, needed: tuple[str, ...]) -> dict:
     """meta.json of a point, after checking the files a role needs are there and the compiler versions match
     (a circuit only runs, and its keys only fit, under the versions that compiled it)."""
-    meta = json.loads((directory / "meta.json").read_text()) if (directory / "meta.json").is_file() else {}
+    meta = json.loads((directory / META_FILE).read_text()) if (directory / META_FILE).is_file() else {}
     engine = engine_of(meta)
-    if engine == CONCRETE_ML and "client.specs.json" in needed:
-        needed += ("client.zip",)  # FHEModelClient's: the input and output quantisers
-    for name in needed + ("meta.json",):
+    if engine == CONCRETE_ML and CLIENT_SPECS_FILE in needed:
+        needed += (CLIENT_ZIP_FILE,)  # FHEModelClient's: the input and output quantisers
+    for name in needed + (META_FILE,):
         if not (directory / name).is_file():
             raise ArtifactError(f"{directory}: missing {name}")
     versions = {"concrete-python": (meta.get("concrete_python_version"), concrete_version)}

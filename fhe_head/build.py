@@ -30,7 +30,19 @@ import numpy as np
 from concrete import fhe
 from concrete.fhe.version import __version__ as concrete_version
 
-from fhe_head.artifacts import CONCRETE_ML, CONCRETE_PYTHON, ENGINES, load_meta, point_dir
+from fhe_head.artifacts import (
+    BATCH_META,
+    CLIENT_SPECS_FILE,
+    CONCRETE_ML,
+    CONCRETE_PYTHON,
+    ENGINES,
+    FORMATS_FILE,
+    HEAD_FILE,
+    META_FILE,
+    SERVER_FILE,
+    load_meta,
+    point_dir,
+)
 from fhe_head.circuit import (
     DEFAULT_GLOBAL_P_ERROR,
     PARAMETER_STRATEGY,
@@ -41,9 +53,9 @@ from fhe_head.circuit import (
 )
 from fhe_head.client import FHEClient
 from fhe_head.concrete_ml_head import compile_head as compile_concrete_ml
-from fhe_head.formats import FORMATS_FILE, ExactFormat
+from fhe_head.formats import ExactFormat
 from fhe_head.head import HeadParams
-from fhe_head.server import BATCH_META, batch_server_name
+from fhe_head.server import batch_server_name
 
 
 def circuit_id(engine: str, specs: bytes, head_json: bytes) -> str:
@@ -110,10 +122,10 @@ def save_artifacts(
         FHEModelDev(str(tmp), compiled).save(via_mlir=False)  # server.zip and client.zip (quantisers, versions)
         extra = {"concrete_ml_version": concrete_ml_version}
     else:
-        circuit.server.save(tmp / "server.zip", via_mlir=False)
+        circuit.server.save(tmp / SERVER_FILE, via_mlir=False)
     specs = circuit.client.specs.serialize()
-    (tmp / "client.specs.json").write_bytes(specs)
-    params.save(tmp / "head.json")
+    (tmp / CLIENT_SPECS_FILE).write_bytes(specs)
+    params.save(tmp / HEAD_FILE)
     meta = {
         "engine": engine,
         "point": params.name,
@@ -125,14 +137,14 @@ def save_artifacts(
         "lsbs": params.lsbs,
         "threshold": params.threshold,
         "max_sum": params.max_sum,
-        "circuit_id": circuit_id(engine, specs, (tmp / "head.json").read_bytes()),
+        "circuit_id": circuit_id(engine, specs, (tmp / HEAD_FILE).read_bytes()),
         "encoder_onnx_sha256": encoder_sha256,
         "concrete_python_version": concrete_version,
         **extra,
         **circuit_report(circuit, global_p_error, exact_rounding),
         **(extra_meta or {}),
     }
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
@@ -160,9 +172,9 @@ def save_batched(point: str | Path, sizes: list[int], exact_rounding: bool = Tru
     the 1:1 circuit id they were built for; a server ignores batched circuits of another circuit id.
     """
     directory = point_dir(point)
-    meta = json.loads((directory / "meta.json").read_text())
-    params = HeadParams.load(directory / "head.json")
-    specs = (directory / "client.specs.json").read_bytes()
+    meta = json.loads((directory / META_FILE).read_text())
+    params = HeadParams.load(directory / HEAD_FILE)
+    specs = (directory / CLIENT_SPECS_FILE).read_bytes()
     info: dict = {"circuit_id": meta["circuit_id"], "sizes": [], "circuits": {}}
     for k in sorted(set(sizes)):
         circuit = compile_batched(params, specs, meta["p_error"], k, exact_rounding)
@@ -204,7 +216,7 @@ def learn_formats(point: str | Path, key_sets: int = 2, encryptions: int = 3) ->
 def record_formats(point: str | Path) -> dict:
     """Learn a compiled point's exact input encodings and write them beside its artifacts (`fhe_head.formats`)."""
     directory = point_dir(point)
-    load_meta(directory, ("client.specs.json",))
+    load_meta(directory, (CLIENT_SPECS_FILE,))
     formats = learn_formats(str(directory))
     (directory / FORMATS_FILE).write_text(json.dumps(formats, indent=1) + "\n")
     return formats

@@ -16,8 +16,10 @@ import numpy as np
 from concrete import fhe
 
 from fhe_head.artifacts import (
+    CLIENT_SPECS_FILE,
     CONCRETE_ML,
     DEFAULT_POINT,
+    HEAD_FILE,
     concrete_ml_deployment,
     engine_of,
     load_meta,
@@ -57,13 +59,13 @@ class FHEClient:
         self, point: str | Path = DEFAULT_POINT, key_dir: str | Path | None = None, encoder_sha256: str | None = None
     ) -> None:
         self.directory = point_dir(point)
-        self.meta = load_meta(self.directory, ("client.specs.json", "head.json"))
+        self.meta = load_meta(self.directory, (CLIENT_SPECS_FILE, HEAD_FILE))
         if encoder_sha256 and encoder_sha256 != self.meta["encoder_onnx_sha256"]:
             raise ArtifactError(
                 "this head was trained on embeddings of another encoder model "
                 f"({self.meta['encoder_onnx_sha256'][:12]}..., yours {encoder_sha256[:12]}...)"
             )
-        self.head = HeadParams.load(self.directory / "head.json")
+        self.head = HeadParams.load(self.directory / HEAD_FILE)
         self.engine = engine_of(self.meta)
         self._model = None  # Concrete-ML's FHEModelClient, for a Concrete-ML point
         if self.engine == CONCRETE_ML:
@@ -75,7 +77,7 @@ class FHEClient:
                 raise ArtifactError(f"{self.directory}: {err}") from err
             self._client: fhe.Client = self._model.client
         else:
-            self._client = fhe.Client(fhe.ClientSpecs.deserialize((self.directory / "client.specs.json").read_bytes()))
+            self._client = fhe.Client(fhe.ClientSpecs.deserialize((self.directory / CLIENT_SPECS_FILE).read_bytes()))
         self.key_file = Path(key_dir).expanduser() / f"{self.meta['circuit_id']}.keys" if key_dir else None
         self._keys_ready = False  # see _ensure_keys
 

@@ -17,9 +17,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from fhe_head.artifacts import FORMATS_FILE
 from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
-FORMATS_FILE = "formats.json"
 # A byte counts as structure when it is equal across all samples within a run at least this long:
 # runs of random key material that agree by chance over 8 bytes have probability 2^-64 per offset.
 MIN_RUN = 8

@@ -29,8 +29,10 @@ from concrete.fhe.compilation.server import Server
 from concrete.fhe.compilation.value import Value
 
 from fhe_head.artifacts import (
+    BATCH_META,
     CONCRETE_ML,
     DEFAULT_POINT,
+    SERVER_FILE,
     concrete_ml_deployment,
     engine_of,
     load_meta,
@@ -39,8 +41,6 @@ from fhe_head.artifacts import (
     wrap,
 )
 from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError
-
-BATCH_META = "batch.json"
 
 RunPair = Callable[[Value, Value, EvaluationKeys], Value]
 
@@ -77,7 +77,7 @@ class FHEServer:
 
     def __init__(self, point: str | Path = DEFAULT_POINT, batched: bool = True) -> None:
         self.directory = point_dir(point)
-        self.meta = load_meta(self.directory, ("server.zip",))
+        self.meta = load_meta(self.directory, (SERVER_FILE,))
         self.engine = engine_of(self.meta)
         start_runtime()
         self._run_pair = self._load_circuit()
@@ -94,7 +94,7 @@ class FHEServer:
             except ValueError as err:  # its own check of versions.json against the installed packages
                 raise ArtifactError(f"{self.directory}: {err}") from err
             return lambda a, b, keys: model.run((a, b), keys)
-        server = Server.load(self.directory / "server.zip")
+        server = Server.load(self.directory / SERVER_FILE)
         return lambda a, b, keys: server.run(a, b, evaluation_keys=keys)
 
     def _load_batches(self) -> None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from functools import cache
 
-from fhe_head.artifacts import point_dir
+from fhe_head.artifacts import HEAD_FILE, point_dir
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES, HeadParams, default_level
-from privface_core.resources import artifacts_dir
+from privface_core.resources import metrics_dir
 
 __all__ = [
     "DEFAULT_LEVEL",
@@ -27,12 +27,12 @@ __all__ = [
 @cache
 def offered_levels(point: str) -> tuple[str, ...]:
     """The security levels a shipped head offers, in order of strictness (empty: a head without levels)."""
-    return HeadParams.load(point_dir(point) / "head.json").levels
+    return HeadParams.load(point_dir(point) / HEAD_FILE).levels
 
 
 @cache
 def _report() -> dict:
-    path = artifacts_dir() / "metrics" / "security_levels.json"
+    path = metrics_dir() / "security_levels.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):

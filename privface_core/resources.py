@@ -13,7 +13,7 @@ from pathlib import Path
 
 from privface_core.settings import settings
 
-__all__ = ["DEFAULT_KEY_DIR", "artifacts_dir"]
+__all__ = ["DEFAULT_KEY_DIR", "artifacts_dir", "metrics_dir"]
 
 DEFAULT_KEY_DIR = Path("~/.privface/keys")
 _CHECKOUT = Path(__file__).resolve().parents[1] / "artifacts"
@@ -29,3 +29,9 @@ def artifacts_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return _CHECKOUT
+
+
+def metrics_dir() -> Path:
+    """Where the measured figures are (JSON): written by training and the benchmarks, read by the app and
+    by docs/results.md's generator."""
+    return artifacts_dir() / "metrics"

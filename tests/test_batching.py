@@ -12,12 +12,12 @@ import shutil
 import numpy as np
 import pytest
 
-from fhe_head.artifacts import point_dir
+from fhe_head.artifacts import BATCH_META, point_dir
 from fhe_head.build import save_batched
 from fhe_head.circuit import compile_batched
 from fhe_head.client import FHEClient
 from fhe_head.head import HeadParams
-from fhe_head.server import BATCH_META, FHEServer, batch_server_name
+from fhe_head.server import FHEServer, batch_server_name
 
 POINT = "fast"
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from privface_core.resources import artifacts_dir
+from privface_core.resources import artifacts_dir, metrics_dir
 
-METRICS = artifacts_dir() / "metrics"
+METRICS = metrics_dir()
 BENCH_DIR = artifacts_dir() / "bench"
 FRONTIER = METRICS / "fhe_frontier.json"
 HEAD_BENCH = METRICS / "fhe_head_bench.json"

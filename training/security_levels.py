@@ -41,20 +41,19 @@ from pathlib import Path
 import numpy as np
 
 from client_encoder.models import cache_dir
+from fhe_head.artifacts import ARTIFACTS_ROOT as HEADS_ROOT
+from fhe_head.artifacts import POINTS
 from fhe_head.head import LEVEL_NAMES, HeadParams
-from privface_core.resources import artifacts_dir
 from training.head_fit import HeadConfig
 from training.heads import config_from_dict, fit
 from training.lfw import Pair, open_lfw_for_cli, unique_images
+from training.paths import METRICS
 from training.protocol import best_threshold
 
-METRICS = artifacts_dir() / "metrics"
-HEADS_ROOT = artifacts_dir() / "fhe_head"
 # Level name -> target false-match rate; `balanced` is the head's best-accuracy threshold (index 0,
 # what a template carries). Order = index k in the level element, loosest first.
 LEVELS: dict[str, float | None] = {"balanced": None, "1e-2": 1e-2, "1e-3": 1e-3, "1e-4": 1e-4}
 assert tuple(LEVELS) == LEVEL_NAMES
-POINTS = ("accurate", "fast")
 CHUNK = 200_000
 LOOK_ALIKE_GROUPS = 8
 # Open-set identification (1:N): templates searched per probe (the service allows 64 by default), searches

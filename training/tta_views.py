@@ -26,19 +26,19 @@ import numpy as np
 from client_encoder.align import views_of
 from client_encoder.encoder import FaceEncoder
 from client_encoder.images import load_image
-from privface_core.resources import artifacts_dir
 from training.embeddings import embed_images
 from training.folds import view2_folds
 from training.lfw import open_lfw_for_cli, unique_images
 from training.machine import machine_info, machine_label
 from training.pairs import PairData, folds, labels
+from training.paths import METRICS
 from training.protocol import ten_fold
 from training.security_levels import POINTS, Gallery, calibrate_model, shipped_config
 
 VIEW_SETS = ("none", "flip", "jitter", "jitter34", "jitter50")
 HEAD_VIEW_SETS = ("jitter", "jitter34", "jitter50")  # the heads are refitted for these only (minutes each)
 TIMED_ONLY = ("jitter98",)
-OUTPUT = artifacts_dir() / "metrics" / "tta_views.json"
+OUTPUT = METRICS / "tta_views.json"
 
 
 def client_ms(photos: list, encoder: FaceEncoder, mode: str) -> float:

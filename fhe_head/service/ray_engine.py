@@ -32,7 +32,7 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from fhe_head.artifacts import POINTS, load_meta, point_dir
+from fhe_head.artifacts import POINTS, SERVER_FILE, load_meta, point_dir
 from fhe_head.service.engine import FHEEngine
 from privface_core.errors import ArtifactError, ServiceError
 
@@ -151,7 +151,7 @@ class RayEngine(FHEEngine):
         self._circuits: dict[str, str] = {}
         for point in points:
             try:
-                self._circuits[point] = load_meta(point_dir(point), ("server.zip",))["circuit_id"]
+                self._circuits[point] = load_meta(point_dir(point), (SERVER_FILE,))["circuit_id"]
             except ArtifactError as err:
                 log.warning("point %s not served: %s", point, err)
         if not self._circuits:

@@ -32,13 +32,14 @@ import time
 import urllib.request
 from pathlib import Path
 
+from fhe_head.artifacts import ARTIFACTS_ROOT, META_FILE
 from privface.app_support import app_command
 from privface.local_server import free_port, stop_process_group
 from privface.resources import EXAMPLES_DIR
-from privface_core.resources import artifacts_dir
+from training.paths import METRICS
 
 REPO = Path(__file__).resolve().parents[2]
-OUT = REPO / "artifacts" / "metrics" / "app_path.json"
+OUT = METRICS / "app_path.json"
 SAME, DIFFERENT = "Same person", "Different people"
 # (photo 1, photo 2, expected verdict): the first pair starts each session; the others come later.
 PAIRS = [
@@ -147,7 +148,7 @@ def run_point(browser, url: str, point: str, sessions: int, later: int) -> dict:
             checked.append(verdict == PAIRS[later][2])
         finally:
             session.close()
-    meta = json.loads((artifacts_dir() / "fhe_head" / point / "meta.json").read_text())
+    meta = json.loads((ARTIFACTS_ROOT / point / META_FILE).read_text())
     return {
         "first_s": summary(times["first"]),
         "later_s": summary(times["later"]),

@@ -30,6 +30,7 @@ import sys
 import time
 from pathlib import Path
 
+from fhe_head.artifacts import META_FILE
 from training.bench.fullimage import add_estimates
 from training.bench.markdown import rel
 from training.bench.report import write_outputs
@@ -100,7 +101,7 @@ def head_section(remeasure_runs: int = 5) -> dict:
     bench, frontier, lfw_fhe = _read(HEAD_BENCH), _read(FRONTIER), _read(LFW_FHE)
     points = {}
     for name in POINTS:
-        meta = _read(ARTIFACTS_ROOT / name / "meta.json")
+        meta = _read(ARTIFACTS_ROOT / name / META_FILE)
         if meta is None:
             continue
         row: dict = {"dims": meta["dims"], "n_bits": meta["n_bits"], "pbs": meta["programmable_bootstrap_count"]}

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fhe_head.artifacts import ARTIFACTS_ROOT
+from fhe_head.artifacts import ARTIFACTS_ROOT, HEAD_FILE
 from fhe_head.head import HeadParams
 from training.machine import machine_info
 from training.paths import METRICS
@@ -215,7 +215,7 @@ def compare_engines(params: HeadParams, runs: int, simulated: int = 500, progres
 def head_file(point: str) -> Path:
     """A shipped point's head.json, or any head.json given by path (e.g. a trained head that is not shipped)."""
     path = Path(point)
-    return path if path.suffix == ".json" and path.is_file() else ARTIFACTS_ROOT / point / "head.json"
+    return path if path.suffix == ".json" and path.is_file() else ARTIFACTS_ROOT / point / HEAD_FILE
 
 
 def _child(point: str, runs: int, simulated: int, messages) -> None:

@@ -14,7 +14,7 @@ import json
 import sys
 from pathlib import Path
 
-from fhe_head.artifacts import ARTIFACTS_ROOT, POINTS
+from fhe_head.artifacts import ARTIFACTS_ROOT, META_FILE, POINTS
 from training.bench.shipped import bench_point
 from training.machine import machine_info
 from training.paths import HEAD_BENCH
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--out", type=Path, default=HEAD_BENCH)
     args = parser.parse_args(argv)
-    points = [p for p in POINTS if (ARTIFACTS_ROOT / p / "meta.json").is_file()]
+    points = [p for p in POINTS if (ARTIFACTS_ROOT / p / META_FILE).is_file()]
     if not points:
         print("error: no shipped head points; run python -m training.train_head", file=sys.stderr)
         return 2

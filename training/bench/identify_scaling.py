@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fhe_head.artifacts import point_dir
+from fhe_head.artifacts import CLIENT_SPECS_FILE, HEAD_FILE, META_FILE, point_dir
 from fhe_head.build import save_batched
 from fhe_head.circuit import compile_batched
 from fhe_head.client import FHEClient
@@ -75,9 +75,9 @@ def _timed(fn) -> tuple[float, object]:
 
 def measure_batching(point: str, ks: list[int], reps: int) -> dict:
     directory = point_dir(point)
-    meta = json.loads((directory / "meta.json").read_text())
-    params = HeadParams.load(directory / "head.json")
-    specs = (directory / "client.specs.json").read_bytes()
+    meta = json.loads((directory / META_FILE).read_text())
+    params = HeadParams.load(directory / HEAD_FILE)
+    specs = (directory / CLIENT_SPECS_FILE).read_bytes()
     owner = Owner(point, max(ks))
     one = FHEServer(point, batched=False)
     keys = one.load_evaluation_keys(owner.keys)

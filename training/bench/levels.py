@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from fhe_head.artifacts import ARTIFACTS_ROOT, CLIENT_SPECS_FILE, CLIENT_ZIP_FILE, HEAD_FILE, META_FILE, SERVER_FILE
 from fhe_head.client import FHEClient
 from fhe_head.server import FHEServer
-from privface_core.resources import artifacts_dir
+from training.paths import METRICS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the git checkout "before" is read from
-POINT_FILES = ("server.zip", "client.specs.json", "head.json", "meta.json")
-ENGINE_FILES = ("client.zip",)  # a Concrete-ML point's (FHEModelClient's quantisers); absent from direct points
+POINT_FILES = (SERVER_FILE, CLIENT_SPECS_FILE, HEAD_FILE, META_FILE)
+ENGINE_FILES = (CLIENT_ZIP_FILE,)  # a Concrete-ML point's (FHEModelClient's quantisers); absent from direct points
 
 
 def extract(ref: str, point: str, out: Path) -> Path:
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--before-ref", default="main", help="git ref holding today's (level-less) artifacts")
     parser.add_argument("--points", nargs="*", default=["fast", "accurate"])
     parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--out", type=Path, default=artifacts_dir() / "metrics" / "security_levels_cost.json")
+    parser.add_argument("--out", type=Path, default=METRICS / "security_levels_cost.json")
     args = parser.parse_args(argv)
     report = {
         "method": "before/after runs alternate in one process (same load); medians; "
@@ -117,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for point in args.points:
             before = extract(args.before_ref, point, Path(tmp) / point)
-            report["points"][point] = r = bench_side_by_side(before, artifacts_dir() / "fhe_head" / point, args.runs)
+            report["points"][point] = r = bench_side_by_side(before, ARTIFACTS_ROOT / point, args.runs)
             b, a = r["before"], r["after"]
             print(
                 f"{point}: server {b['server_run_s_median']:.3f} -> {a['server_run_s_median']:.3f} s, "
