@@ -307,3 +307,42 @@ def test_waiting_fhe_requests_leave_the_server_answering(tmp_path, encoder, tmp_
         for thread in attackers:
             thread.join()
         server.stop()
+
+
+def test_parsed_key_sets_held_at_once_are_bounded(tmp_path, encoder, tmp_path_factory):
+    """Issue 29, item 2: a request holds its parsed keys (several times their 55 MB file) until its runs
+    end, and these count against the bound too: with room for one parsed key set, another owner's
+    verification while mallory's identification runs is refused (503, Retry-After) instead of parsing a
+    second set; once mallory's runs end, it is served."""
+    extra = ("--points", POINT, "--workers", "1", "--limit", "key_cache_items=1")
+    server = LocalServer(tmp_path / "data", extra_args=extra).start()
+    try:
+        alice = _owner(server.url, encoder, tmp_path_factory, "owner")
+        mallory = _owner(server.url, encoder, tmp_path_factory, "mallory")
+        template = base64.b64encode(mallory.encrypt(ASTRONAUT).ciphertext).decode()
+        probe = base64.b64encode(mallory.encrypt(ASTRONAUT).ciphertext).decode()
+        for i in range(32):
+            assert (
+                signed(mallory, "POST", "/v1/templates", {"name": f"m{i}", "ciphertext": template}).status_code == 201
+            )
+        identified: list[int] = []
+        running = threading.Thread(
+            target=lambda: identified.append(signed(mallory, "POST", "/v1/identify", {"probe": probe}).status_code)
+        )
+        running.start()
+        deadline = time.monotonic() + 60
+        while httpx.get(server.url + "/health").json()["engine"]["keys"]["in_use"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pair = {"template": template, "probe": probe}  # any two ciphertexts: refused before they run
+        busy = signed(alice, "POST", "/v1/verify", pair)
+        running.join()
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "5", busy.text
+        assert "parsed key sets in use by requests: limit 1" in busy.json()["detail"]
+        assert identified == [200]
+        assert alice.compare(ASTRONAUT, ASTRONAUT).same is True  # her keys parsed once mallory's are unused
+        health = httpx.get(server.url + "/health").json()["engine"]["keys"]
+        assert health["keys"] == 1 and health["in_use"] == 0
+        alice.close()
+        mallory.close()
+    finally:
+        server.stop()

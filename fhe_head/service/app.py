@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhe_head.formats import CiphertextFormatError, KeyFormatError
+from fhe_head.service.engine import KeysBusyError
 from fhe_head.service.state import ClientGone, ServiceState
 from fhe_head.service.store import StorageFullError
 from privface_core.errors import CiphertextError, EvaluationKeyError, ServiceError
@@ -39,7 +40,10 @@ def _error(status: int, detail: str, code: str | None = None) -> JSONResponse:
 
 async def _refused(_: Request, err: Exception) -> JSONResponse:
     """A request refused on purpose (unknown key, quota, bad signature...): its status, message and code."""
-    return _error(err.status, str(err), err.code)
+    response = _error(err.status, str(err), err.code)
+    if getattr(err, "retry_after_s", None):
+        response.headers["retry-after"] = str(err.retry_after_s)
+    return response
 
 
 async def _input_error(_: Request, err: Exception) -> JSONResponse:
@@ -72,7 +76,7 @@ async def _service_error(_: Request, err: Exception) -> JSONResponse:
 
 
 def _register_errors(app: FastAPI) -> None:
-    for kind in [*CODED_ERRORS.values(), StorageFullError]:
+    for kind in [*CODED_ERRORS.values(), StorageFullError, KeysBusyError]:
         app.add_exception_handler(kind, _refused)
     app.add_exception_handler(CiphertextError, _input_error)
     app.add_exception_handler(EvaluationKeyError, _input_error)

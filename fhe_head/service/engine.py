@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from fhe_head.server import FHEServer
+from privface_core.errors import ServiceError
 
 LoadKeys = Callable[[str], bytes]
 
@@ -46,8 +47,18 @@ class FHEEngine(Protocol):
     def close(self) -> None: ...
 
 
+class KeysBusyError(ServiceError):
+    """Every parsed key set this server may hold at once is in use by a request: retry shortly."""
+
+    status = 503
+    retry_after_s = 5
+
+
 class KeyCache:
-    """Parsed evaluation keys by key id, bounded in bytes (of serialized keys) and in count.
+    """Parsed evaluation keys by key id, bounded in count (and, among those not in use, in bytes of
+    serialized keys). A parsed key set takes several times its serialized size, and a request holds
+    its keys until its runs end: the count covers those too (a lease per `get`, ended by `release`),
+    so at most `max_items` parsed key sets exist at once; a miss beyond that is refused (KeysBusyError).
 
     One parse per key id at a time: concurrent misses wait for the first reader instead of each
     reading and parsing the whole file again.
@@ -58,12 +69,14 @@ class KeyCache:
         self._parsing = threading.Semaphore(parallel)  # each parse holds a whole key (and more) in memory
         self._max_bytes, self._max_items = max_bytes, max_items
         self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._users: dict[str, int] = {}  # leases: requests whose runs use these keys now
         self._loading: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self.loads = 0  # parses done (for tests and health: a cache that thrashes shows here)
 
     def get(self, key_id: str, server: FHEServer, warm: Callable[[Any], Any] | None = None) -> tuple[Any, Any]:
-        """(parsed keys, what `warm(keys)` returned if this call parsed them, else None).
+        """(parsed keys, what `warm(keys)` returned if this call parsed them, else None), leased to the caller
+        until it calls `release(key_id)`.
 
         The runtime prepares keys on their first run (several times a normal run); `warm` (a real
         run of the caller's) happens before the keys are shared, so no other run waits on it.
@@ -72,9 +85,11 @@ class KeyCache:
             with self._lock:
                 if key_id in self._items:
                     self._items.move_to_end(key_id)
+                    self._users[key_id] = self._users.get(key_id, 0) + 1
                     return self._items[key_id][0], None
                 pending = self._loading.get(key_id)
                 if pending is None:
+                    self._make_room()  # before parsing: the memory is freed first
                     pending = self._loading[key_id] = threading.Event()
                     break
             pending.wait()
@@ -86,6 +101,7 @@ class KeyCache:
             with self._lock:
                 self.loads += 1
                 self._items[key_id] = (keys, len(data))
+                self._users[key_id] = self._users.get(key_id, 0) + 1
                 self._evict()
             return keys, warmed
         finally:
@@ -93,12 +109,34 @@ class KeyCache:
                 self._loading.pop(key_id, None)
             pending.set()
 
+    def release(self, key_id: str) -> None:
+        """End one lease of `get`: the keys may be evicted once no request uses them."""
+        with self._lock:
+            left = self._users.get(key_id, 0) - 1
+            if left > 0:
+                self._users[key_id] = left
+            else:
+                self._users.pop(key_id, None)
+            self._evict()
+
+    def _unused(self) -> list[str]:
+        return [k for k in self._items if k not in self._users]  # least recently used first
+
+    def _make_room(self) -> None:
+        """Room for one more parsed key set (under the lock): evict unused ones, or refuse."""
+        while len(self._items) + len(self._loading) >= self._max_items:
+            unused = self._unused()
+            if not unused:
+                wait = KeysBusyError.retry_after_s
+                raise KeysBusyError(f"parsed key sets in use by requests: limit {self._max_items}; retry in {wait} s")
+            self._items.pop(unused[0])
+
     def _evict(self) -> None:
-        # The newest entry always stays, even alone over the byte bound: a run needs its keys.
-        while len(self._items) > 1 and (
-            len(self._items) > self._max_items or sum(size for _, size in self._items.values()) > self._max_bytes
-        ):
-            self._items.popitem(last=False)
+        # Only keys no request uses; those in use stay, even over the byte bound.
+        for key_id in self._unused():
+            if len(self._items) <= self._max_items and sum(s for _, s in self._items.values()) <= self._max_bytes:
+                break
+            self._items.pop(key_id)
 
     def drop(self, key_id: str) -> None:
         with self._lock:
@@ -106,7 +144,9 @@ class KeyCache:
 
     def stats(self) -> dict:
         with self._lock:
-            return {"keys": len(self._items), "bytes": sum(s for _, s in self._items.values()), "loads": self.loads}
+            in_use = len(self._users)
+            size = sum(s for _, s in self._items.values())
+            return {"keys": len(self._items), "in_use": in_use, "bytes": size, "loads": self.loads}
 
 
 @dataclass
@@ -238,15 +278,19 @@ class LocalEngine(FHEEngine):
         if not templates:
             return []
         keys, warmed = self.keys.get(key_id, server, warm=lambda k: self._run(server, k, templates[0], probe))
-        first = [warmed] if warmed is not None else []
-        rest = templates[len(first) :]
-        k = self._chunk_size(server, len(rest))
-        if k == 1:
-            futures = [self.scheduler.submit(key_id, lambda t=t: self._run(server, keys, t, probe)) for t in rest]
-            return first + self._gather(futures, cancel)
-        chunks = [rest[i : i + k] for i in range(0, len(rest), k)]
-        futures = [self.scheduler.submit(key_id, lambda c=c: self._run_chunk(server, keys, c, probe)) for c in chunks]
-        return first + [answer for chunk in self._gather(futures, cancel) for answer in chunk]
+        try:
+            first = [warmed] if warmed is not None else []
+            rest = templates[len(first) :]
+            k = self._chunk_size(server, len(rest))
+            if k == 1:
+                futures = [self.scheduler.submit(key_id, lambda t=t: self._run(server, keys, t, probe)) for t in rest]
+                return first + self._gather(futures, cancel)
+            chunks = [rest[i : i + k] for i in range(0, len(rest), k)]
+            run_chunk = self._run_chunk
+            futures = [self.scheduler.submit(key_id, lambda c=c: run_chunk(server, keys, c, probe)) for c in chunks]
+            return first + [answer for chunk in self._gather(futures, cancel) for answer in chunk]
+        finally:
+            self.keys.release(key_id)
 
     def forget(self, key_id: str) -> None:
         self.keys.drop(key_id)
