@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw
 
 from client_encoder import FaceEncoder, FaceEncoding, distance
 from client_encoder.images import FORMATS_TEXT, MAX_FILE_BYTES, MAX_PIXELS, MB, MIN_SIDE, WORK_PIXELS
-from fhe_head.artifacts import POINTS
+from fhe_head.artifacts import DEFAULT_POINT, POINTS, head_encoder
 from privface.app_support import EmbeddedServer, KeyRegistry
 from privface.client import VerificationClient
 from privface.levels import default_level, describe, offered_levels
@@ -160,7 +160,8 @@ def session_id() -> str:
 
 @st.cache_resource
 def get_encoder() -> FaceEncoder:
-    return FaceEncoder()
+    """The encoder the shipped heads were trained on (they share one: photos are encoded before a head is chosen)."""
+    return FaceEncoder(encoder=head_encoder(DEFAULT_POINT))
 
 
 # ---- photos: read, checked and encoded once each, as soon as they are chosen ---------------------

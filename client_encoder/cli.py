@@ -13,7 +13,7 @@ import logging
 import sys
 
 from client_encoder.align import TTA_VIEWS
-from client_encoder.encoder import FaceEncoder, distance
+from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS, FaceEncoder, distance
 from privface_core.errors import InputError, NoFaceError, PrivfaceError
 from privface_core.exitcodes import FAILED, HELP, NEGATIVE, OK
 
@@ -56,6 +56,7 @@ def _compare(encoder: FaceEncoder, a: str, b: str, as_json: bool) -> int:
         "distance": round(d, 6),
         "threshold": encoder.threshold,
         "same_person": bool(same),
+        "encoder": encoder.encoder,
         "tta": encoder.tta,
         "notes": [n for n in (ea.note, eb.note) if n],
         "mode": "clear (not private: embeddings and distance computed in the open)",
@@ -65,7 +66,7 @@ def _compare(encoder: FaceEncoder, a: str, b: str, as_json: bool) -> int:
     else:
         verdict = "SAME person" if same else "DIFFERENT people"
         relation = "<" if same else ">="
-        print(f"{verdict}: distance {d:.4f} {relation} threshold {encoder.threshold:.4f} (tta={encoder.tta}, clear)")
+        print(f"{verdict}: distance {d:.4f} {relation} threshold {encoder.threshold:.4f} ({encoder.encoder}, clear)")
         for note in result["notes"]:
             print(f"note: {note}")
     return OK if same else NEGATIVE
@@ -78,9 +79,18 @@ def _options(parser: argparse.ArgumentParser, suppress: bool) -> None:
         return argparse.SUPPRESS if suppress else value
 
     parser.add_argument(
-        "--tta", choices=sorted(TTA_VIEWS), default=default("jitter"), help="test-time augmentation (default: jitter)"
+        "--encoder",
+        choices=ENCODERS,
+        default=default(DEFAULT_ENCODER),
+        help=f"face encoder: sface (YuNet + SFace), dlib, or fused (both) (default: {DEFAULT_ENCODER})",
     )
-    parser.add_argument("--model", default=default(None), help="ONNX encoder file (default: the shipped one)")
+    parser.add_argument(
+        "--tta",
+        choices=sorted(TTA_VIEWS),
+        default=default("jitter"),
+        help="dlib's test-time augmentation (default: jitter)",
+    )
+    parser.add_argument("--model", default=default(None), help="dlib's ONNX encoder file (default: the shipped one)")
     parser.add_argument("--quiet", action="store_true", default=default(False), help="no warnings on stderr")
 
 
@@ -90,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _options(parser, suppress=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    embed = sub.add_parser("embed", help="print 128-d embeddings of photos as JSON", epilog=HELP)
+    embed = sub.add_parser("embed", help="print embeddings of photos as JSON", epilog=HELP)
     _options(embed, suppress=True)
     embed.add_argument("photos", nargs="+")
     compare = sub.add_parser("compare", help="clear distance and verdict for two photos", epilog=HELP)
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING, format="%(levelname)s: %(message)s")
     try:
-        encoder = FaceEncoder(model_path=args.model, tta=args.tta)
+        encoder = FaceEncoder(model_path=args.model, tta=args.tta, encoder=args.encoder)
         if args.command == "embed":
             return _embed(encoder, args.photos)
         return _compare(encoder, args.a, args.b, args.json)

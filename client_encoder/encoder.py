@@ -1,13 +1,17 @@
-"""`FaceEncoder`: photo -> locate (detect -> primary face -> align) -> ONNX embed (+ test-time augmentation)."""
+"""`FaceEncoder`: photo -> upright -> locate (detect -> primary face -> align) -> ONNX embed, with one of three
+encoders: `sface` (YuNet + ArcFace chip + SFace), `dlib` (dlib's detector + chip + ResNet) or `fused` (both,
+their unit vectors concatenated)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -16,33 +20,47 @@ from client_encoder.align import TTA_VIEWS, align, views_of
 from client_encoder.detect import Face, FaceDetector, primary_face
 from client_encoder.embedder import FaceEmbedder
 from client_encoder.images import ImageInput, load_image
+from client_encoder.models import SFACE, YUNET, artifacts_dir, ensure_encoder_model, file_sha256
+from client_encoder.sface import SFaceEmbedder, YuNetDetector, align_arcface, arcface_points_in_box
 from privface_core.errors import ArtifactError, NoFaceError
-from privface_core.resources import artifacts_dir
 
 log = logging.getLogger(__name__)
 
+ENCODERS = ("sface", "dlib", "fused")
+DEFAULT_ENCODER = "sface"
 # dlib's published rule for its raw descriptors; replaced by the LFW-calibrated threshold of
 # `python -m training.eval_clear` (artifacts/encoder/calibration.json) when that file exists.
 DLIB_THRESHOLD = 0.6
+# SFace's unit vectors: OpenCV Zoo's cosine threshold 0.363 as a Euclidean distance, sqrt(2 - 2 * 0.363).
+SFACE_THRESHOLD = 1.1287
+# Fused vector = [w * dlib unit vector, sqrt(1 - w^2) * SFace unit vector]: a unit vector again. w chosen on
+# LFW View 1 (artifacts/metrics/encoders.json).
+FUSED_DLIB_WEIGHT = 0.5
+# The fused encoder's dlib part averages the chip and its mirror only: its 18-view TTA costs ~9x the ONNX time.
+FUSED_DLIB_TTA = "flip"
 # Fraction of width/height where LFW's Viola-Jones crops put the labelled face: the `centre-box`
-# no-face policy places the landmark predictor there (for evaluation on LFW only).
+# no-face policy places the landmarks there (for evaluation on LFW only).
 CENTRE_BOX = (0.32, 0.34, 0.68, 0.72)
 NO_FACE_POLICIES = ("error", "centre-box")
+SFACE_VIEWS = {"none": 1, "flip": 2}
+SFACE_TTA = "flip"
 
 
 @dataclass
 class LocatedFace:
-    """One photo after the locate step: decoded pixels, every face found, the one used, its chips."""
+    """One photo after the locate step of one model: upright pixels, faces found, the one used, its chips."""
 
-    pixels: np.ndarray  # (H, W, 3) uint8 RGB
+    pixels: np.ndarray  # (H, W, 3) uint8 RGB, turned upright
     faces: list[Face]  # every face found, largest first (empty under the centre-box policy)
     face: Face  # the face used: the primary one, or the centre box
-    chips: np.ndarray  # (n_views, 150, 150, 3) uint8: the aligned chip first, then the TTA views
+    chips: np.ndarray  # (n_views, S, S, 3) uint8: the aligned chip first, then the TTA views
+    model: str = "dlib"  # whose detector and chip convention: "dlib" (150 px) or "sface" (112 px)
+    turns: int = 0  # quarter turns (counter-clockwise) that made the photo upright
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
     def chip(self) -> np.ndarray:
-        """The aligned 150x150 chip (dlib's get_face_chip geometry)."""
+        """The aligned chip the model sees."""
         return self.chips[0]
 
     @property
@@ -51,18 +69,25 @@ class LocatedFace:
 
     @property
     def note(self) -> str | None:
+        notes = []
+        if self.turns:
+            notes.append(f"the photo was turned {90 * self.turns} degrees to make the face upright")
         if len(self.faces) > 1:
-            return f"{len(self.faces)} faces found; used the largest, most central one at box {list(self.face.box)}"
-        return None
+            notes.append(
+                f"{len(self.faces)} faces found; used the largest, most central one at box {list(self.face.box)}"
+            )
+        return "; ".join(notes) or None
 
 
 @dataclass
 class FaceEncoding:
     """The embedding of one photo and how it was obtained."""
 
-    embedding: np.ndarray  # (128,) float32
-    located: LocatedFace
+    embedding: np.ndarray  # (dims,) float32: 128 (sface, dlib) or 256 (fused)
+    located: LocatedFace  # the face as the first model saw it (SFace's for sface and fused)
     tta: str
+    encoder: str = "dlib"
+    parts: dict[str, LocatedFace] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -80,6 +105,7 @@ class FaceEncoding:
     def to_dict(self) -> dict:
         return {
             "embedding": [round(float(v), 6) for v in self.embedding],
+            "encoder": self.encoder,
             "face": self.face.to_dict(),
             "faces_found": len(self.faces),
             "note": self.note,
@@ -89,40 +115,139 @@ class FaceEncoding:
 
 
 def calibration_path() -> Path:
-    """LFW-calibrated distance thresholds per TTA mode (written by `python -m training.eval_clear`)."""
+    """LFW-calibrated distance thresholds (written by `python -m training.eval_clear --calibrate`):
+    per TTA mode for dlib, per encoder name for sface and fused."""
     return artifacts_dir() / "encoder" / "calibration.json"
 
 
-def load_threshold(tta: str) -> float:
-    """The distance threshold calibrated on LFW for this TTA mode.
+def load_threshold(key: str, default: float = DLIB_THRESHOLD) -> float:
+    """The distance threshold calibrated on LFW for `key` (a dlib TTA mode, or "sface" / "fused").
 
-    Without the calibration file (a copy without the shipped artifacts, whose encoder is converted into
-    the user cache instead) dlib's 0.6 is used and a warning says so, as verdicts shift with it; a file
-    that is there but unusable is an error rather than a silent default.
+    Without the calibration file the model's published default is used and a warning says so, as verdicts
+    shift with it; a file that is there but unusable is an error rather than a silent default.
     """
     path = calibration_path()
+    what = f"tta={key!r}" if key in TTA_VIEWS else f"encoder={key!r}"
     if not path.is_file():
-        log.warning("no calibration at %s: using dlib's default threshold %s instead", path, DLIB_THRESHOLD)
-        return DLIB_THRESHOLD
+        source = "dlib" if key in TTA_VIEWS else "OpenCV Zoo"
+        log.warning("no calibration at %s: using %s's default threshold %s instead", path, source, default)
+        return default
     try:
-        threshold = float(json.loads(path.read_text())["thresholds"][tta])
+        threshold = float(json.loads(path.read_text())["thresholds"][key])
     except (OSError, KeyError, TypeError, ValueError) as err:
-        raise ArtifactError(f"{path}: not a calibration file with a threshold for tta={tta!r}") from err
+        raise ArtifactError(f"{path}: not a calibration file with a threshold for {what}") from err
     if not 0 < threshold < math.inf:
-        raise ArtifactError(f"{path}: threshold for tta={tta!r} is {threshold}, not a positive distance")
+        raise ArtifactError(f"{path}: threshold for {what} is {threshold}, not a positive distance")
     return threshold
 
 
 def distance(a: np.ndarray, b: np.ndarray) -> float:
-    """Euclidean distance between two descriptors (dlib's metric)."""
+    """Euclidean distance between two embeddings (dlib's metric; for unit vectors a function of the cosine)."""
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
 
 
-class FaceEncoder:
-    """Client-side face pipeline.
+def unit(vector: np.ndarray) -> np.ndarray:
+    vector = np.asarray(vector, np.float64)
+    return vector / np.linalg.norm(vector, axis=-1, keepdims=True)
 
-    `tta`: "jitter" (default: 18 views, the chip and 8 small shifts/zooms/rotations, each with
-    its mirror), "flip" (chip + mirror) or "none" (one chip).
+
+def fuse(dlib_vector: np.ndarray, sface_vector: np.ndarray, weight: float = FUSED_DLIB_WEIGHT) -> np.ndarray:
+    """The fused encoder's unit vector from dlib's raw descriptor(s) and SFace's unit vector(s)."""
+    other = math.sqrt(1.0 - weight * weight)
+    return np.concatenate([weight * unit(dlib_vector), other * unit(sface_vector)], axis=-1)
+
+
+def template_of(embeddings: np.ndarray, encoder: str) -> np.ndarray:
+    """One enrolment template from K embeddings of one person: their mean, back on the unit sphere for the
+    unit-vector encoders (sface, fused); dlib's raw descriptors are averaged as they are."""
+    mean = np.asarray(embeddings, np.float64).mean(axis=0)
+    return mean if encoder == "dlib" else unit(mean)
+
+
+def _centre_box(pixels: np.ndarray) -> tuple[int, int, int, int]:
+    height, width = pixels.shape[:2]
+    left, top, right, bottom = CENTRE_BOX
+    return int(left * width), int(top * height), int(right * width), int(bottom * height)
+
+
+def _same_face(a: Face, b: Face) -> bool:
+    """Whether two models' boxes are the same face: each box's centre lies inside the other."""
+    return all(
+        other.box[0] <= face.centre[0] <= other.box[2] and other.box[1] <= face.centre[1] <= other.box[3]
+        for face, other in ((a, b), (b, a))
+    )
+
+
+class DlibModel:
+    """dlib's pipeline: HOG/CNN detection, 5 points, dlib's 150 px chip, the converted ResNet (ONNX)."""
+
+    name = "dlib"
+
+    def __init__(self, model_path=None, tta: str = "jitter", cnn_fallback: bool = True, threads=None) -> None:
+        if tta not in TTA_VIEWS:
+            raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, not {tta!r}")
+        self.tta = tta
+        self.detector = FaceDetector(use_cnn_fallback=cnn_fallback)
+        self.embedder = FaceEmbedder(model_path, threads=threads)
+
+    @property
+    def sha256(self) -> str:
+        return self.embedder.sha256
+
+    def locate(self, pixels: np.ndarray, no_face: str, tta: str | None = None) -> LocatedFace:
+        faces = self.detector.detect(pixels)
+        if faces:
+            face = primary_face(faces, pixels.shape)
+        elif no_face == "centre-box":
+            face = self.detector.face_in_box(pixels, _centre_box(pixels))
+        else:
+            raise NoFaceError("no face found in the image")
+        return LocatedFace(pixels, faces, face, align(pixels, face, views_of(tta or self.tta)), "dlib")
+
+    def embed(self, located: LocatedFace) -> np.ndarray:
+        return self.embedder.embed_chips(located.chips).mean(axis=0)
+
+
+class SFaceModel:
+    """OpenCV Zoo's pipeline: YuNet detection and 5 points, ArcFace's 112 px chip, SFace (ONNX)."""
+
+    name = "sface"
+
+    def __init__(self, tta: str = SFACE_TTA, threads=None, detector: YuNetDetector | None = None) -> None:
+        if tta not in SFACE_VIEWS:
+            raise ValueError(f"SFace's tta must be one of {sorted(SFACE_VIEWS)}, not {tta!r}")
+        self.tta = tta
+        self.detector = detector or YuNetDetector()
+        self.embedder = SFaceEmbedder(threads=threads)
+
+    @property
+    def sha256(self) -> str:
+        return SFACE.sha256
+
+    def locate(self, pixels: np.ndarray, no_face: str, tta: str | None = None) -> LocatedFace:
+        faces = self.detector.detect(pixels)
+        if faces:
+            face = primary_face(faces, pixels.shape)
+        elif no_face == "centre-box":
+            box = _centre_box(pixels)
+            face = Face(box, arcface_points_in_box(box), 0.0, "centre-box")
+        else:
+            raise NoFaceError("no face found in the image")
+        chip = align_arcface(pixels, face.landmarks)
+        views = SFACE_VIEWS[tta or self.tta]
+        chips = np.stack([chip, chip[:, ::-1]][:views])
+        return LocatedFace(pixels, faces, face, np.ascontiguousarray(chips), "sface")
+
+    def embed(self, located: LocatedFace) -> np.ndarray:
+        return unit(self.embedder.embed_chips(located.chips).mean(axis=0))
+
+
+class FaceEncoder:
+    """Client-side face pipeline: photo in, one embedding out, with its faces, chips and per-stage timings.
+
+    `encoder`: "sface" (default), "dlib" or "fused". `tta`: dlib's views ("jitter": 18 views, the chip and 8
+    small shifts/zooms/rotations each with its mirror; "flip"; "none"); SFace always averages the chip and
+    its mirror. `model_path` replaces dlib's ONNX file.
     """
 
     def __init__(
@@ -131,76 +256,143 @@ class FaceEncoder:
         tta: str = "jitter",
         cnn_fallback: bool = True,
         threads: int | None = None,
+        encoder: str = DEFAULT_ENCODER,
     ) -> None:
+        if encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {list(ENCODERS)}, not {encoder!r}")
         if tta not in TTA_VIEWS:
             raise ValueError(f"tta must be one of {sorted(TTA_VIEWS)}, not {tta!r}")
-        self.tta = tta
-        self.detector = FaceDetector(use_cnn_fallback=cnn_fallback)
-        self.embedder = FaceEmbedder(model_path, threads=threads)
-        self.threshold = load_threshold(tta)
+        self.encoder = encoder
+        self.tta = {"dlib": tta, "sface": SFACE_TTA, "fused": FUSED_DLIB_TTA}[encoder]
+        self.orientation = YuNetDetector()
+        self.models: list[DlibModel | SFaceModel] = []
+        if encoder in ("sface", "fused"):
+            self.models.append(SFaceModel(threads=threads, detector=self.orientation))
+        if encoder in ("dlib", "fused"):
+            dlib_tta = FUSED_DLIB_TTA if encoder == "fused" else tta
+            self.models.append(DlibModel(model_path, dlib_tta, cnn_fallback, threads))
+
+    @cached_property
+    def threshold(self) -> float:
+        """The clear distance threshold calibrated on LFW (read on first use: embedding needs none)."""
+        if self.encoder == "dlib":
+            return load_threshold(self.tta, DLIB_THRESHOLD)
+        return load_threshold(self.encoder, SFACE_THRESHOLD)
 
     @property
+    def dims(self) -> int:
+        return 256 if self.encoder == "fused" else 128
+
+    @cached_property
     def model_sha256(self) -> str:
-        return self.embedder.sha256
+        """Identifies the exact model files and their combination: caches and encrypted templates are tied to it."""
+        dlib_model = next((m for m in self.models if isinstance(m, DlibModel)), None)
+        return self.sha256_of(self.encoder, dlib_model.sha256 if dlib_model else None)
+
+    @staticmethod
+    def sha256_of(encoder: str, dlib_sha256: str | None = None) -> str:
+        """`model_sha256` of an encoder with the shipped files (or dlib's ONNX file of that sha256)."""
+        if encoder in ("dlib", "fused") and dlib_sha256 is None:
+            dlib_sha256 = file_sha256(ensure_encoder_model())
+        if encoder == "dlib":
+            return dlib_sha256
+        files = [YUNET.sha256, SFACE.sha256] + ([dlib_sha256] if encoder == "fused" else [])
+        weight = f"{FUSED_DLIB_WEIGHT}:" if encoder == "fused" else ""
+        return hashlib.sha256(f"{encoder}:{weight}{','.join(files)}".encode()).hexdigest()
+
+    @property
+    def embedder(self):
+        """The first model's ONNX embedder (dlib's for `dlib`)."""
+        return self.models[0].embedder
+
+    @property
+    def detector(self):
+        return self.models[0].detector
+
+    def upright(self, pixels: np.ndarray) -> tuple[np.ndarray, int]:
+        """The photo turned by quarter turns so that its face is upright (phone photos without an
+        orientation tag), and the turns; never a verdict on a sideways chip."""
+        turns = self.orientation.upright_turns(pixels)
+        return (np.ascontiguousarray(np.rot90(pixels, turns)), turns) if turns else (pixels, 0)
 
     def detect(self, image: ImageInput) -> list[Face]:
-        """Every face in the image, largest first."""
-        return self.detector.detect(load_image(image))
+        """Every face in the upright image, largest first (the first model's detector)."""
+        pixels, _ = self.upright(load_image(image))
+        return self.models[0].detector.detect(pixels)
 
-    def locate(self, image: ImageInput, no_face: str = "error", tta: str | None = None) -> LocatedFace:
-        """The one locate step: decode -> detect -> primary face -> aligned chips (one per view of `tta`,
-        the encoder's own mode by default; `client_encoder.align.views_of` names them).
-
-        `no_face="error"` raises NoFaceError; `"centre-box"` (LFW evaluation only) places the
-        landmark predictor on a fixed central box instead, and the result says so (`detector`).
-        """
+    def locate_all(self, image: ImageInput, no_face: str = "error", tta: str | None = None) -> list[LocatedFace]:
+        """Decode, turn upright, then each model's locate step; `fused` checks both chose the same face."""
         if no_face not in NO_FACE_POLICIES:
             raise ValueError(f"no_face must be one of {NO_FACE_POLICIES}, not {no_face!r}")
         t0 = time.perf_counter()
         pixels = image.pixels if isinstance(image, LocatedFace) else load_image(image)
         t1 = time.perf_counter()
-        faces = self.detector.detect(pixels)
-        if faces:
-            face = primary_face(faces, pixels.shape)
-        elif no_face == "centre-box":
-            height, width = pixels.shape[:2]
-            left, top, right, bottom = CENTRE_BOX
-            box = (int(left * width), int(top * height), int(right * width), int(bottom * height))
-            face = self.detector.face_in_box(pixels, box)
-        else:
-            raise NoFaceError("no face found in the image")
+        # LFW's evaluation photos (the centre-box policy) are upright by construction: not turned.
+        pixels, turns = self.upright(pixels) if no_face == "error" else (pixels, 0)
         t2 = time.perf_counter()
-        chips = align(pixels, face, views_of(tta or self.tta))
-        t3 = time.perf_counter()
-        timings = {"load": 1e3 * (t1 - t0), "detect": 1e3 * (t2 - t1), "align": 1e3 * (t3 - t2)}
-        return LocatedFace(pixels, faces, face, chips, timings)
+        located = []
+        for model in self.models:
+            start = time.perf_counter()
+            try:
+                found = model.locate(pixels, no_face, tta if model.name == "dlib" else None)
+            except NoFaceError as err:
+                if len(self.models) > 1 and located:
+                    raise NoFaceError(
+                        f"{located[0].model} found a face but {model.name} did not: the fused encoder needs both "
+                        "(try --encoder sface)"
+                    ) from err
+                raise
+            found.turns = turns
+            found.timings_ms = {"detect+align": 1e3 * (time.perf_counter() - start)}
+            located.append(found)
+        if len(located) == 2 and located[0].faces and located[1].faces and not _same_face(*(f.face for f in located)):
+            raise NoFaceError(
+                f"the two models chose different faces (boxes {list(located[0].face.box)} and "
+                f"{list(located[1].face.box)}): crop the photo to one face"
+            )
+        located[0].timings_ms = {"load": 1e3 * (t1 - t0), "upright": 1e3 * (t2 - t1), **located[0].timings_ms}
+        return located
+
+    def locate(self, image: ImageInput, no_face: str = "error", tta: str | None = None) -> LocatedFace:
+        """The first model's locate step (see `locate_all`)."""
+        return self.locate_all(image, no_face, tta)[0]
 
     def align(self, image: ImageInput) -> np.ndarray:
-        """The aligned 150x150 RGB chip of the primary face."""
-        return self.locate(image, tta="none").chip
+        """The aligned chip of the primary face, as the first model sees it."""
+        return self.locate(image).chip
+
+    def vector(self, vectors: dict[str, np.ndarray]) -> np.ndarray:
+        """The encoder's embedding from its models' vectors."""
+        if self.encoder == "fused":
+            return fuse(vectors["dlib"], vectors["sface"])
+        return vectors[self.encoder]
 
     def encode(self, image: ImageInput | LocatedFace) -> FaceEncoding:
         """Embedding plus the faces found, the one used, its chips and per-stage timings."""
-        located = image if isinstance(image, LocatedFace) else self.locate(image)
-        start = time.perf_counter()
-        embedding = self.embedder.embed_chips(located.chips).mean(axis=0)
-        timings = {**located.timings_ms, "embed": 1e3 * (time.perf_counter() - start)}
-        return FaceEncoding(embedding.astype(np.float32), located, self.tta, timings)
+        located = self.locate_all(image)
+        timings = dict(located[0].timings_ms)
+        vectors = {}
+        for model, found in zip(self.models, located, strict=True):
+            start = time.perf_counter()
+            vectors[model.name] = model.embed(found)
+            timings[f"embed-{model.name}"] = 1e3 * (time.perf_counter() - start)
+            if found is not located[0]:
+                timings[f"detect+align-{model.name}"] = found.timings_ms["detect+align"]
+        embedding = self.vector(vectors).astype(np.float32)
+        parts = {found.model: found for found in located}
+        return FaceEncoding(embedding, located[0], self.tta, self.encoder, parts, timings)
 
     def embed(self, image: ImageInput) -> np.ndarray:
-        """The 128-d descriptor of the primary face (raises NoFaceError if there is none)."""
+        """The embedding of the primary face (raises NoFaceError if there is none)."""
         encoding = self.encode(image)
         if encoding.note:
             log.warning(encoding.note)
         return encoding.embedding
 
     def embed_many(self, images: Iterable[ImageInput]) -> np.ndarray:
-        """Descriptors (n, 128) of many photos; chips of all photos go through ONNX in batches."""
-        chips = [self.locate(image).chips for image in images]
-        if not chips:
-            return np.zeros((0, 128), np.float32)
-        descriptors = self.embedder.embed_chips(np.concatenate(chips))
-        return descriptors.reshape(len(chips), len(TTA_VIEWS[self.tta]), -1).mean(axis=1)
+        """Embeddings (n, dims) of many photos."""
+        vectors = [self.encode(image).embedding for image in images]
+        return np.stack(vectors) if vectors else np.zeros((0, self.dims), np.float32)
 
     def compare(self, a: ImageInput, b: ImageInput) -> tuple[float, bool]:
         """(distance, same_person) in clear, with this encoder's threshold."""

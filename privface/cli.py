@@ -40,11 +40,13 @@ _encoders: dict[str, object] = {}
 
 
 def _encoder(args: argparse.Namespace):
-    """One FaceEncoder per run (the photos are checked with the same one the client uses)."""
+    """One FaceEncoder per run, the one the head was trained on (the photos are checked with the same one
+    the client uses)."""
     if args.tta not in _encoders:
         from client_encoder.encoder import FaceEncoder
+        from fhe_head.artifacts import head_encoder
 
-        _encoders[args.tta] = FaceEncoder(tta=args.tta)
+        _encoders[args.tta] = FaceEncoder(tta=args.tta, encoder=head_encoder(args.point))
     return _encoders[args.tta]
 
 

@@ -30,7 +30,7 @@ from fhe_head.head import default_level
 from privface.display import one_line, public_url
 from privface.result import CompareResult
 from privface_core.auth import Signer, key_id_for
-from privface_core.errors import InputError, KeysGoneError, NotPrivfaceServerError, ServiceError
+from privface_core.errors import ArtifactError, InputError, KeysGoneError, NotPrivfaceServerError, ServiceError
 from privface_core.protocol import (
     EncryptedResult,
     ErrorBody,
@@ -194,10 +194,17 @@ class VerificationClient:
 
     @property
     def encoder(self):
+        """The face encoder of this head (its meta.json names it): created on first use, or the one given,
+        refused if the head was trained on another encoder's embeddings."""
         if self._encoder is None:
             from client_encoder.encoder import FaceEncoder
 
-            self._encoder = FaceEncoder()
+            self._encoder = FaceEncoder(encoder=self.fhe.meta.get("encoder", "dlib"))
+        if self._encoder.model_sha256 != self.fhe.meta["encoder_onnx_sha256"]:
+            raise ArtifactError(
+                f"the {self.point} head was trained on the {self.fhe.meta.get('encoder', 'dlib')} encoder's "
+                f"embeddings, not on those of the encoder given ({self._encoder.encoder})"
+            )
         return self._encoder
 
     def encode(self, photo):
@@ -211,7 +218,7 @@ class VerificationClient:
         start = time.perf_counter()
         encoding = None
         array = None if isinstance(photo, (str, Path, bytes)) or hasattr(photo, "embedding") else np.asarray(photo)
-        if array is not None and array.shape == (128,):
+        if array is not None and array.shape == self.fhe.head.mean.shape:
             embedding = array.astype(np.float32)
         else:
             encoding = photo if hasattr(photo, "embedding") else self.encode(photo)

@@ -18,7 +18,7 @@ CAT = DATA / "chelsea_cat.jpg"  # Chelsea the cat, CC0 (via scikit-image): no hu
 def encoder():
     from client_encoder import FaceEncoder
 
-    return FaceEncoder(tta="flip")
+    return FaceEncoder(tta="flip", encoder="dlib")
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +40,7 @@ def fold0(lfw_dir, tmp_path_factory):
     from training.lfw import LFW, unique_images
 
     pairs = [p for p in LFW(lfw_dir).view2() if p.fold == 0]
-    encoder = FaceEncoder()
+    encoder = FaceEncoder(encoder="dlib")
     cache = tmp_path_factory.mktemp("embeddings") / "cache.sqlite"
     emb = embed_images(unique_images(pairs), encoder, cache_path=cache, tta=encoder.tta, progress=False)
     return pairs, emb

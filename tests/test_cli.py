@@ -25,13 +25,16 @@ def test_embed_prints_json_embeddings():
     assert result.returncode == 0, result.stderr
     [record] = json.loads(result.stdout)
     assert len(record["embedding"]) == 128 and record["faces_found"] == 1
-    assert record["tta"] == "jitter" and len(record["face"]["landmarks"]) == 5
+    assert record["encoder"] == "sface" and record["tta"] == "flip" and len(record["face"]["landmarks"]) == 5
+    assert abs(np.linalg.norm(record["embedding"]) - 1) < 1e-4  # SFace's unit vectors
+    [dlib] = json.loads(run_cli("--encoder", "dlib", "embed", str(ASTRONAUT)).stdout)
+    assert dlib["encoder"] == "dlib" and dlib["tta"] == "jitter" and np.linalg.norm(dlib["embedding"]) > 1.1
 
 
 def test_embed_reports_each_bad_photo_and_fails(tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(ASTRONAUT.read_bytes()[:2000])
-    result = run_cli("--tta", "none", "embed", str(ASTRONAUT), str(CAT), str(broken))
+    result = run_cli("--encoder", "dlib", "--tta", "none", "embed", str(ASTRONAUT), str(CAT), str(broken))
     assert result.returncode == 1
     ok, cat, bad = json.loads(result.stdout)
     assert "embedding" in ok and ok["tta"] == "none"
@@ -81,33 +84,36 @@ def test_no_face_names_the_file():
     assert result.returncode == 1 and result.stderr.strip() == f"error: {CAT}: no face found in the image"
 
 
-def test_ctrl_c_is_one_line_and_exit_1(monkeypatch, capsys):
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
     from client_encoder import cli
 
     def interrupted(self, image):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli.FaceEncoder, "encode", interrupted)
-    assert cli.main(["--tta", "none", "compare", str(ASTRONAUT), str(CAT)]) == 1
+    assert cli.main(["--tta", "none", "compare", str(ASTRONAUT), str(CAT)]) == 130
     captured = capsys.readouterr()
     assert captured.err.strip() == "interrupted" and captured.out == ""
 
 
 def test_artifacts_without_calibration_say_the_default_threshold_is_used(tmp_path):
-    from client_encoder.models import ONNX_FILENAME, default_encoder_path
+    from client_encoder.models import ONNX_FILENAME, YUNET, default_encoder_path, verified_model
 
     (tmp_path / "encoder").mkdir()
-    (tmp_path / "encoder" / ONNX_FILENAME).symlink_to(default_encoder_path())  # the model, not its calibration
+    # The models (dlib's, and YuNet, which turns photos upright for every encoder), not the calibration.
+    (tmp_path / "encoder" / ONNX_FILENAME).symlink_to(default_encoder_path())
+    (tmp_path / "encoder" / YUNET.filename).symlink_to(verified_model(YUNET))
     env = {"PRIVFACE_ARTIFACTS": str(tmp_path)}
-    result = run_cli("--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env)
+    result = run_cli("--encoder", "dlib", "--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env)
     assert result.returncode == 0 and "threshold 0.6000" in result.stdout
     calibration = tmp_path / "encoder" / "calibration.json"
     assert result.stderr.splitlines() == [
         f"WARNING: no calibration at {calibration}: using dlib's default threshold 0.6 instead"
     ]
-    assert run_cli("--quiet", "--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env).stderr == ""
+    quiet = run_cli("--quiet", "--encoder", "dlib", "--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env)
+    assert quiet.stderr == ""
     calibration.write_text('{"thresholds": {"jitter": 0.6}}')  # there, but not for this TTA mode
-    broken = run_cli("--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env)
+    broken = run_cli("--encoder", "dlib", "--tta", "none", "compare", str(ASTRONAUT), str(ASTRONAUT), env=env)
     assert broken.returncode == 1 and broken.stdout == ""
     expected = f"error: {calibration}: not a calibration file with a threshold for tta='none'"
     assert broken.stderr.splitlines() == [expected]

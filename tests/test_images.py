@@ -144,7 +144,7 @@ def test_tiny_photo_leaves_the_process_exiting_cleanly(tmp_path):
     script = (
         "import sys\n"
         "from client_encoder import FaceEncoder, InvalidImageError\n"
-        "encoder = FaceEncoder()\n"
+        'encoder = FaceEncoder(encoder="dlib")\n'
         "for _ in range(3):\n"
         "    try:\n"
         "        encoder.encode(sys.argv[1])\n"

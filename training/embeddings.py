@@ -22,12 +22,13 @@ import numpy as np
 from tqdm import tqdm
 
 from client_encoder.align import views_of
-from client_encoder.encoder import FaceEncoder
+from client_encoder.encoder import DEFAULT_ENCODER, FUSED_DLIB_TTA, FaceEncoder, fuse, unit
 from client_encoder.images import load_image
 from client_encoder.models import cache_dir
 
 STORED_TTA = "jitter"
 PIPELINE_VERSION = "detect=hog,hog-up,cnn;min-rel-score=0.5;primary=area*centrality^2;chip=150/0.25;v2"
+SFACE_PIPELINE = "detect=yunet>=0.8,retry<=640;primary=area*centrality^2;chip=arcface112;views=chip,mirror;v1"
 
 
 @dataclass
@@ -84,7 +85,8 @@ class EmbeddingCache:
 
 
 def pipeline_key(encoder: FaceEncoder, no_face: str, tta: str) -> str:
-    return json.dumps({"model": encoder.model_sha256, "views": tta, "pipeline": PIPELINE_VERSION, "no_face": no_face})
+    pipeline = SFACE_PIPELINE if encoder.encoder == "sface" else PIPELINE_VERSION
+    return json.dumps({"model": encoder.model_sha256, "views": tta, "pipeline": pipeline, "no_face": no_face})
 
 
 def _embed_one(encoder: FaceEncoder, pixels: np.ndarray, no_face: str, tta: str) -> tuple[np.ndarray, str, int]:
@@ -102,7 +104,11 @@ def embed_images(
     tta: str = STORED_TTA,
 ) -> ImageEmbeddings:
     """Descriptors of every view of `tta` for every image, reading and filling the cache."""
-    encoder = encoder or FaceEncoder()
+    encoder = encoder or FaceEncoder(encoder="dlib")
+    if encoder.encoder == "fused":
+        raise ValueError("embed the fused encoder's two models apart: encoder_vectors(..., 'fused')")
+    if encoder.encoder == "sface":
+        tta = encoder.tta  # SFace's views are its chip and mirror whatever dlib's mode
     cache = EmbeddingCache(cache_path or cache_dir() / "embeddings.sqlite", pipeline_key(encoder, no_face, tta))
     views, detectors, n_faces = [], [], []
     try:
@@ -121,3 +127,43 @@ def embed_images(
     finally:
         cache.close()
     return ImageEmbeddings(np.stack(views), detectors, list(paths), n_faces)
+
+
+@dataclass
+class ImageVectors:
+    """One encoder's embedding of each image (float64), as its FaceEncoder computes it."""
+
+    vectors: np.ndarray  # (n_images, dims)
+    paths: list[Path]
+    detector: list[str]
+    encoder: str
+    model_sha256: str
+
+    def no_face_images(self) -> list[str]:
+        return [str(p) for p, d in zip(self.paths, self.detector, strict=True) if "centre-box" in d]
+
+
+def encoder_vectors(
+    paths: list[Path],
+    encoder: str = DEFAULT_ENCODER,
+    cache_path: Path | None = None,
+    no_face: str = "centre-box",
+    progress: bool = True,
+    desc: str = "embedding",
+) -> ImageVectors:
+    """Every image's embedding with `encoder` ("sface", "dlib" with its 18-view TTA, or "fused"), cached."""
+    parts = {}
+    dlib_tta = FUSED_DLIB_TTA if encoder == "fused" else "jitter"
+    for name in ("dlib", "sface") if encoder == "fused" else (encoder,):
+        model = FaceEncoder(encoder=name, tta=dlib_tta)
+        parts[name] = embed_images(paths, model, cache_path, no_face, progress, f"{desc} ({name})", tta=model.tta)
+    if encoder == "dlib":
+        vectors = parts["dlib"].tta("jitter")
+    elif encoder == "sface":
+        vectors = unit(parts["sface"].views.mean(axis=1))
+    else:
+        vectors = fuse(parts["dlib"].tta(dlib_tta), unit(parts["sface"].views.mean(axis=1)))
+    detectors = ["+".join(d) for d in zip(*(p.detector for p in parts.values()), strict=True)]
+    return ImageVectors(
+        np.asarray(vectors, np.float64), list(paths), detectors, encoder, FaceEncoder.sha256_of(encoder)
+    )

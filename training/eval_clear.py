@@ -21,7 +21,7 @@ from pathlib import Path
 
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import CENTRE_BOX, DLIB_THRESHOLD, FaceEncoder, calibration_path
-from training.embeddings import ImageEmbeddings, embed_images
+from training.embeddings import ImageEmbeddings, embed_images, encoder_vectors
 from training.lfw import LFW, Pair, open_lfw_for_cli, unique_images
 from training.pairs import PairData, folds, labels
 from training.paths import METRICS
@@ -49,15 +49,31 @@ def tta_modes(emb: ImageEmbeddings, view2: list[Pair], dev_train: list[Pair], de
     return modes
 
 
+def other_encoders(paths: list[Path], view2: list[Pair], dev_train: list[Pair], dev_test: list[Pair], **kw) -> dict:
+    """SFace and fused, as tta_modes reports dlib's modes (their own thresholds: other distances)."""
+    report = {}
+    for name in ("sface", "fused"):
+        data = PairData(encoder_vectors(paths, name, desc=f"LFW ({name})", **kw))
+        d, same = data.distances(view2), labels(view2)
+        result = ten_fold(d, same, folds(view2))
+        result["threshold_all_folds"] = best_threshold(d, same)
+        if dev_train:
+            t = best_threshold(data.distances(dev_train), labels(dev_train))
+            result["view1_dev_test_accuracy"] = accuracy(data.distances(dev_test), labels(dev_test), t)
+        report[name] = result
+    return report
+
+
 def evaluate(lfw: LFW, progress: bool = True, cache: Path | None = None) -> dict:
     view2 = lfw.view2()
     has_view1 = (lfw.root / "pairsDevTrain.txt").is_file() and (lfw.root / "pairsDevTest.txt").is_file()
     dev_train, dev_test = lfw.view1() if has_view1 else ([], [])
     paths = unique_images(view2 + dev_train + dev_test)
-    encoder = FaceEncoder(tta="jitter")
+    encoder = FaceEncoder(tta="jitter", encoder="dlib")
     started = time.time()
     emb = embed_images(paths, encoder, cache_path=cache, progress=progress, desc=f"LFW {lfw.variant()}")
     modes = tta_modes(emb, view2, dev_train, dev_test)
+    encoders = other_encoders(paths, view2, dev_train, dev_test, cache_path=cache, progress=progress)
 
     view2_images = set(unique_images(view2))
     in_view2 = [i for i, p in enumerate(emb.paths) if p in view2_images]
@@ -74,6 +90,7 @@ def evaluate(lfw: LFW, progress: bool = True, cache: Path | None = None) -> dict
         "fold_accuracies": headline["fold_accuracies"],
         "fold_thresholds": headline["fold_thresholds"],
         "by_tta": modes,
+        "by_encoder": encoders,
         "tta_choice": "the encoder's default TTA; View 1 (pairsDevTrain threshold -> pairsDevTest) per mode in by_tta",
         "images_view2": len(view2_images),
         "detector_counts_view2": dict(Counter(emb.detector[i] for i in in_view2)),
@@ -105,14 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     if args.calibrate:
-        thresholds = {tta: round(r["threshold_all_folds"], 4) for tta, r in report["by_tta"].items()}
+        measured = {**report["by_tta"], **report["by_encoder"]}
+        thresholds = {key: round(r["threshold_all_folds"], 4) for key, r in measured.items()}
         calibration_path().write_text(
             json.dumps(
                 {"source": f"LFW {report['variant']} View 2, all 6000 pairs", "thresholds": thresholds}, indent=2
             )
             + "\n"
         )
-    for tta, r in report["by_tta"].items():
+    for tta, r in {**report["by_tta"], **report["by_encoder"]}.items():
         view1 = f", View 1 dev-test {100 * r['view1_dev_test_accuracy']:.2f}%" if "view1_dev_test_accuracy" in r else ""
         print(f"{report['variant']:>13} tta={tta:<6} {100 * r['mean_accuracy']:.2f}% +- {100 * r['std']:.2f}{view1}")
     print(f"no face found: {report['no_face']['count']} images; wrote {args.out}")

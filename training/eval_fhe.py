@@ -24,14 +24,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from client_encoder.encoder import FaceEncoder
+from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS
 from client_encoder.models import cache_dir
 from fhe_head.artifacts import ARTIFACTS_ROOT
 from fhe_head.build import save_artifacts
 from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_head
 from fhe_head.client import FHEClient
 from fhe_head.server import FHEServer
-from training.embeddings import embed_images
+from training.embeddings import encoder_vectors
 from training.folds import fit_without_fold
 from training.head_fit import HeadConfig
 from training.heads import config_from_dict
@@ -210,6 +210,9 @@ def update_frontier(frontier_path: Path, result: dict) -> None:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR); use the original release")
+    parser.add_argument(
+        "--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help="face encoder (default: %(default)s)"
+    )
     parser.add_argument("--point", default="accurate", help="shipped point whose configuration is evaluated")
     parser.add_argument(
         "--pairs-per-fold", type=int, default=600, help="N pairs of each fold, half same, half different (600 = all)"
@@ -228,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     lfw = open_lfw_for_cli(args.lfw_dir)
     view2 = lfw.view2()
-    encoder = FaceEncoder(tta="jitter")
-    data = PairData(embed_images(unique_images(view2), encoder, desc=f"LFW {lfw.variant()}"))
+    vectors = encoder_vectors(unique_images(view2), args.encoder, desc=f"LFW {lfw.variant()}")
+    data = PairData(vectors)
     selected = select_pairs(view2, args.pairs_per_fold)
-    run = FheRun(args.point, lfw.variant(), shipped_config(args.point), view2, data, encoder.model_sha256, selected)
+    run = FheRun(args.point, lfw.variant(), shipped_config(args.point), view2, data, vectors.model_sha256, selected)
     done = run.load_done()
     if not args.report_only:
         run_pairs(run, done)

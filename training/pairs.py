@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.embeddings import ImageEmbeddings
+from training.embeddings import ImageEmbeddings, ImageVectors
 from training.lfw import Pair, unique_images
 
 
@@ -19,11 +19,19 @@ def folds(pairs: list[Pair]) -> np.ndarray:
 
 
 class PairData:
-    """One TTA mode's descriptors (float64), indexed by image path."""
+    """One encoder's vectors (float64; for dlib's cached views, one TTA mode's mean), indexed by image path."""
 
-    def __init__(self, emb: ImageEmbeddings, tta: str = "jitter") -> None:
-        self.vectors = emb.tta(tta).astype(np.float64)
+    def __init__(self, emb: ImageVectors | ImageEmbeddings, tta: str = "jitter") -> None:
+        self.vectors = emb.vectors if isinstance(emb, ImageVectors) else emb.tta(tta).astype(np.float64)
         self.index = {p: i for i, p in enumerate(emb.paths)}
+
+    @classmethod
+    def from_vectors(cls, paths: list, vectors: np.ndarray) -> PairData:
+        """Vectors given directly, one row per path."""
+        data = cls.__new__(cls)
+        data.vectors = np.asarray(vectors, np.float64)
+        data.index = {p: i for i, p in enumerate(paths)}
+        return data
 
     def sides(self, pairs: list[Pair]) -> tuple[np.ndarray, np.ndarray]:
         """(left, right): (n, 128) each."""

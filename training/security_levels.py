@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS
 from client_encoder.models import cache_dir
 from fhe_head.artifacts import ARTIFACTS_ROOT as HEADS_ROOT
 from fhe_head.artifacts import POINTS
@@ -127,9 +128,14 @@ def look_alike_groups(vectors: np.ndarray, person: np.ndarray, k: int, seed: int
 class Gallery:
     """View 2's images, their people and folds, and every pair the protocol uses (as index arrays)."""
 
-    def __init__(self, view2: list[Pair], vectors: np.ndarray, groups: int = LOOK_ALIKE_GROUPS) -> None:
+    def __init__(
+        self, view2: list[Pair], vectors: np.ndarray, groups: int = LOOK_ALIKE_GROUPS, group_vectors=None
+    ) -> None:
         self.paths = unique_images(view2)
         self.vectors = vectors
+        # Look-alike groups are drawn on these vectors (default: the scored ones); comparing encoders
+        # draws them once, on one embedding, so each encoder meets the same look-alikes.
+        self.group_vectors = vectors if group_vectors is None else group_vectors
         index = {p: i for i, p in enumerate(self.paths)}
         self.person = np.array([p.parent.name for p in self.paths])
         fold_sets: list[set[int]] = [set() for _ in self.paths]
@@ -163,7 +169,7 @@ class Gallery:
     @cached_property
     def group(self) -> np.ndarray:
         """Each image's look-alike group (computed on first use: only the look-alike figures need it)."""
-        return look_alike_groups(self.vectors, self.person, self.groups_wanted)
+        return look_alike_groups(self.group_vectors, self.person, self.groups_wanted)
 
     @property
     def n_groups(self) -> int:
@@ -472,7 +478,7 @@ def with_levels(gallery: Gallery, head: HeadParams) -> tuple[HeadParams, dict]:
     return leveled, calibration
 
 
-def ship(gallery: Gallery, point: str, encoder_sha256: str) -> dict:
+def ship(gallery: Gallery, point: str, encoder_sha256: str, encoder: str) -> dict:
     """Recompile the shipped point with its level element (artifacts/fhe_head/<point>/)."""
     from fhe_head.build import save_artifacts
 
@@ -482,6 +488,7 @@ def ship(gallery: Gallery, point: str, encoder_sha256: str) -> dict:
         leveled,
         HEADS_ROOT / point,
         encoder_sha256,
+        encoder=encoder,
         extra_meta={
             "config": config.to_dict(),
             "trained_on": "LFW original View 2, all 6000 pairs",
@@ -671,6 +678,9 @@ def run_fhe(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR)")
+    parser.add_argument(
+        "--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help="face encoder (default: %(default)s)"
+    )
     parser.add_argument("--points", nargs="*", default=list(POINTS), choices=POINTS)
     parser.add_argument("--no-ship", action="store_true", help="report only; do not recompile the shipped heads")
     parser.add_argument("--ship-only", action="store_true", help="recompile the shipped heads; no fold-wise report")
@@ -683,28 +693,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", nargs="*", choices=LEVEL_NAMES, help="with --fhe: run these levels' pairs only")
     args = parser.parse_args(argv)
     lfw = open_lfw_for_cli(args.lfw_dir)
-    from client_encoder.encoder import FaceEncoder
-    from training.embeddings import embed_images
+    from training.embeddings import encoder_vectors
 
     view2 = [p for p in lfw.view2() if p.fold < args.folds]
     variant = lfw.variant()
-    encoder = FaceEncoder(tta="jitter")
     # The same embeddings train_head uses (its cache, the jitter TTA), View 2's images only.
-    emb = embed_images(unique_images(view2), encoder, desc=f"LFW {variant}")
-    gallery = Gallery(view2, emb.tta("jitter").astype(np.float64))
+    vectors = encoder_vectors(unique_images(view2), args.encoder, desc=f"LFW {variant}")
+    gallery = Gallery(view2, vectors.vectors)
     if args.fhe:
         return run_fhe(gallery, args.fhe, args.pairs_per_level, args.report_only, args.levels)
     if (args.ship_only or not args.no_ship) and variant == "original" and gallery.n_folds != 10:
         print("error: the shipped heads are calibrated on all 10 folds; add --no-ship with --folds", file=sys.stderr)
         return 2
     if args.ship_only:
-        shipped = {p: ship(gallery, p, encoder.model_sha256) for p in args.points}
+        shipped = {p: ship(gallery, p, vectors.model_sha256, vectors.encoder) for p in args.points}
         (METRICS / "security_levels_shipped.json").write_text(json.dumps(shipped, indent=1) + "\n")
         return 0
     report = calibrate(gallery, variant, tuple(args.points))
     shipped_path = METRICS / "security_levels_shipped.json"
     if variant == "original" and not args.no_ship:
-        report["shipped"] = {p: ship(gallery, p, encoder.model_sha256) for p in args.points}
+        report["shipped"] = {p: ship(gallery, p, vectors.model_sha256, vectors.encoder) for p in args.points}
     elif variant == "original" and shipped_path.is_file():
         report["shipped"] = json.loads(shipped_path.read_text())
     suffix = "" if variant == "original" else "_" + variant.replace("-", "")

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.bench.levels import bench_side_by_side
     from training.embeddings import embed_images
 
-    encoder = FaceEncoder(tta="jitter")
+    encoder = FaceEncoder(tta="jitter", encoder="dlib")
 
     def vectors_of(paths: list) -> np.ndarray:  # the embeddings train_head uses (its cache, the jitter TTA)
         return PairData(embed_images(paths, encoder, progress=False)).vectors

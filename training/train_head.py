@@ -24,11 +24,12 @@ import json
 import sys
 from pathlib import Path
 
+from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS
 from fhe_head.artifacts import ARTIFACTS_ROOT
 from fhe_head.build import save_artifacts
 from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR
 from fhe_head.head import HeadParams
-from training.embeddings import embed_images
+from training.embeddings import encoder_vectors
 from training.folds import view2_folds
 from training.head_fit import HeadConfig, accuracy_of, fit_head
 from training.heads import config_from_dict, fit
@@ -109,11 +110,12 @@ def fit_on_all(data: PairData, pairs: list[Pair], config) -> HeadParams:
     return fit(config, images, a, b, same, name=f"d{config.dims}")
 
 
-def ship(params: HeadParams, name: str, config, encoder_sha256: str) -> None:
+def ship(params: HeadParams, name: str, config, encoder_sha256: str, encoder: str) -> None:
     meta = save_artifacts(
         params,
         ARTIFACTS_ROOT / name,
         encoder_sha256,
+        encoder=encoder,
         extra_meta={"config": config.to_dict(), "trained_on": "LFW original View 2, all 6000 pairs"},
     )
     print(f"  shipped {name}: {meta['programmable_bootstrap_count']} PBS", flush=True)
@@ -227,6 +229,9 @@ def write_frontier(data: PairData, view2: list[Pair], variant: str, selection: d
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR); use the original release")
+    parser.add_argument(
+        "--encoder", choices=ENCODERS, default=DEFAULT_ENCODER, help="face encoder (default: %(default)s)"
+    )
     parser.add_argument("--timing-runs", type=int, default=5)
     parser.add_argument("--dims", type=int, nargs="*", default=list(FRONTIER_DIMS))
     parser.add_argument("--no-simulation", action="store_true", help="skip FHE simulation of the 10 folds")
@@ -238,14 +243,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def embed_lfw(lfw: LFW) -> tuple[PairData, str]:
-    """Every View 1 and View 2 image embedded (jitter TTA); the encoder's model sha256."""
-    from client_encoder.encoder import FaceEncoder
-
+def embed_lfw(lfw: LFW, encoder: str = DEFAULT_ENCODER) -> tuple[PairData, str]:
+    """Every View 1 and View 2 image embedded with `encoder`; the encoder's model sha256."""
     dev_train, dev_test = lfw.view1()
-    encoder = FaceEncoder(tta="jitter")
     images = unique_images(lfw.view2() + dev_train + dev_test)
-    return PairData(embed_images(images, encoder, desc=f"LFW {lfw.variant()}")), encoder.model_sha256
+    vectors = encoder_vectors(images, encoder, desc=f"LFW {lfw.variant()}")
+    return PairData(vectors), vectors.model_sha256
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     lfw = open_lfw_for_cli(args.lfw_dir)
     view2 = lfw.view2()
     dev_train, dev_test = lfw.view1()
-    data, encoder_sha256 = embed_lfw(lfw)
+    data, encoder_sha256 = embed_lfw(lfw, args.encoder)
     if args.retime:
         return retime(data, view2, args.timing_runs)
     # Only the original release ships heads and times circuits; another variant (deep-funneled) is
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             point, shipped = frontier_point(data, view2, config, not args.no_simulation, timing_runs)
             points.append(point)
             if primary and point["name"] in SHIPPED and not args.no_ship:
-                ship(shipped, point["name"], config, encoder_sha256)
+                ship(shipped, point["name"], config, encoder_sha256, args.encoder)
     write_frontier(data, view2, lfw.variant(), selection, points)
     return 0
 

@@ -64,7 +64,7 @@ def measure(lfw, view_sets=VIEW_SETS, head_view_sets=HEAD_VIEW_SETS, points=POIN
     largest = max(view_sets, key=lambda m: len(views_of(m)))
     emb = embed_images(paths, tta=largest, desc=f"LFW {lfw.variant()}, {len(views_of(largest))} views")
     same, fold_of = labels(view2), folds(view2)
-    encoder = FaceEncoder()
+    encoder = FaceEncoder(encoder="dlib")
     photos = paths[:: max(1, len(paths) // timing_photos)][:timing_photos]
     client_ms(photos[:2], encoder, "jitter")  # warm-up: model load, first ORT run
     configs = {point: shipped_config(point) for point in points}

@@ -82,7 +82,7 @@ def load_crops(lfw: LFW, size: int = 32, progress: bool = True) -> dict[Path, np
             return dict(zip((Path(n) for n in names), data["crops"], strict=True))
     from client_encoder.encoder import FaceEncoder
 
-    encoder = FaceEncoder(tta="none")
+    encoder = FaceEncoder(tta="none", encoder="dlib")
     crops, how = [], []
     for image in tqdm(images, desc=f"crops {size}x{size}", unit="img", disable=not progress, mininterval=5):
         crop, detector_used = _crop_one(encoder, image, size)

@@ -45,7 +45,7 @@ def _photos(lfw_dir: str | None, count: int) -> tuple[list[bytes], str]:
 
 
 def latency(photo: bytes, tta: str, runs: int) -> dict:
-    encoder = FaceEncoder(tta=tta)
+    encoder = FaceEncoder(tta=tta, encoder="dlib")
     for _ in range(3):
         encoder.encode(photo)
     stages: dict[str, list[float]] = {}
@@ -70,7 +70,7 @@ def fidelity(photos: list[bytes]) -> dict:
     except ImportError:
         return {"skipped": "dlib-bin not installed"}
     resnet = dlib.face_recognition_model_v1(str(dlib_resnet_source_path()))
-    encoder = FaceEncoder(tta="jitter")
+    encoder = FaceEncoder(tta="jitter", encoder="dlib")
     chips = []
     for photo in photos:
         try:
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     photos, photo_source = _photos(args.lfw_dir, 40)
-    encoder = FaceEncoder(tta="none")
+    encoder = FaceEncoder(tta="none", encoder="dlib")
     report = {
         "machine": {**machine_info(), "python": platform.python_version()},
         "photo": photo_source,

@@ -42,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     from client_encoder.encoder import FaceEncoder
 
     view2 = lfw.view2()
-    data = PairData(embed_images(unique_images(view2), FaceEncoder(tta="jitter"), desc=f"LFW {lfw.variant()}"))
+    data = PairData(
+        embed_images(unique_images(view2), FaceEncoder(tta="jitter", encoder="dlib"), desc=f"LFW {lfw.variant()}")
+    )
     a, b, same, images = data.arrays(view2)
     rows = []
     for dims, bits in CELLS:

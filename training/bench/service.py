@@ -49,13 +49,15 @@ class LoadResult:
     setup_s: float = 0.0
 
 
-def sample_pairs() -> list[tuple[tuple[np.ndarray, np.ndarray], bool]]:
-    """(astronaut, its mirror image) -> same; (astronaut, cameraman) -> different; embedded once."""
+def sample_pairs(point: str) -> list[tuple[tuple[np.ndarray, np.ndarray], bool]]:
+    """(astronaut, its mirror image) -> same; (astronaut, cameraman) -> different; embedded once with the
+    encoder `point`'s head was trained on."""
     from client_encoder.encoder import FaceEncoder
+    from fhe_head.artifacts import head_encoder
 
     mirrored = io.BytesIO()
     ImageOps.mirror(Image.open(PHOTOS / "astronaut.jpg")).save(mirrored, format="PNG")
-    astronaut, mirror, cameraman = FaceEncoder().embed_many(
+    astronaut, mirror, cameraman = FaceEncoder(encoder=head_encoder(point)).embed_many(
         [PHOTOS / "astronaut.jpg", mirrored.getvalue(), PHOTOS / "cameraman.jpg"]
     )
     return [((astronaut, mirror), True), ((astronaut, cameraman), False)]
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="an already running server (default: start one on loopback)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
-    pairs = sample_pairs()
+    pairs = sample_pairs(args.point)
     with tempfile.TemporaryDirectory() as tmp:
         server = None if args.url else LocalServer(Path(tmp) / "server", points=(args.point,)).start()
         try:
