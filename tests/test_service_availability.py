@@ -346,3 +346,30 @@ def test_parsed_key_sets_held_at_once_are_bounded(tmp_path, encoder, tmp_path_fa
         mallory.close()
     finally:
         server.stop()
+
+
+def test_registrations_from_one_address_evict_that_address_keys_first(tmp_path, encoder, tmp_path_factory):
+    """Issue 29, item 4 (eviction): room for 3 key files; 4 registrations from another address (one key
+    set, 4 signing keys: cheap Sybils) evict their own, not alice's, so her next verification needs no
+    new upload (least recently used across all owners, hers went first)."""
+    extra = ("--points", POINT, "--workers", "1", "--limit", "max_keys=3")
+    server = LocalServer(tmp_path / "data", extra_args=extra).start()
+    try:
+        alice = _owner(server.url, encoder, tmp_path_factory, "owner")
+        keys = alice.fhe.evaluation_keys()
+        with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=120) as sybils:
+            for _ in range(4):
+                digest = hashlib.sha256(keys).digest()
+                headers = auth.Signer.generate().headers(
+                    "POST", "/v1/keys", f"point={POINT}", digest, None, audience=alice.server_id
+                )
+                headers["content-type"] = "application/octet-stream"
+                response = sybils.post(f"{server.url}/v1/keys?point={POINT}", content=keys, headers=headers)
+                assert response.status_code == 201, response.text
+        assert len(list((server.data_dir / "keys").glob("*.bin"))) == 3
+        alice.timings.pop("key_upload_s", None)
+        assert alice.compare(ASTRONAUT, ASTRONAUT).same is True
+        assert "key_upload_s" not in alice.timings  # her key file was still there
+        alice.close()
+    finally:
+        server.stop()

@@ -286,7 +286,7 @@ async def _receive_keys(
 
     async with state.key_checks:
         await run_in_threadpool(check)
-    record = store.add_key(part, key_id, point, state.servers[point].meta["circuit_id"], public_key)
+    record = store.add_key(part, key_id, point, state.servers[point].meta["circuit_id"], public_key, address)
     limits = state.limits
     for evicted in store.evict(limits.max_keys, limits.max_key_store_bytes, limits.max_key_idle_s, keep=key_id):
         state.engine.forget(evicted)

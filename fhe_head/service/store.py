@@ -43,7 +43,8 @@ CREATE TABLE IF NOT EXISTS keys (
     created REAL NOT NULL,
     public_key BLOB NOT NULL,
     last_used REAL NOT NULL,
-    stored INTEGER NOT NULL
+    stored INTEGER NOT NULL,
+    address TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS templates (
     key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,
@@ -130,6 +131,8 @@ class Store:
                     db.executescript("DROP TABLE IF EXISTS templates; DROP TABLE IF EXISTS keys;")
                     db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 db.executescript(SCHEMA)
+                if "address" not in [row[1] for row in db.execute("PRAGMA table_info(keys)")]:  # stores before it
+                    db.execute("ALTER TABLE keys ADD COLUMN address TEXT NOT NULL DEFAULT ''")
                 first = [("server_id", secrets.token_hex(16)), ("nonces_since", int(time.time())), ("nonces", 0)]
                 db.executemany("INSERT OR IGNORE INTO meta VALUES (?, ?)", first)
                 meta = dict(db.execute("SELECT name, value FROM meta").fetchall())
@@ -180,8 +183,11 @@ class Store:
         """A fresh temporary file for an upload in progress (removed on failure or restart)."""
         return self.key_dir / f"upload-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
 
-    def add_key(self, part: Path, key_id: str, point: str, circuit_id: str, public_key: bytes) -> KeyRecord:
-        """Move a complete, checked upload into place and record it (idempotent; restores evicted keys)."""
+    def add_key(
+        self, part: Path, key_id: str, point: str, circuit_id: str, public_key: bytes, address: str = ""
+    ) -> KeyRecord:
+        """Move a complete, checked upload into place and record it (idempotent; restores evicted keys).
+        `address`: the client address it came from (eviction is shared per address)."""
         size = part.stat().st_size
         now = time.time()
         with self._lock:
@@ -194,9 +200,12 @@ class Store:
             with self._db() as db:
                 if existing is None:
                     record = KeyRecord(key_id, point, circuit_id, size, now, public_key, now, True)
-                    db.execute("INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?)", tuple(asdict(record).values()))
+                    columns = "key_id, point, circuit_id, size, created, public_key, last_used, stored, address"
+                    values = (*asdict(record).values(), address)
+                    db.execute(f"INSERT INTO keys ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
                 else:
-                    db.execute("UPDATE keys SET stored = 1, last_used = ? WHERE key_id = ?", (now, key_id))
+                    query = "UPDATE keys SET stored = 1, last_used = ?, address = ? WHERE key_id = ?"
+                    db.execute(query, (now, address, key_id))
             return self.key(key_id)
 
     def key_or_none(self, key_id: str) -> KeyRecord | None:
@@ -242,25 +251,34 @@ class Store:
             return int(db.execute("SELECT count(*) FROM keys").fetchone()[0])
 
     def evict(self, max_keys: int, max_bytes: int, max_idle_s: float, keep: str | None = None) -> list[str]:
-        """Evict key files: idle too long, then least recently used until within the bounds. Returns key ids."""
-        evicted = []
+        """Evict key files: those idle too long, then, until within the bounds, the least recently used of the
+        client address that uploaded the most (registrations from one address evict that address's own
+        keys first, not an established owner's). Returns key ids."""
         with self._lock:
             with self._db() as db:
-                rows = db.execute("SELECT key_id, size, last_used FROM keys WHERE stored = 1 ORDER BY last_used")
-                rows = rows.fetchall()
-            count, total = len(rows), sum(r[1] for r in rows)
+                query = "SELECT key_id, size, last_used, address FROM keys WHERE stored = 1 ORDER BY last_used"
+                stored = db.execute(query).fetchall()
+            count, total = len(stored), sum(r[1] for r in stored)
+            rows = [r for r in stored if r[0] != keep]
             now = time.time()
-            for key_id, size, last_used in rows:
-                if key_id == keep:
-                    continue
-                if count <= max_keys and total <= max_bytes and now - last_used <= max_idle_s:
-                    continue
+            chosen = [r for r in rows if now - r[2] > max_idle_s]
+            rows = [r for r in rows if r not in chosen]
+            count, total = count - len(chosen), total - sum(r[1] for r in chosen)
+            while rows and (count > max_keys or total > max_bytes):
+                held: dict[str, int] = {}  # key files each address holds, the one just uploaded included
+                for row in stored:
+                    if row not in chosen:
+                        held[row[3]] = held.get(row[3], 0) + 1
+                most = max(held[r[3]] for r in rows)
+                row = next(r for r in rows if held[r[3]] == most)  # rows are least recently used first
+                rows.remove(row)
+                chosen.append(row)
+                count, total = count - 1, total - row[1]
+            for key_id, *_ in chosen:
                 self.key_path(key_id).unlink(missing_ok=True)
                 with self._db() as db:
                     db.execute("UPDATE keys SET stored = 0 WHERE key_id = ?", (key_id,))
-                count, total = count - 1, total - size
-                evicted.append(key_id)
-        return evicted
+        return [key_id for key_id, *_ in chosen]
 
     # ---- nonces of signed requests -----------------------------------------------------------
     def use_nonce(self, owner: str, nonce: str, now: float, keep_s: float, per_owner: int, total: int) -> bool:
