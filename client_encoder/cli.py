@@ -2,7 +2,7 @@
 
 Clear (not private) encoder tools. Options go before or after the command. Exit status, as for
 `python -m privface`: 0 same person / done; 1 failed (a photo that cannot be used, no face, a model
-error, interrupted); 2 usage error; 3 different people.
+error); 2 usage error; 3 different people; 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sys
 from client_encoder.align import TTA_VIEWS
 from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS, FaceEncoder, distance
 from privface_core.errors import InputError, NoFaceError, PrivfaceError
-from privface_core.exitcodes import FAILED, HELP, NEGATIVE, OK
+from privface_core.exitcodes import FAILED, HELP, INTERRUPTED, NEGATIVE, OK
 
 _INPUT_ERRORS = (InputError, OSError)
 
@@ -123,6 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return FAILED
     except KeyboardInterrupt:
-        # As `python -m privface` does: Ctrl-C is a failure to answer, not a crash.
+        # As `python -m privface` does: Ctrl-C is no crash, and ends with the status shells expect.
         print("\ninterrupted", file=sys.stderr)
-        return FAILED
+        return INTERRUPTED

@@ -13,7 +13,6 @@ import struct
 from pathlib import Path
 
 import numpy as np
-from concrete import fhe
 
 from fhe_head.artifacts import (
     CLIENT_SPECS_FILE,
@@ -28,8 +27,12 @@ from fhe_head.artifacts import (
     wrap,
 )
 from fhe_head.head import HeadParams
+from privface_core import signals
 from privface_core.errors import ArtifactError, CiphertextError, CryptoError, NotABitError
 from privface_core.private_files import private_dir, write_private
+
+with signals.kept():  # concrete's compiler library installs its own SIGINT/SIGTERM/SIGQUIT handlers when loaded
+    from concrete import fhe
 
 
 def check_key_file(path: Path) -> None:

@@ -16,17 +16,12 @@ with K templates per run under the 1:1 circuit's key set and per-answer error; `
 from __future__ import annotations
 
 import atexit
-import ctypes
 import json
+import logging
 import signal
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-from concrete.fhe.compilation.evaluation_keys import EvaluationKeys
-from concrete.fhe.compilation.server import Server
-from concrete.fhe.compilation.value import Value
 
 from fhe_head.artifacts import (
     BATCH_META,
@@ -40,32 +35,33 @@ from fhe_head.artifacts import (
     unwrap,
     wrap,
 )
+from privface_core import signals
 from privface_core.errors import ArtifactError, CiphertextError, EvaluationKeyError
 
+with signals.kept():  # concrete's compiler library installs its own SIGINT/SIGTERM/SIGQUIT handlers when loaded
+    from concrete.fhe.compilation.evaluation_keys import EvaluationKeys
+    from concrete.fhe.compilation.server import Server
+    from concrete.fhe.compilation.value import Value
+
 RunPair = Callable[[Value, Value, EvaluationKeys], Value]
+log = logging.getLogger(__name__)
 
 
 def start_runtime() -> None:
-    """Start concrete's runtime now, then ignore SIGPIPE again.
+    """Start concrete's runtime now, keeping the process's own signal handlers.
 
-    The runtime (HPX) installs its own signal handlers when it starts, the one for SIGPIPE included, which
-    terminates the process. A server writing an answer to a client that has already closed its connection
-    gets SIGPIPE: Python ignores it (the write fails with an error instead), the runtime's handler would
-    kill the whole server. Started here, once, so no run starts it later behind our back."""
+    The runtime (HPX) installs its own signal handlers when it starts: SIGPIPE's terminates the process (a
+    server writing an answer to a client that has already closed its connection gets SIGPIPE: Python ignores
+    it, the write fails with an error instead), SIGINT's and SIGTERM's skip the server's shutdown. Started
+    here, once, so no run starts it later behind our back."""
     import concrete.compiler
 
-    concrete.compiler.init_dfr()
+    with signals.kept((*signals.INTERRUPT_SIGNALS, *((signal.SIGPIPE,) if hasattr(signal, "SIGPIPE") else ()))):
+        concrete.compiler.init_dfr()
     # Its finalizer, registered with atexit by concrete, ends the process with status 0 whatever the
     # program returned (a server refusing to start, a failed evaluation, all exited 0). The OS reclaims
     # the runtime's threads at exit anyway.
     atexit.unregister(getattr(concrete.compiler, "_terminate_df_parallelization", lambda: None))
-    if hasattr(signal, "SIGPIPE"):
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        else:  # signal.signal is main-thread only; the disposition itself is per process
-            libc = ctypes.CDLL(None)
-            libc.signal.restype = ctypes.c_void_p
-            libc.signal(int(signal.SIGPIPE), ctypes.c_void_p(1))  # 1 = SIG_IGN
 
 
 def batch_server_name(k: int) -> str:
@@ -85,6 +81,7 @@ class FHEServer:
         if batched:
             self._load_batches()
         self.last_run_s: float | None = None
+        log.info("%s head loaded", self.directory.name)
 
     def _load_circuit(self) -> RunPair:
         """The 1:1 circuit of this point's engine, as one function of (template, probe, keys)."""

@@ -13,7 +13,8 @@ Server: --url or $PRIVFACE_URL (default http://127.0.0.1:8000). Keys: --key-dir 
 before any key is generated or uploaded. Quiet by default; --verbose prints keys and timings.
 
 Exit status: 0 same person / match / done; 1 failed (a photo that cannot be used, no face, the server
-unreachable or refusing, key or artifact errors); 2 usage error; 3 different people / no match.
+unreachable or refusing, key or artifact errors); 2 usage error; 3 different people / no match;
+130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
 from privface.display import one_line, public_url
 from privface.levels import describe
 from privface_core.errors import NoFaceError, PrivfaceError, TemplateExistsError, UnknownTemplateError
-from privface_core.exitcodes import FAILED, HELP, NEGATIVE, OK, USAGE
+from privface_core.exitcodes import FAILED, HELP, INTERRUPTED, NEGATIVE, OK, USAGE
 from privface_core.resources import DEFAULT_KEY_DIR
 from privface_core.settings import settings
 
@@ -234,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as err:
         print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
         return FAILED
-    except (KeyboardInterrupt, EOFError):
+    except EOFError:
         print("\ninterrupted", file=sys.stderr)
         return FAILED
 
@@ -302,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run(build_parser().parse_args(argv))
+    try:
+        return run(build_parser().parse_args(argv))
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@
     2  USAGE         the command line itself is wrong (argparse's own status), or a question
                      that needs `--yes` with no terminal to ask
     3  NEGATIVE      an answer, and it is no: different people / no enrolled template matches
+  130  INTERRUPTED   Ctrl-C (SIGINT): "interrupted" on stderr, the status shells give (128 + 2)
 
 A script can tell "no" (3) from "could not tell" (1) from "called wrongly" (2).
 """
@@ -16,8 +17,9 @@ OK = 0
 FAILED = 1
 USAGE = 2
 NEGATIVE = 3
+INTERRUPTED = 130
 
 HELP = (
     "exit status: 0 same person / match / done; 1 failed (bad photo, no face, server or key error); "
-    "2 usage error; 3 different people / no match"
+    "2 usage error; 3 different people / no match; 130 interrupted"
 )

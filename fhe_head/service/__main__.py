@@ -18,6 +18,7 @@ import uvicorn
 
 from fhe_head.artifacts import POINTS
 from privface_core.errors import PrivfaceError
+from privface_core.exitcodes import INTERRUPTED
 from privface_core.settings import settings
 
 # Keep-alive connections idle longer than this are closed; connections beyond the concurrency
@@ -52,11 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.umask(0o077)  # everything the server writes (keys, SQLite and its journal) is private to its user
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from fhe_head.service.app import create_app
-    from fhe_head.service.connections import client_address, guarded_protocol
-    from fhe_head.service.state import Limits
-
     try:
+        from fhe_head.service.app import create_app
+        from fhe_head.service.connections import client_address, guarded_protocol
+        from fhe_head.service.state import Limits
+
         limits = Limits.parse(args.limit)
         app = create_app(
             args.data_dir, points=tuple(args.points), workers=args.workers, limits=limits, ray_address=args.ray_address
@@ -64,6 +65,9 @@ def main(argv: list[str] | None = None) -> int:
     except (PrivfaceError, ValueError) as err:
         print(f"privface-server: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the circuits load; once serving, uvicorn shuts down on it
+        print("privface-server: interrupted", file=sys.stderr)
+        return INTERRUPTED
     proxies = frozenset(client_address(a.strip()) for a in args.trusted_proxy.split(",") if a.strip())
     uvicorn.run(
         app,
