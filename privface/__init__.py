@@ -14,9 +14,9 @@ the CLI `python -m privface`, example photos). The error tree is re-exported her
 
 from __future__ import annotations
 
-from privface.client import VerificationClient
-from privface.local_server import LocalServer
-from privface.result import CompareResult
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from privface_core.errors import (
     ArtifactError,
     AuthError,
@@ -40,6 +40,18 @@ from privface_core.errors import (
     UnknownLevelError,
     UnknownTemplateError,
 )
+
+if TYPE_CHECKING:
+    from privface.client import VerificationClient
+    from privface.local_server import LocalServer
+    from privface.result import CompareResult
+
+# Loaded on first use: `python -m privface --help` (this package's CLI) need not load the FHE runtime and torch.
+_LAZY = {
+    "VerificationClient": "privface.client",
+    "LocalServer": "privface.local_server",
+    "CompareResult": "privface.result",
+}
 
 __all__ = [
     "ArtifactError",
@@ -67,3 +79,9 @@ __all__ = [
     "UnknownTemplateError",
     "VerificationClient",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'privface' has no attribute {name!r}")

@@ -15,6 +15,9 @@ before any key is generated or uploaded. Quiet by default; --verbose prints keys
 Exit status: 0 same person / match / done; 1 failed (a photo that cannot be used, no face, the server
 unreachable or refusing, key or artifact errors); 2 usage error; 3 different people / no match;
 130 interrupted (Ctrl-C).
+
+Only what a command needs is loaded: --help, usage errors, list and delete never load the face encoder
+(nor, for --help and usage errors, the FHE runtime).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from datetime import datetime
 
 from fhe_head.artifacts import DEFAULT_POINT, POINTS
 from fhe_head.head import DEFAULT_LEVEL, LEVEL_NAMES
-from privface.display import one_line, public_url
+from privface.display import one_line, public_url, server_url_problem
 from privface.levels import describe
 from privface_core.errors import NoFaceError, PrivfaceError, TemplateExistsError, UnknownTemplateError
 from privface_core.exitcodes import FAILED, HELP, INTERRUPTED, NEGATIVE, OK, USAGE
@@ -51,10 +54,12 @@ def _encoder(args: argparse.Namespace):
     return _encoders[args.tta]
 
 
-def _client(args: argparse.Namespace):
+def _client(args: argparse.Namespace, point: str | None = None):
+    """The client for `point` (default --point); the face encoder only for a command that reads photos."""
     from privface.client import VerificationClient
 
-    return VerificationClient(args.url, args.point, args.key_dir, encoder=_encoder(args), level=args.security)
+    encoder = _encoder(args) if args.command in PHOTO_ARGS else None
+    return VerificationClient(args.url, point or args.point, args.key_dir, encoder=encoder, level=args.security)
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -145,7 +150,7 @@ def _confirm(args: argparse.Namespace) -> bool | None:
         return True
     if not sys.stdin.isatty():
         return None
-    question = f"Delete your {args.point} keys and every template enrolled with them from {public_url(args.url)}?"
+    question = f"Delete your keys (every head) and every template enrolled with them from {public_url(args.url)}?"
     try:
         answer = input(question + " [y/N] ")
     except EOFError:  # Ctrl-D: no
@@ -186,17 +191,54 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
         _named(args, lambda: client.delete(args.name))
         print(f"deleted {args.name!r}")
         return OK
-    client.forget_me()
-    print(f"the server no longer holds your {args.point} keys or their templates")
+    raise AssertionError(f"unknown command {args.command}")
+
+
+def _forget(args: argparse.Namespace) -> int:
+    """Every head whose keys the key folder holds: its keys and templates deleted from the server, said per head."""
+    held = 0
+    for point in POINTS:
+        with _client(args, point) as client:
+            key_file = client.fhe.key_file
+            if key_file is None or not key_file.is_file():
+                continue
+            held += 1
+            if not client.connect_saved():
+                print(f"{point} head: the server at {public_url(args.url)} holds no keys of yours: nothing to delete")
+                continue
+            count = len(client.templates())
+            client.forget_me()
+            print(f"{point} head: deleted your keys and {count} template{'s' * (count != 1)} from the server")
+    if not held:
+        print(f"no keys in {args.key_dir}: nothing to delete")
     return OK
 
 
 def _named(args: argparse.Namespace, call):
-    """`call()`, with the server's "no such template" (404) naming the template asked for."""
+    """`call()`, with the server's "no such template" (404) naming the template asked for, and the other head
+    it is enrolled under, if it is."""
     try:
         return call()
     except UnknownTemplateError as err:
-        raise UnknownTemplateError(f"no template named {args.name!r} is enrolled under your key") from err
+        message = f"no template named {args.name!r} is enrolled under your key"
+        other = _head_holding(args, args.name)
+        if other:
+            message = (
+                f"no template named {args.name!r} is enrolled under your {args.point} key; one is under your "
+                f"{other} key: add --point {other}"
+            )
+        raise UnknownTemplateError(message) from err
+
+
+def _head_holding(args: argparse.Namespace, name: str) -> str | None:
+    """Another head under whose keys (saved in the key folder, held by the server) `name` is enrolled."""
+    for point in POINTS:
+        if point == args.point:
+            continue
+        with _client(args, point) as client:
+            if client.connect_saved() and any(t["name"] == name for t in client.templates()):
+                return point
+    return None
 
 
 def _check_key_dir(args: argparse.Namespace) -> str | None:
@@ -211,6 +253,8 @@ def _check_key_dir(args: argparse.Namespace) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     problem = _check_key_dir(args)
+    if server_url_problem(args.url):
+        problem = f"--url {public_url(args.url)}: {server_url_problem(args.url)}"
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return USAGE
@@ -223,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
             if not confirmed:
                 print("nothing deleted")
                 return OK
+            return _forget(args)
         encodings = _encode_photos(args)
         with _client(args) as client:
             if args.command in KEY_ONLY and not client.connect_saved():
@@ -246,12 +291,22 @@ def _common(parser: argparse.ArgumentParser, suppress: bool) -> None:
     def default(value):
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--url", default=default(settings().url or "http://127.0.0.1:8000"))
+    parser.add_argument(
+        "--url",
+        default=default(settings().url or "http://127.0.0.1:8000"),
+        help="the verification server, http[s]://HOST[:PORT] (default: $PRIVFACE_URL, else http://127.0.0.1:8000)",
+    )
     parser.add_argument("--point", default=default(DEFAULT_POINT), choices=POINTS, help="which encrypted head")
     parser.add_argument(
         "--key-dir", default=default(str(DEFAULT_KEY_DIR)), help="where the secret key is kept (mode 0600)"
     )
-    parser.add_argument("--tta", default=default("jitter"), choices=("none", "flip", "jitter"))
+    parser.add_argument(
+        "--tta",
+        default=default("jitter"),
+        choices=("none", "flip", "jitter"),
+        help="the dlib encoder's test-time augmentation: the face once (none), also mirrored (flip), or "
+        "with small shifts, zooms and turns too (jitter: 18 views, the steadiest and slowest) (default: jitter)",
+    )
     parser.add_argument(
         "--security",
         default=default(None),
@@ -283,21 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", help="second photo")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
     enrol = command("enrol", "store an encrypted template on the server")
-    enrol.add_argument("photo")
-    enrol.add_argument("--name", required=True)
+    enrol.add_argument("photo", help="a photo of the person's face")
+    enrol.add_argument("--name", required=True, help="the name to store the template under")
     enrol.add_argument("--replace", action="store_true", help="overwrite a template of the same name")
     verify = command("verify", "check a photo against an enrolled template")
-    verify.add_argument("photo")
-    verify.add_argument("--name", required=True)
+    verify.add_argument("photo", help="the photo to check")
+    verify.add_argument("--name", required=True, help="the enrolled template to check it against")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     identify = command("identify", "check a photo against every enrolled template")
-    identify.add_argument("photo")
+    identify.add_argument("photo", help="the photo to check")
     identify.add_argument("--json", action="store_true", help="print the matches as JSON")
     listing = command("list", "list enrolled templates")
     listing.add_argument("--json", action="store_true", help="print the records as JSON (times in epoch seconds)")
     delete = command("delete", "delete an enrolled template")
-    delete.add_argument("name")
-    forget = command("forget", "delete your keys and templates from the server")
+    delete.add_argument("name", help="the template's name")
+    forget = command("forget", "delete your keys and templates from the server (every head in the key folder)")
     forget.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     return parser
 

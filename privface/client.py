@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 from fhe_head.artifacts import DEFAULT_POINT
 from fhe_head.client import FHEClient
 from fhe_head.head import default_level
-from privface.display import one_line, public_url
+from privface.display import one_line, public_url, server_url_problem
 from privface.result import CompareResult
 from privface_core.auth import Signer, key_id_for
 from privface_core.errors import ArtifactError, InputError, KeysGoneError, NotPrivfaceServerError, ServiceError
@@ -100,10 +100,10 @@ class VerificationClient:
         # head's default. Unknown or not offered by this head -> UnknownLevelError.
         self.level = level if level is not None else default_level(self.fhe.levels)
         self.fhe.head.level_index(self.level)
+        problem = server_url_problem(self.url)
         try:
-            parsed = httpx.URL(self.url)
-            if parsed.scheme not in ("http", "https") or not parsed.host:
-                raise httpx.InvalidURL("expected http://HOST[:PORT] or https://...")
+            if problem:
+                raise httpx.InvalidURL(problem)
             self.http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
         except (httpx.InvalidURL, TypeError, ValueError) as err:
             raise ServiceError(f"invalid server URL {public_url(self.url)!r}: {err}") from err

@@ -140,7 +140,7 @@ def test_forget_asks_unless_yes_and_list_afterwards_uploads_nothing(server, key_
     assert run(capsys, "forget", *o)[:2] == (OK, "nothing deleted\n") and server_key_count(server) == keys
     monkeypatch.setattr("builtins.input", lambda prompt: (_ for _ in ()).throw(EOFError))  # Ctrl-D: no
     assert run(capsys, "forget", *o)[:2] == (OK, "\nnothing deleted\n") and server_key_count(server) == keys
-    forgotten = "the server no longer holds your fast keys or their templates\n"
+    forgotten = "fast head: deleted your keys and 1 template from the server\n"
     assert run(capsys, "forget", "--yes", *o)[:2] == (OK, forgotten)
     assert server_key_count(server) == keys - 1
     status, out, _ = run(capsys, "list", *o)
@@ -151,6 +151,91 @@ def test_forget_asks_unless_yes_and_list_afterwards_uploads_nothing(server, key_
     empty = key_dir.parent / "no-keys"
     status, out, _ = run(capsys, "list", "--url", "http://127.0.0.1:9", "--point", "fast", "--key-dir", str(empty))
     assert (status, out) == (OK, f"no keys for the fast head in {empty}\n")
+    status, out, _ = run(capsys, "forget", "--yes", "--url", "http://127.0.0.1:9", "--key-dir", str(empty))
+    assert (status, out) == (OK, f"no keys in {empty}: nothing to delete\n")
+
+
+def test_forget_covers_every_head_in_the_key_folder(server, key_dir, capsys):
+    """Keys made for the fast head are forgotten by a plain `forget --yes` (whose --point is the accurate head)."""
+    o = opts(server, key_dir)
+    assert run(capsys, "enrol", str(OBAMA), "--name", "a", *o)[0] == OK
+    assert run(capsys, "enrol", str(OBAMA2), "--name", "b", *o)[0] == OK
+    keys = server_key_count(server)
+    status, out, _ = run(capsys, "forget", "--yes", "--url", server.url, "--key-dir", str(key_dir))
+    assert (status, out) == (OK, "fast head: deleted your keys and 2 templates from the server\n")
+    assert server_key_count(server) == keys - 1
+
+
+def test_a_template_under_the_other_head_is_named(monkeypatch, capsys):
+    """`verify --name x` finds no x under this head's key: it says when x is enrolled under the other head."""
+    from privface_core.errors import UnknownTemplateError
+
+    class Client:
+        def __init__(self, point: str) -> None:
+            self.point = point
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_):
+            pass
+
+        def verify(self, *_):
+            raise UnknownTemplateError("unknown template")
+
+        def connect_saved(self) -> bool:
+            return True
+
+        def templates(self) -> list[dict]:
+            return [{"name": "x"}] if self.point == "accurate" else []
+
+    monkeypatch.setattr(cli, "_client", lambda args, point=None: Client(point or args.point))
+    monkeypatch.setattr(cli, "_encode_photos", lambda args: [None])
+    monkeypatch.setattr(cli, "_connect", lambda args, client: None)
+    status, _, err = run(capsys, "verify", str(OBAMA), "--name", "x", "--point", "fast")
+    expected = (
+        "no template named 'x' is enrolled under your fast key; one is under your accurate key: add --point accurate"
+    )
+    assert (status, err) == (FAILED, f"error: {expected}\n")
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("127.0.0.1:8000", "expected http://HOST[:PORT]"),
+        ("http://127.0.0.1:8000/v1", "leave out /v1"),
+        ("http://[::1", "Invalid IPv6 URL"),
+    ],
+    ids=["no-scheme", "api-path", "unparsable"],
+)
+def test_a_bad_url_is_a_usage_error_before_any_photo_is_read(url, reason, key_dir, capsys):
+    status, out, err = run(capsys, "compare", str(OBAMA), "/no/such/photo.jpg", "--url", url, "--key-dir", str(key_dir))
+    assert (status, out) == (USAGE, "") and err.startswith(f"error: --url {url}: ") and reason in err
+    assert len(err.splitlines()) == 1
+
+
+def test_help_usage_errors_list_and_delete_load_no_encoder_nor_for_help_the_fhe_runtime(tmp_path):
+    """`--help` and usage errors in well under a second: no FHE runtime, torch or encoder loaded; list and
+    delete (no photo) never load the encoder."""
+    code = (
+        "import sys\n"
+        "from privface import cli\n"
+        "def loaded():\n"
+        "    names = {m.split('.')[0] for m in sys.modules}\n"
+        "    return sorted(names & {'concrete', 'torch', 'client_encoder', 'onnxruntime', 'dlib', 'cv2'})\n"
+        "for argv in (['--help'], ['compare', 'a.jpg'], ['compare', 'a.jpg', 'b.jpg', '--url', 'localhost:1']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('usage', loaded())\n"
+        f"cli.main(['list', '--point', 'fast', '--key-dir', {str(tmp_path)!r}])\n"
+        f"cli.main(['delete', 'x', '--point', 'fast', '--key-dir', {str(tmp_path)!r}])\n"
+        "print('list', sorted(set(loaded()) & {'client_encoder', 'dlib', 'cv2'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("usage ", "list "))]
+    assert lines == ["usage []", "list []"], done.stdout[-2000:] + done.stderr[-2000:]
 
 
 def test_an_interrupted_first_run_breaks_nothing_and_keys_are_private(server, key_dir, capsys):
@@ -256,18 +341,21 @@ def test_corrupted_key_files_are_one_line(server, key_dir, capsys):
     assert status == FAILED and "signing key file" in err and len(err.splitlines()) == 1
 
 
-def test_several_faces_are_said_and_a_bad_url_is_one_line(key_dir, capsys, tmp_path):
+def test_several_faces_are_said(key_dir, capsys, tmp_path):
     from PIL import Image
+
+    from privface.local_server import free_port
 
     two = Image.new("RGB", (1036, 518))  # the two example faces side by side (crops around their boxes)
     for x, (photo, box) in zip((0, 518), ((OBAMA, (236, 6, 754, 524)), (BIDEN, (312, 146, 830, 664))), strict=True):
         two.paste(Image.open(photo).convert("RGB").crop(box), (x, 0))
     path = tmp_path / "two.jpg"
     two.save(path)
-    status, _, err = run(capsys, "compare", str(path), str(OBAMA2), "--url", "http://[::1", "--key-dir", str(key_dir))
+    url = f"http://127.0.0.1:{free_port()}"
+    status, _, err = run(capsys, "compare", str(path), str(OBAMA2), "--url", url, "--key-dir", str(key_dir))
     note, error = err.splitlines()
     assert note.startswith(f"note: {path}: 2 faces found") and status == FAILED
-    assert error.startswith("error: invalid server URL 'http://[::1'")
+    assert error.startswith("error: cannot reach the server")
 
 
 def test_the_real_command_line_process(tmp_path):
