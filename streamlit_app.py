@@ -269,9 +269,12 @@ def run_comparison(photos: list[Photo], point: str, level: str | None, status) -
     restarted = False
     if not settings().url:
         status.update(label="Checking the verification server…")
+        start = time.perf_counter()
         restarted = embedded_server().ensure_running()
+        # Waiting for a server that (re)starts is part of this comparison's time, as the user lives it.
+        steps["server_restart" if restarted else "server_check"] = time.perf_counter() - start
         if restarted:
-            status.write("The verification server had stopped: restarted it.")
+            status.write(f"The verification server had stopped: restarted it in {steps['server_restart']:.1f} s.")
     url = server_url()
     client = key_registry().client(
         session_id(), f"{point}@{url}", lambda: VerificationClient(url, point, key_dir=None, encoder=get_encoder())
@@ -346,7 +349,13 @@ def show_result(outcome: Outcome, photos: list[Photo], show_clear: bool, verdict
             (f"Security level {outcome.level}: {describe(outcome.point, outcome.level)}. " if outcome.level else "")
             + f"Decrypted here. This comparison: {total:.1f} s after the photos were ready, of which the server's "
             f"FHE computation {outcome.fhe_s:.2f} s"
-            + (" (first one: keys generated and uploaded)." if outcome.first else ".")
+            + (" (first one: keys generated and uploaded)" if outcome.first else "")
+            + (
+                f" (the server had stopped: restarted in {outcome.steps['server_restart']:.1f} s)"
+                if outcome.restarted
+                else ""
+            )
+            + "."
         )
     with st.expander("What happened, step by step", expanded=False):
         columns = st.columns(4)

@@ -92,10 +92,17 @@ def test_a_dead_embedded_server_is_restarted_and_the_comparison_succeeds():
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.5)
     app.button[0].click()
+    start = time.perf_counter()
     app.run()
+    took = time.perf_counter() - start
     assert not app.exception and not app.error, [e.value for e in app.error]
     assert _verdicts(app) == [DIFFERENT]
     assert _server_pids() and set(_server_pids()).isdisjoint(pids)
+    # The time shown is the comparison as the user waited for it, the restart included (it was left out).
+    [shown] = [c.value for c in app.caption if "This comparison:" in c.value]
+    assert "the server had stopped: restarted in" in shown
+    reported = float(shown.split("This comparison: ")[1].split(" s ")[0])
+    assert reported >= 0.8 * took, (reported, took)
 
 
 def test_no_photos_chosen_is_a_friendly_warning():
