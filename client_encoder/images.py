@@ -43,6 +43,9 @@ FORMATS = {
 }
 EXTENSIONS = tuple(ext for exts in FORMATS.values() for ext in exts)
 FORMATS_TEXT = "JPEG, PNG, WebP, BMP, TIFF or PPM/PGM"
+# HEIC/HEIF (phones' default photo format): an ISO media file whose first box, ftyp, names one of these brands.
+# Pillow cannot read it; it is named, so the user knows what to do, rather than "not an image".
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b"hevs", b"mif1", b"msf1")
 
 
 def _check_size(width: int, height: int, max_pixels: int) -> None:
@@ -87,6 +90,11 @@ def _open_pil(data: bytes, max_pixels: int) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise InvalidImageError(f"image is too large (limit {max_pixels / 1e6:.0f} MP)") from err
     except UnidentifiedImageError as err:
+        if data[4:8] == b"ftyp" and data[8:12] in HEIF_BRANDS:
+            raise InvalidImageError(
+                "a HEIC/HEIF photo (a phone's format), which is not supported: convert it to JPEG or PNG (an "
+                "iPhone saves JPEG with Settings > Camera > Formats > Most Compatible)"
+            ) from err
         raise InvalidImageError(f"not an image, or an unsupported format (use {FORMATS_TEXT})") from err
     except (OSError, SyntaxError, ValueError) as err:
         raise InvalidImageError(f"corrupted or truncated image: {err}") from err

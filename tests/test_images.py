@@ -48,6 +48,15 @@ def test_not_an_image():
         load_image(b"this is a text file, not a photo")
 
 
+@pytest.mark.parametrize("brand", [b"heic", b"mif1", b"hevc"])
+def test_a_heic_photo_is_named_with_what_to_do(brand):
+    """A phone's HEIC/HEIF file (its ftyp box as an iPhone writes it) is named, not 'not an image'."""
+    heic = b"\x00\x00\x00\x18ftyp" + brand + b"\x00\x00\x00\x00mif1heic" + b"\x00\x00\x01\x00meta" + bytes(1000)
+    with pytest.raises(InvalidImageError) as refused:
+        load_image(heic)
+    assert str(refused.value).startswith("a HEIC/HEIF photo") and "convert it to JPEG or PNG" in str(refused.value)
+
+
 def test_truncated_jpeg():
     data = ASTRONAUT.read_bytes()
     with pytest.raises(InvalidImageError, match="truncated"):
