@@ -46,6 +46,13 @@ def test_page_names_only_local_assets_and_they_load(client: TestClient, page: st
             assert len(loaded.content) > 100_000 and "javascript" in loaded.headers["content-type"], url
 
 
+def test_the_scripts_load_nothing_from_elsewhere(client: TestClient) -> None:
+    """ReDoc's script showed Redocly's logo from their CDN (refused by the CSP: a console error, a broken image)."""
+    for name in ("redoc.standalone.js", "swagger-ui-bundle.js"):
+        script = client.get(f"{ASSETS_URL}/{name}").text
+        assert not re.findall(r"""src\s*:\s*["']https?://""", script), name
+
+
 def test_every_packaged_asset_is_served(client: TestClient) -> None:
     for name in ASSETS:
         assert client.get(f"{ASSETS_URL}/{name}").status_code == 200, name

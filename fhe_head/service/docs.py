@@ -8,9 +8,10 @@ and makes `/` point to /docs.
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
@@ -25,9 +26,25 @@ CSP = (
 )
 
 
+# ReDoc's sidebar shows Redocly's logo from their CDN (blocked by the CSP: a console error, a broken image);
+# its script is served with that image replaced by an empty one.
+REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+NO_IMAGE = "data:image/svg+xml,%3Csvg%20xmlns=%27http://www.w3.org/2000/svg%27/%3E"
+
+
 def assets_dir() -> str:
     """The folder of the packaged Swagger UI and ReDoc files."""
     return str(files("fastapi_offline") / "static")
+
+
+@cache
+def redoc_script() -> bytes:
+    """ReDoc's standalone script, loading nothing from elsewhere."""
+    return (
+        (files("fastapi_offline") / "static" / "redoc.standalone.js")
+        .read_bytes()
+        .replace(REDOC_LOGO.encode(), NO_IMAGE.encode())
+    )
 
 
 def _local_only(page: HTMLResponse) -> HTMLResponse:
@@ -41,6 +58,11 @@ def install_offline_docs(app: FastAPI) -> None:
     title = app.title
     # FastAPI registered its CDN-based pages when the app was built: drop them, keep everything else.
     app.router.routes = [r for r in app.router.routes if getattr(r, "path", None) not in _REPLACED]
+
+    @app.get(f"{ASSETS_URL}/redoc.standalone.js", include_in_schema=False)  # before the folder's mount: it wins
+    def redoc_js() -> Response:
+        return Response(redoc_script(), media_type="text/javascript")
+
     app.mount(ASSETS_URL, StaticFiles(directory=assets_dir()), name="docs-assets")
 
     def prefix(request: Request) -> str:
