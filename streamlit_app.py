@@ -51,7 +51,8 @@ IDLE_S = settings().session_idle_s  # a session's keys are deleted after this
 SWEEP_S = settings().sweep_s  # how often ended / idle sessions are looked for
 CACHED_PHOTOS = 8  # encodings kept per session
 PREVIEW_SIDE = 480  # px, the thumbnail sent to the browser
-PREVIEW_WIDTH = 280  # px on the page: both photos and the button fit on one screen
+PREVIEW_WIDTH = 280  # px on the page, at most: both photos and the button fit on one screen (1366x768)
+PREVIEW_HEIGHT = 260  # px on the page, at most (a portrait photo is shown narrower)
 
 FLOW = """digraph {
   rankdir=LR; node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11];
@@ -237,7 +238,9 @@ def show_preview(column, photo: Photo | None, number: int) -> None:
     elif photo.error:
         column.error(photo.error)
     else:
-        column.image(with_box(photo), caption=f"{photo.label}: face found", width=PREVIEW_WIDTH)
+        image = with_box(photo)
+        width = min(PREVIEW_WIDTH, round(PREVIEW_HEIGHT * image.width / image.height))
+        column.image(image, caption=f"{photo.label}: face found", width=width)
         if photo.encoding.note:
             column.caption(photo.encoding.note)
 
@@ -402,39 +405,48 @@ def choose_level(point: str) -> str | None:
 
 def main() -> None:
     st.set_page_config(page_title="privface — encrypted face verification", layout="wide")
-    st.title("privface: encrypted face verification")
-    intro, diagram = st.columns([3, 2])
+    st.header("privface: encrypted face verification")
     where = mode()
     if not settings().url:
         embedded_server()  # starts it in the background on the first page of the app process
-    intro.markdown(
+    st.markdown(
         "Two photos become two face embeddings, each encrypted with a key that only this session holds. "
         "A server compares the encrypted embeddings under fully homomorphic encryption and sends back an "
         "encrypted yes/no, which only this session can decrypt."
     )
-    intro.markdown(privacy_text(where))
-    app_label = "this app (on the host's machine)" if where == "space" else "this app (on your machine)"
-    diagram.graphviz_chart(FLOW % app_label)
+    # The first screen (1366x768) shows the photos and the button; how it works is one click away, except
+    # on a hosted demo, whose privacy text (photos go to the host) is shown before anything is chosen.
+    if where == "space":
+        st.markdown(privacy_text(where))
+    with st.expander("How it works: what stays here, what the server sees", expanded=False):
+        intro, diagram = st.columns([3, 2])
+        if where != "space":
+            intro.markdown(privacy_text(where))
+        app_label = "this app (on the host's machine)" if where == "space" else "this app (on your machine)"
+        diagram.graphviz_chart(FLOW % app_label)
 
-    source = st.radio("Photos", ["Examples", "Your photos"], horizontal=True)
+    source_column, choice_column = st.columns([1, 3])
+    source = source_column.radio("Photos", ["Examples", "Your photos"], horizontal=True)
     if source == "Examples":
-        pair = EXAMPLES[st.selectbox("Example pair", list(EXAMPLES))]
-        columns = st.columns(2)
+        pair = EXAMPLES[choice_column.selectbox("Example pair", list(EXAMPLES))]
+        *columns, controls = st.columns([2, 2, 2])
         photos = [example_photo(name) for name in pair]
     else:
-        st.caption(
+        choice_column.caption(
             f"{FORMATS_TEXT}; up to {MAX_FILE_BYTES / MB:.0f} MB and {MAX_PIXELS / 1e6:.0f} megapixels (photos over "
             f"{WORK_PIXELS / 1e6:.0f} MP are downscaled), each side at least {MIN_SIDE} px."
         )
-        columns = st.columns(2)
+        *columns, controls = st.columns([2, 2, 2])
         photos = [photo_input(column, n) for n, column in enumerate(columns, start=1)]
     for number, (column, photo) in enumerate(zip(columns, photos, strict=True), start=1):
         show_preview(column, photo, number)
 
-    point = st.selectbox("Encrypted head", POINTS, format_func=point_label)
-    level = choose_level(point)
-    show_clear = st.checkbox("Also show the clear (not private) distance")
-    if not st.button("Compare (encrypted)", type="primary"):
+    with controls:  # beside the photos, so the button is on the first screen
+        point = st.selectbox("Encrypted head", POINTS, format_func=point_label)
+        level = choose_level(point)
+        show_clear = st.checkbox("Also show the clear (not private) distance")
+        pressed = st.button("Compare (encrypted)", type="primary")
+    if not pressed:
         return
     if any(p is None for p in photos):
         st.warning("Choose two photos first.")

@@ -477,6 +477,24 @@ def test_two_open_sessions_stay_within_the_key_store_limit(browser: Browser, run
     assert wait_for_keys(running_app, 0) == 0
 
 
+def test_the_first_screen_shows_both_photos_and_the_compare_button(browser: Browser, app_url: str) -> None:
+    """At 1366x768 (a common laptop screen), without scrolling: both example photos and the button (the
+    button was 1.5 screens down)."""
+    screen = {"width": 1366, "height": 768}
+    context = browser.new_context(viewport=screen)
+    page = context.new_page()
+    page.goto(app_url)
+    button = page.get_by_role("button", name=COMPARE_BUTTON)
+    button.wait_for(timeout=PAGE_READY_MS)
+    photos = page.locator('[data-testid="stImage"]')
+    photos.nth(1).wait_for(timeout=PAGE_READY_MS)
+    wait_until_idle(page)
+    boxes = [button.bounding_box(), photos.nth(0).bounding_box(), photos.nth(1).bounding_box()]
+    context.close()
+    for box in boxes:
+        assert box and box["y"] >= 0 and box["y"] + box["height"] <= screen["height"], boxes
+
+
 def test_stopping_the_app_removes_its_server_folder(running_app: RunningApp) -> None:
     """Last in this file: it stops the module's app."""
     if chromium_path() is None:  # the browser tests above are what make the app start its server
