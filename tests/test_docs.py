@@ -78,7 +78,21 @@ def test_the_real_service_gets_offline_docs(tmp_path) -> None:
         assert f"{ASSETS_URL}/swagger-ui-bundle.js" in html and "cdn" not in html
         assert real.get(f"{ASSETS_URL}/swagger-ui.css").status_code == 200
         assert real.get("/", follow_redirects=False).headers["location"] == "/docs"
-        assert "/v1/verify" in real.get("/openapi.json").json()["paths"]
+        schema = real.get("/openapi.json").json()
+    assert "/v1/verify" in schema["paths"]
+    # Every answer with a body is typed (/docs showed "{}" for most), and every /v1 endpoint names the
+    # signature headers it needs, explained in the description /docs shows.
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, answer in operation["responses"].items():
+                if status.startswith("2") and status != "204":
+                    shown = answer["content"]["application/json"]["schema"]
+                    assert "$ref" in shown or "$ref" in shown.get("items", {}), (method, path, shown)
+            if path.startswith("/v1/"):
+                [required] = operation["security"]
+                assert "x-privface-signature" in required and "x-privface-time" in required, (method, path)
+    assert "x-privface-signature" in schema["components"]["securitySchemes"]
+    assert "privface-sig-v2" in schema["info"]["description"]
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 FastAPI's own /docs and /redoc load their JavaScript and CSS from a CDN, so offline they render
 blank. `install_offline_docs(app)` replaces them with pages whose assets come from the
 `fastapi-offline` wheel (its static files only; the pages are built here with FastAPI's helpers),
-and makes `/` point to /docs.
+makes `/` point to /docs, and documents the request signatures in the OpenAPI description (its
+security schemes: the headers each signed endpoint needs, and how the client library computes them).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+
+from privface_core import auth
 
 ASSETS_URL = "/docs-assets"
 ASSETS = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png")
@@ -30,6 +33,53 @@ CSP = (
 # its script is served with that image replaced by an empty one.
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 NO_IMAGE = "data:image/svg+xml,%3Csvg%20xmlns=%27http://www.w3.org/2000/svg%27/%3E"
+
+
+SIGNATURE_TEXT = f"""
+**Signed requests.** Every `/v1` request on an owner's data carries an Ed25519 signature of the key owner
+(made with the FHE keys; the client library `privface` signs for you: `privface.VerificationClient`, or
+`privface_core.auth.Signer.headers`). The signed message is these lines joined by `\\n`:
+`{auth.SIGNED.decode()}`, the server's id (`server_id` from `/version`), the method, the path, the query string,
+the key id (on `POST /v1/keys`: the base64 public key instead), the Unix time, the nonce, and the hex SHA-256
+of the body. Headers: `{auth.HEADER_KEY}` (key id) or `{auth.HEADER_PUBLIC_KEY}` (key upload),
+`{auth.HEADER_AUDIENCE}` (the server id), `{auth.HEADER_TIME}` (within {auth.WINDOW_S} s of the server's
+clock), `{auth.HEADER_NONCE}` ({auth.NONCE_CHARS} hex characters, used once) and `{auth.HEADER_SIGNATURE}`
+(base64). "Try it out" cannot compute them: use the client library.
+"""
+SIGNED_HEADERS = {
+    auth.HEADER_KEY: "the key id (from POST /v1/keys)",
+    auth.HEADER_AUDIENCE: "the server's id (server_id from /version)",
+    auth.HEADER_TIME: "Unix time of signing",
+    auth.HEADER_NONCE: f"{auth.NONCE_CHARS} hex characters, never reused",
+    auth.HEADER_SIGNATURE: "base64 Ed25519 signature of the message described above",
+}
+
+
+def document_signatures(app: FastAPI) -> None:
+    """The OpenAPI description (what /docs and /redoc show) names the signature headers of every /v1 endpoint
+    as security schemes and explains how they are made."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        schema["info"]["description"] = schema["info"].get("description", "") + "\n" + SIGNATURE_TEXT
+        upload_headers = {**SIGNED_HEADERS, auth.HEADER_PUBLIC_KEY: "base64 Ed25519 public key (key upload)"}
+        del upload_headers[auth.HEADER_KEY]
+        schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        for header, text in {**SIGNED_HEADERS, **upload_headers}.items():
+            schemes[header] = {"type": "apiKey", "in": "header", "name": header, "description": text}
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/v1/"):
+                continue
+            for operation in operations.values():
+                headers = upload_headers if path == "/v1/keys" else SIGNED_HEADERS
+                operation["security"] = [{header: [] for header in headers}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
 
 
 def assets_dir() -> str:
@@ -53,7 +103,9 @@ def _local_only(page: HTMLResponse) -> HTMLResponse:
 
 
 def install_offline_docs(app: FastAPI) -> None:
-    """Serve /docs (Swagger UI), /redoc and their assets locally; `/` redirects to /docs."""
+    """Serve /docs (Swagger UI), /redoc and their assets locally; `/` redirects to /docs; the signatures are
+    documented in the OpenAPI description."""
+    document_signatures(app)
     openapi_url = app.openapi_url or "/openapi.json"
     title = app.title
     # FastAPI registered its CDN-based pages when the app was built: drop them, keep everything else.

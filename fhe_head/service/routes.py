@@ -24,7 +24,7 @@ from typing import Annotated, Any
 from concrete.fhe.version import __version__ as concrete_version
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
 from fhe_head.service.state import ClientGone, Limits, ServiceState
@@ -36,11 +36,14 @@ from privface_core.protocol import (
     EncryptedResult,
     EnrolRequest,
     IdentifyResult,
+    KeyInfo,
     Match,
     NamedProbeRequest,
     NameRequest,
     ProbeRequest,
+    TemplateInfo,
     VerifyRequest,
+    VersionInfo,
 )
 
 log = logging.getLogger("fhe_head.service")
@@ -206,14 +209,21 @@ def _body_schema(model: type[BaseModel]) -> dict:
 
 
 # ---- service info ------------------------------------------------------------------------------
-@service.get("/health")
+class Health(BaseModel):
+    status: str
+    points: list[str] = Field(description="the head points served")
+    queued_runs: int | None = Field(description="FHE runs waiting for a worker")
+    engine: dict = Field(description="the FHE engine's own figures (workers, key cache, ...)")
+
+
+@service.get("/health", response_model=Health)
 def health(request: Request) -> dict:
     state = state_of(request)
     engine = state.engine.health()
     return {"status": "ok", "points": sorted(state.servers), "queued_runs": engine.get("queued"), "engine": engine}
 
 
-@service.get("/version")
+@service.get("/version", response_model=VersionInfo, response_model_exclude_none=True)
 def version(request: Request) -> dict:
     state = state_of(request)
     fields = ["circuit_id", "dims"]
@@ -234,7 +244,7 @@ _KEY_BODY = {
 }
 
 
-@keys.post("/v1/keys", status_code=201, openapi_extra=_KEY_BODY)
+@keys.post("/v1/keys", status_code=201, response_model=KeyInfo, openapi_extra=_KEY_BODY)
 async def upload_keys(request: Request, point: Annotated[str, Query()] = "accurate") -> dict:
     """Register evaluation keys with the owner's public signing key (header); returns the key id."""
     state = state_of(request)
@@ -293,7 +303,7 @@ async def _receive_keys(
     return record.to_dict()
 
 
-@keys.get("/v1/keys/me")
+@keys.get("/v1/keys/me", response_model=KeyInfo)
 async def key_info(request: Request) -> dict:
     record, _ = await signed(request, reads=True)
     return record.to_dict()
@@ -366,7 +376,7 @@ async def identify(request: Request) -> IdentifyResult:
 
 
 # ---- templates ---------------------------------------------------------------------------------
-@templates.post("/v1/templates", status_code=201, openapi_extra=_body_schema(EnrolRequest))
+@templates.post("/v1/templates", status_code=201, response_model=TemplateInfo, openapi_extra=_body_schema(EnrolRequest))
 async def enrol(request: Request) -> dict:
     """Store an encrypted template under a name (checked to be in this circuit's exact encoding)."""
     state = state_of(request)
@@ -388,7 +398,7 @@ async def enrol(request: Request) -> dict:
     return stored.to_dict()
 
 
-@templates.get("/v1/templates")
+@templates.get("/v1/templates", response_model=list[TemplateInfo])
 async def list_templates(request: Request) -> list[dict]:
     record, _ = await signed(request, reads=True)
     return [t.to_dict() for t in await run_in_threadpool(state_of(request).store.templates, record.key_id)]
