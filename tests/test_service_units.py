@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fhe_head.formats import ExactFormat
-from fhe_head.service.engine import FairScheduler
+from fhe_head.service.engine import FairScheduler, LocalEngine
 from fhe_head.service.state import Limits
 from privface_core import auth
 from privface_core.errors import CiphertextError
@@ -136,6 +136,52 @@ def test_round_robin_serves_a_newcomer_before_the_backlog():
         assert order.index("alice") <= 2  # after the run in progress and at most one more
     finally:
         scheduler.close()
+
+
+class _RecordingServer:
+    """An FHEServer stand-in that records what ran, and on which thread."""
+
+    batch_sizes: list[int] = []
+
+    def __init__(self) -> None:
+        self.log: list[str] = []
+        self.threads: list[str] = []
+
+    def _record(self, what: str) -> None:
+        self.log.append(what)
+        self.threads.append(threading.current_thread().name)
+
+    def load_evaluation_keys(self, data: bytes) -> str:
+        self._record("parse")
+        return "parsed keys"
+
+    def run(self, template: bytes, probe: bytes, keys: str) -> bytes:
+        self._record("run")
+        return b"bit"
+
+
+def test_a_key_cache_miss_takes_its_turn_in_the_fair_scheduler():
+    """Issue 29, item 1: a miss's parse and first run wait for a worker like any run (they ran in the
+    request's own thread, beside the workers: 32 misses were 32 parses and runs at once)."""
+    server = _RecordingServer()
+    engine = LocalEngine({"p": server}, lambda key_id: b"serialized keys", workers=1)
+    gate, results = threading.Event(), []
+    try:
+        engine.scheduler.submit("mallory", lambda: (gate.wait(5), server.log.append("mallory")))
+        alice = threading.Thread(target=lambda: results.extend(engine.identify("p", "alice", [b"a", b"b"], b"x")))
+        alice.start()
+        time.sleep(0.3)
+        assert server.log == []  # the only worker is mallory's: alice's keys are not parsed meanwhile
+        gate.set()
+        alice.join(5)
+        assert server.log == ["mallory", "parse", "run", "run"]
+        assert all(name.startswith("fhe-") for name in server.threads)
+        assert len(results) == 2 and engine.keys.stats()["in_use"] == 0  # the lease ended with the runs
+        engine.identify("p", "alice", [b"a"], b"x")
+        assert server.log.count("parse") == 1  # a hit: no second parse
+    finally:
+        gate.set()
+        engine.close()
 
 
 def test_shipped_formats_accept_genuine_inputs_of_fresh_keys():
