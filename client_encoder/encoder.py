@@ -1,6 +1,6 @@
 """`FaceEncoder`: photo -> upright -> locate (detect -> primary face -> align) -> ONNX embed, with one of three
-encoders: `sface` (YuNet + ArcFace chip + SFace), `dlib` (dlib's detector + chip + ResNet) or `fused` (both,
-their unit vectors concatenated)."""
+encoders: `fused` (both below, their unit vectors weighted and concatenated: the default, chosen by the rule of
+training/encoders.py), `sface` (YuNet + ArcFace chip + SFace) or `dlib` (dlib's detector + chip + ResNet)."""
 
 from __future__ import annotations
 
@@ -22,12 +22,12 @@ from client_encoder.embedder import FaceEmbedder
 from client_encoder.images import ImageInput, load_image
 from client_encoder.models import SFACE, YUNET, artifacts_dir, ensure_encoder_model, file_sha256
 from client_encoder.sface import SFaceEmbedder, YuNetDetector, align_arcface, arcface_points_in_box
-from privface_core.errors import ArtifactError, NoFaceError
+from privface_core.errors import ArtifactError, EnrolmentError, NoFaceError
 
 log = logging.getLogger(__name__)
 
 ENCODERS = ("sface", "dlib", "fused")
-DEFAULT_ENCODER = "sface"
+DEFAULT_ENCODER = "fused"
 # dlib's published rule for its raw descriptors; replaced by the LFW-calibrated threshold of
 # `python -m training.eval_clear` (artifacts/encoder/calibration.json) when that file exists.
 DLIB_THRESHOLD = 0.6
@@ -35,13 +35,15 @@ DLIB_THRESHOLD = 0.6
 SFACE_THRESHOLD = 1.1287
 # Fused vector = [w * dlib unit vector, sqrt(1 - w^2) * SFace unit vector]: a unit vector again. w chosen on
 # LFW View 1 (artifacts/metrics/encoders.json).
-FUSED_DLIB_WEIGHT = 0.5
+FUSED_DLIB_WEIGHT = 0.9
 # The fused encoder's dlib part averages the chip and its mirror only: its 18-view TTA costs ~9x the ONNX time.
 FUSED_DLIB_TTA = "flip"
 # Fraction of width/height where LFW's Viola-Jones crops put the labelled face: the `centre-box`
 # no-face policy places the landmarks there (for evaluation on LFW only).
 CENTRE_BOX = (0.32, 0.34, 0.68, 0.72)
 NO_FACE_POLICIES = ("error", "centre-box")
+# Photos one enrolment may combine into a template (the levels are measured up to K = 5: enrolment.json).
+MAX_ENROL_PHOTOS = 10
 SFACE_VIEWS = {"none": 1, "flip": 2}
 SFACE_TTA = "flip"
 
@@ -245,7 +247,7 @@ class SFaceModel:
 class FaceEncoder:
     """Client-side face pipeline: photo in, one embedding out, with its faces, chips and per-stage timings.
 
-    `encoder`: "sface" (default), "dlib" or "fused". `tta`: dlib's views ("jitter": 18 views, the chip and 8
+    `encoder`: "fused" (default), "sface" or "dlib". `tta`: dlib's views ("jitter": 18 views, the chip and 8
     small shifts/zooms/rotations each with its mirror; "flip"; "none"); SFace always averages the chip and
     its mirror. `model_path` replaces dlib's ONNX file.
     """
@@ -393,6 +395,28 @@ class FaceEncoder:
         """Embeddings (n, dims) of many photos."""
         vectors = [self.encode(image).embedding for image in images]
         return np.stack(vectors) if vectors else np.zeros((0, self.dims), np.float32)
+
+    def template(self, embeddings: list[np.ndarray], labels: list[str] | None = None) -> np.ndarray:
+        """One enrolment template from 1..MAX_ENROL_PHOTOS embeddings of one person (`template_of`). Photos of
+        different people are refused, naming the odd one: each photo against the mean of the others, at
+        this encoder's same-person threshold."""
+        labels = labels or [f"photo {i + 1}" for i in range(len(embeddings))]
+        if not 1 <= len(embeddings) <= MAX_ENROL_PHOTOS:
+            raise EnrolmentError(f"an enrolment takes 1 to {MAX_ENROL_PHOTOS} photos, not {len(embeddings)}")
+        vectors = np.asarray(embeddings, np.float64)
+        if len(vectors) == 2 and distance(*vectors) >= self.threshold:
+            raise EnrolmentError(f"{labels[0]} and {labels[1]} do not look like the same person: enrol one person")
+        if len(vectors) > 2:
+            apart = [
+                distance(v, template_of(np.delete(vectors, i, axis=0), self.encoder)) for i, v in enumerate(vectors)
+            ]
+            odd = int(np.argmax(apart))
+            if apart[odd] >= self.threshold:
+                raise EnrolmentError(
+                    f"{labels[odd]} does not look like the same person as the other photos "
+                    f"(distance {apart[odd]:.2f}, same-person threshold {self.threshold:.2f}): enrol one person"
+                )
+        return template_of(vectors, self.encoder).astype(np.float32)
 
     def compare(self, a: ImageInput, b: ImageInput) -> tuple[float, bool]:
         """(distance, same_person) in clear, with this encoder's threshold."""

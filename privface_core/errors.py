@@ -36,6 +36,7 @@ __all__ = [
     "ArtifactError",
     "CiphertextError",
     "CryptoError",
+    "EnrolmentError",
     "EvaluationKeyError",
     "InputError",
     "InvalidImageError",
@@ -71,6 +72,10 @@ class InvalidImageError(InputError):
 
 class NoFaceError(InputError):
     """No face was found in the image."""
+
+
+class EnrolmentError(InputError):
+    """Photos given for one enrolment that cannot make one template (too many, or not one person)."""
 
 
 class UnknownLevelError(InputError):

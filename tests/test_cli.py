@@ -24,9 +24,9 @@ def test_embed_prints_json_embeddings():
     result = run_cli("embed", str(ASTRONAUT))
     assert result.returncode == 0, result.stderr
     [record] = json.loads(result.stdout)
-    assert len(record["embedding"]) == 128 and record["faces_found"] == 1
-    assert record["encoder"] == "sface" and record["tta"] == "flip" and len(record["face"]["landmarks"]) == 5
-    assert abs(np.linalg.norm(record["embedding"]) - 1) < 1e-4  # SFace's unit vectors
+    assert len(record["embedding"]) == 256 and record["faces_found"] == 1
+    assert record["encoder"] == "fused" and record["tta"] == "flip" and len(record["face"]["landmarks"]) == 5
+    assert abs(np.linalg.norm(record["embedding"]) - 1) < 1e-4  # dlib's and SFace's unit vectors, weighted
     [dlib] = json.loads(run_cli("--encoder", "dlib", "embed", str(ASTRONAUT)).stdout)
     assert dlib["encoder"] == "dlib" and dlib["tta"] == "jitter" and np.linalg.norm(dlib["embedding"]) > 1.1
 

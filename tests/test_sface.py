@@ -127,3 +127,21 @@ def test_altered_or_missing_model_files_are_named(tmp_path, monkeypatch) -> None
         verified_model(YUNET)
     with pytest.raises(ArtifactError, match=YUNET.filename):
         FaceEncoder(encoder="sface")
+
+
+def test_an_enrolment_template_from_several_photos(encoders) -> None:
+    from client_encoder.encoder import MAX_ENROL_PHOTOS
+    from privface_core.errors import EnrolmentError
+
+    encoder = encoders["fused"]
+    obama = [encoder.embed(EXAMPLES_DIR / f) for f in ("obama.jpg", "obama2.jpg", "obama3.jpg")]
+    biden = encoder.embed(EXAMPLES_DIR / "biden.jpg")
+    template = encoder.template(obama)
+    assert template.shape == (256,) and abs(np.linalg.norm(template) - 1) < 1e-5
+    assert all(distance(template, e) < min(distance(e, o) for o in obama if o is not e) for e in obama)
+    with pytest.raises(EnrolmentError, match="^biden.jpg does not look like the same person as the other photos"):
+        encoder.template([obama[0], biden, obama[1]], ["obama.jpg", "biden.jpg", "obama2.jpg"])
+    with pytest.raises(EnrolmentError, match="^photo 1 and photo 2 do not look like the same person"):
+        encoder.template([obama[0], biden])
+    with pytest.raises(EnrolmentError, match=f"1 to {MAX_ENROL_PHOTOS} photos, not {MAX_ENROL_PHOTOS + 1}"):
+        encoder.template([obama[0]] * (MAX_ENROL_PHOTOS + 1))
