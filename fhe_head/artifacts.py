@@ -56,14 +56,28 @@ def engine_of(meta: dict) -> str:
     return engine
 
 
+def read_meta(directory: Path) -> dict:
+    """meta.json of a point as written, without the FHE runtime and without `load_meta`'s checks (for what
+    needs only its fields: the circuit id, the encoder)."""
+    path = directory / META_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ArtifactError(f"{path}: unreadable head metadata") from err
+    if not isinstance(meta, dict):
+        raise ArtifactError(f"{path}: unreadable head metadata")
+    return meta
+
+
 def head_encoder(point: str | Path = DEFAULT_POINT) -> str:
     """The face encoder a point's head was trained on (meta.json's "encoder"; heads from before the
     choice existed are dlib's). Reads meta.json only: no FHE runtime."""
-    path = point_dir(point) / META_FILE
-    try:
-        return json.loads(path.read_text()).get("encoder", "dlib")
-    except (OSError, ValueError, AttributeError) as err:
-        raise ArtifactError(f"{path}: unreadable head metadata") from err
+    return read_meta(point_dir(point)).get("encoder", "dlib")
+
+
+def key_file_in(key_dir: str | Path | None, meta: dict) -> Path | None:
+    """Where a key owner keeps a point's keys in `key_dir` (one file per circuit); None without a key folder."""
+    return Path(key_dir).expanduser() / f"{meta['circuit_id']}.keys" if key_dir else None
 
 
 def load_meta(directory: Path, needed: tuple[str, ...]) -> dict:

@@ -21,6 +21,7 @@ from fhe_head.artifacts import (
     HEAD_FILE,
     concrete_ml_deployment,
     engine_of,
+    key_file_in,
     load_meta,
     point_dir,
     unwrap,
@@ -81,7 +82,7 @@ class FHEClient:
             self._client: fhe.Client = self._model.client
         else:
             self._client = fhe.Client(fhe.ClientSpecs.deserialize((self.directory / CLIENT_SPECS_FILE).read_bytes()))
-        self.key_file = Path(key_dir).expanduser() / f"{self.meta['circuit_id']}.keys" if key_dir else None
+        self.key_file = key_file_in(key_dir, self.meta)
         self._keys_ready = False  # see _ensure_keys
 
     # ---- keys ----------------------------------------------------------------------------

@@ -16,8 +16,9 @@ Exit status: 0 same person / match / done; 1 failed (a photo that cannot be used
 unreachable or refusing, key or artifact errors); 2 usage error; 3 different people / no match;
 130 interrupted (Ctrl-C).
 
-Only what a command needs is loaded: --help, usage errors, list and delete never load the face encoder
-(nor, for --help and usage errors, the FHE runtime).
+Only what a command needs is loaded: --help and usage errors load neither the face encoder nor the FHE
+runtime; list and delete never load the encoder, nor the runtime once the key id is cached beside the keys
+(<circuit>.keyid, written whenever the keys are made or loaded).
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def _connect(args: argparse.Namespace, client) -> None:
 def _no_keys(args: argparse.Namespace, client) -> int:
     """list / delete / forget when we have no keys for this head, or the server holds none of ours: say
     which, upload nothing."""
-    key_file = client.fhe.key_file
+    key_file = client.key_file
     if key_file is None or not key_file.is_file():
         where = f"no keys for the {args.point} head in {args.key_dir}"
     else:
@@ -199,7 +200,7 @@ def _forget(args: argparse.Namespace) -> int:
     held = 0
     for point in POINTS:
         with _client(args, point) as client:
-            key_file = client.fhe.key_file
+            key_file = client.key_file
             if key_file is None or not key_file.is_file():
                 continue
             held += 1

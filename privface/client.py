@@ -19,18 +19,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
 from pydantic import TypeAdapter, ValidationError
 
-from fhe_head.artifacts import DEFAULT_POINT
-from fhe_head.client import FHEClient
-from fhe_head.head import default_level
+from fhe_head.artifacts import DEFAULT_POINT, HEAD_FILE, key_file_in, point_dir, read_meta
+from fhe_head.head import HeadParams, default_level
 from privface.display import one_line, public_url, server_url_problem
 from privface.result import CompareResult
 from privface_core.auth import Signer, key_id_for
 from privface_core.errors import ArtifactError, InputError, KeysGoneError, NotPrivfaceServerError, ServiceError
+from privface_core.private_files import write_private
 from privface_core.protocol import (
     EncryptedResult,
     ErrorBody,
@@ -41,6 +42,9 @@ from privface_core.protocol import (
     error_from,
 )
 from privface_core.resources import DEFAULT_KEY_DIR
+
+if TYPE_CHECKING:
+    from fhe_head.client import FHEClient
 
 __all__ = ["Encrypted", "ServerAnswer", "VerificationClient"]
 
@@ -75,6 +79,31 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
+def _stamp(path: Path) -> list[int]:
+    status = path.stat()
+    return [status.st_size, status.st_mtime_ns]
+
+
+def _saved_key_id(key_file: Path) -> str | None:
+    """The key id cached beside `key_file` (`<circuit>.keyid`), if the key and signing-key files are still the
+    ones it was computed from; else None."""
+    try:
+        saved = json.loads(key_file.with_suffix(".keyid").read_text())
+        if saved["keys"] == _stamp(key_file) and saved["sign"] == _stamp(key_file.with_suffix(".sign")):
+            return str(saved["key_id"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def _save_key_id(key_file: Path, key_id: str) -> None:
+    """Cache the key id beside the keys (mode 0600): it hashes the evaluation keys, which only the FHE runtime
+    can load, and list, delete and forget need nothing else from it."""
+    if _saved_key_id(key_file) != key_id:
+        record = {"key_id": key_id, "keys": _stamp(key_file), "sign": _stamp(key_file.with_suffix(".sign"))}
+        write_private(key_file.with_suffix(".keyid"), json.dumps(record).encode())
+
+
 class VerificationClient:
     """`VerificationClient(url).compare("a.jpg", "b.jpg").same` -- encrypted end to end.
 
@@ -95,11 +124,18 @@ class VerificationClient:
         self.url = url.rstrip("/")
         self.point = point
         self._encoder = encoder
-        self.fhe = FHEClient(point, key_dir=key_dir)
+        # What every command needs of the head, read without the FHE runtime (`fhe` loads it on first use:
+        # list, delete and forget never do, when the key id is cached).
+        directory = point_dir(point)
+        self.meta = read_meta(directory)
+        self.head = HeadParams.load(directory / HEAD_FILE)
+        self.key_file = key_file_in(key_dir, self.meta)
+        self._key_dir = key_dir
+        self._fhe: FHEClient | None = None
         # The security level every probe asks for; it travels inside the probe's ciphertext. None = the
         # head's default. Unknown or not offered by this head -> UnknownLevelError.
-        self.level = level if level is not None else default_level(self.fhe.levels)
-        self.fhe.head.level_index(self.level)
+        self.level = level if level is not None else default_level(self.head.levels)
+        self.head.level_index(self.level)
         problem = server_url_problem(self.url)
         try:
             if problem:
@@ -113,6 +149,15 @@ class VerificationClient:
         self.signer: Signer | None = None
         self._keys = b""
         self.timings: dict[str, float] = {}
+
+    @property
+    def fhe(self) -> FHEClient:
+        """The head's client role (keys, encryption, decryption), made on first use: it loads the FHE runtime."""
+        if self._fhe is None:
+            from fhe_head.client import FHEClient
+
+            self._fhe = FHEClient(self.point, key_dir=self._key_dir)
+        return self._fhe
 
     # ---- plumbing ----------------------------------------------------------------------------
     def close(self) -> None:
@@ -160,10 +205,10 @@ class VerificationClient:
         point = version.points.get(self.point)
         if point is None:
             raise ServiceError(f"the server at {public_url(self.url)} does not serve the {self.point} head")
-        if point.circuit_id != self.fhe.meta["circuit_id"]:
+        if point.circuit_id != self.meta["circuit_id"]:
             raise ServiceError(
                 f"the server at {public_url(self.url)} runs another {self.point} circuit "
-                f"({one_line(point.circuit_id)}, ours {self.fhe.meta['circuit_id']}): update this client or the server"
+                f"({one_line(point.circuit_id)}, ours {self.meta['circuit_id']}): update this client or the server"
             )
         self.server_id = version.server_id
         self._server_checked = True
@@ -199,10 +244,10 @@ class VerificationClient:
         if self._encoder is None:
             from client_encoder.encoder import FaceEncoder
 
-            self._encoder = FaceEncoder(encoder=self.fhe.meta.get("encoder", "dlib"))
-        if self._encoder.model_sha256 != self.fhe.meta["encoder_onnx_sha256"]:
+            self._encoder = FaceEncoder(encoder=self.meta.get("encoder", "dlib"))
+        if self._encoder.model_sha256 != self.meta["encoder_onnx_sha256"]:
             raise ArtifactError(
-                f"the {self.point} head was trained on the {self.fhe.meta.get('encoder', 'dlib')} encoder's "
+                f"the {self.point} head was trained on the {self.meta.get('encoder', 'dlib')} encoder's "
                 f"embeddings, not on those of the encoder given ({self._encoder.encoder})"
             )
         return self._encoder
@@ -218,7 +263,7 @@ class VerificationClient:
         start = time.perf_counter()
         encoding = None
         array = None if isinstance(photo, (str, Path, bytes)) or hasattr(photo, "embedding") else np.asarray(photo)
-        if array is not None and array.shape == self.fhe.head.mean.shape:
+        if array is not None and array.shape == self.head.mean.shape:
             embedding = array.astype(np.float32)
         else:
             encoding = photo if hasattr(photo, "embedding") else self.encode(photo)
@@ -253,23 +298,28 @@ class VerificationClient:
 
     def connect_saved(self) -> bool:
         """Connect with the keys saved in `key_dir` if the server still holds them, generating and uploading
-        nothing (for list, delete, forget): False when there are no saved keys or the server has none of them."""
-        key_file = self.fhe.key_file
+        nothing (for list, delete, forget): False when there are no saved keys or the server has none of them.
+        With the key id cached beside the keys, the FHE runtime is not loaded."""
+        key_file = self.key_file
         if key_file is None or not key_file.is_file():
             return False
-        self._load_keys()  # the saved FHE keys and the signing key made with them
-        key_id = self._key_id()
+        key_id = _saved_key_id(key_file)
+        if key_id is None:  # not cached, or the key files changed since: the runtime computes it (and caches it)
+            self._load_keys()  # the saved FHE keys and the signing key made with them
+            key_id = self._key_id()
+        else:
+            self.signer = Signer.load_or_create(key_file.with_suffix(".sign"))
         if not self._server_has(key_id):
             return False
         self.key_id = key_id
         return True
 
     def _load_keys(self) -> None:
-        """FHE keys and the signing key made with them (both stay in `key_dir`, mode 0600)."""
-        if self.signer is not None:
+        """FHE keys and the signing key made with them (both stay in `key_dir`, mode 0600, with the key id)."""
+        if self._keys:
             return
         start = time.perf_counter()
-        key_file = self.fhe.key_file
+        key_file = self.key_file
         existed = bool(key_file and key_file.is_file())
         self.fhe.generate_keys()
         sign_file = key_file.with_suffix(".sign") if key_file else None
@@ -277,6 +327,8 @@ class VerificationClient:
             sign_file.unlink(missing_ok=True)
         self.signer = Signer.load_or_create(sign_file)
         self._keys = self.fhe.evaluation_keys()
+        if key_file:
+            _save_key_id(key_file, self._key_id())
         self.timings["keygen_s"] = time.perf_counter() - start
 
     def _key_id(self) -> str:
@@ -330,9 +382,9 @@ class VerificationClient:
     def send_pair(self, template: Encrypted | bytes, probe: Encrypted | bytes) -> ServerAnswer:
         """Two ciphertexts to the server; returns its encrypted bit. The level is the probe's: the server
         compares at the *difference* of what the two carry, so a template must carry none and a probe one."""
-        if self.fhe.levels and isinstance(template, Encrypted) and template.level is not None:
+        if self.head.levels and isinstance(template, Encrypted) and template.level is not None:
             raise InputError("the template was encrypted with a security level: encrypt it as client.encrypt(photo)")
-        if self.fhe.levels and isinstance(probe, Encrypted) and probe.level is None:
+        if self.head.levels and isinstance(probe, Encrypted) and probe.level is None:
             raise InputError(
                 "the probe was encrypted without a security level (it would be compared at 'balanced'): "
                 "encrypt it as client.encrypt(photo, client.level)"

@@ -238,6 +238,31 @@ def test_help_usage_errors_list_and_delete_load_no_encoder_nor_for_help_the_fhe_
     assert lines == ["usage []", "list []"], done.stdout[-2000:] + done.stderr[-2000:]
 
 
+def test_list_and_delete_with_saved_keys_load_no_fhe_runtime(server, key_dir, capsys):
+    """The key id (a hash of the evaluation keys) is cached beside the keys, so list and delete reach the server
+    without loading concrete or torch; once the key files change, it is computed from them again."""
+    o = opts(server, key_dir)
+    assert run(capsys, "enrol", str(OBAMA), "--name", "cached", *o)[0] == OK
+    [key_file] = key_dir.glob("*.keys")
+    code = (
+        "import sys\n"
+        "from privface import cli\n"
+        f"print('status', [cli.main([*command, *{o!r}]) for command in (['list'], ['delete', 'cached'], ['list'])])\n"
+        "print('loaded', sorted({m.split('.')[0] for m in sys.modules} & {'concrete', 'torch', 'client_encoder'}))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    lines = done.stdout.splitlines()
+    assert lines[-2:] == ["status [0, 0, 0]", "loaded []"], done.stdout[-2000:] + done.stderr[-2000:]
+    assert "deleted 'cached'" in lines and lines[-3] == "no templates enrolled under this key"
+    cache = key_file.with_suffix(".keyid")
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o600
+    saved = json.loads(cache.read_text())
+    os.utime(key_file, ns=(key_file.stat().st_atime_ns, key_file.stat().st_mtime_ns + 10**9))  # keys restored
+    assert run(capsys, "list", *o)[:2] == (OK, "no templates enrolled under this key\n")
+    again = json.loads(cache.read_text())
+    assert again["key_id"] == saved["key_id"] and again["keys"] != saved["keys"]  # computed and cached anew
+
+
 def test_an_interrupted_first_run_breaks_nothing_and_keys_are_private(server, key_dir, capsys):
     """A copy of the keys left by an interrupted run (the fixed name older versions saved under, or a temporary
     file of a killed writer) neither blocks the next run nor stays; an open folder is tightened; the server's
@@ -252,7 +277,7 @@ def test_an_interrupted_first_run_breaks_nothing_and_keys_are_private(server, ke
         left.chmod(0o644)
     assert run(capsys, "enrol", str(OBAMA), "--name", "first", *opts(server, key_dir))[0] == OK
     names = sorted(p.name for p in key_dir.iterdir())
-    assert names == [f"{circuit}.keys", f"{circuit}.sign"]
+    assert names == [f"{circuit}.keyid", f"{circuit}.keys", f"{circuit}.sign"]
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
     assert all(stat.S_IMODE((key_dir / n).stat().st_mode) == 0o600 for n in names)
     assert stat.S_IMODE((server.data_dir / "server.log").stat().st_mode) == 0o600
