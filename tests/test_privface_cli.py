@@ -12,6 +12,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -95,9 +96,13 @@ def test_compare_same_and_different_quiet_by_default_options_after_the_command(s
     assert (status, out, err) == (OK, "Same person\n", "")
     status, out, err = run(capsys, *opts(server, key_dir), "compare", str(OBAMA), str(BIDEN))
     assert (status, out, err) == (NEGATIVE, "Different people\n", "")
+    start = time.perf_counter()
     status, out, _ = run(capsys, "compare", str(OBAMA), str(BIDEN), "--json", *opts(server, key_dir))
+    wall = time.perf_counter() - start
     result = json.loads(out)
     assert status == NEGATIVE and result["same"] is False and result["timings"]["server_fhe_s"] > 0
+    timings = result["timings"]  # total_s: the whole command, the photos' encoding and the keys' loading included
+    assert sum(timings[k] for k in ("encode_s", "encrypt_s", "round_trip_s", "decrypt_s")) < timings["total_s"] < wall
     status, out, err = run(capsys, "compare", str(OBAMA), str(OBAMA2), "--verbose", *opts(server, key_dir))
     assert (status, out) == (OK, "Same person\n")
     assert "key id" in err and "server_fhe_s" in err and f"{OBAMA}: face found" in err  # keys, steps, timings
