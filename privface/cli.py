@@ -39,7 +39,7 @@ from privface_core.exitcodes import FAILED, HELP, INTERRUPTED, NEGATIVE, OK, USA
 from privface_core.resources import DEFAULT_KEY_DIR
 from privface_core.settings import settings
 
-PHOTO_ARGS = {"compare": ("a", "b"), "enrol": ("photo",), "verify": ("photo",), "identify": ("photo",)}
+PHOTO_ARGS = {"compare": ("a", "b"), "enrol": ("photos",), "verify": ("photo",), "identify": ("photo",)}
 KEY_ONLY = ("list", "delete", "forget")  # commands that never need new keys
 JSON_HELP = (
     "print the result as JSON; timings in seconds, total_s the whole command from its start (photos read and "
@@ -76,8 +76,8 @@ def _say(args: argparse.Namespace, message: str) -> None:
 def _encode_photos(args: argparse.Namespace) -> list:
     """Every photo of the command, read and embedded before any key work; errors name the file."""
     encodings = []
-    for attribute in PHOTO_ARGS.get(args.command, ()):
-        path = getattr(args, attribute)
+    paths = [getattr(args, attribute) for attribute in PHOTO_ARGS.get(args.command, ())]
+    for path in [p for group in paths for p in (group if isinstance(group, list) else [group])]:
         start = time.perf_counter()
         try:
             encodings.append(_encoder(args).encode(path))
@@ -171,11 +171,13 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
         return _print_result(args, client.compare(encodings[0], encodings[1]))
     if args.command == "enrol":
         try:
-            record = client.enrol(encodings[0], args.name, replace=args.replace)
+            photos = encodings if len(encodings) > 1 else encodings[0]
+            record = client.enrol(photos, args.name, replace=args.replace, labels=args.photos)
         except TemplateExistsError as err:
             raise TemplateExistsError(f"a template named {args.name!r} exists: add --replace to overwrite it") from err
         stored = f"{record['size'] / 1e3:.1f} KB of ciphertext stored on the server"
-        print(f"enrolled {one_line(record['name'])!r} ({stored})")
+        source = f"from {record['photos']} photos, " if record["photos"] > 1 else ""
+        print(f"enrolled {one_line(record['name'])!r} ({source}{stored})")
         return OK
     if args.command == "verify":
         return _print_result(args, _named(args, lambda: client.verify(encodings[0], args.name)))
@@ -345,7 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("b", help="second photo")
     compare.add_argument("--json", action="store_true", help=JSON_HELP)
     enrol = command("enrol", "store an encrypted template on the server")
-    enrol.add_argument("photo", help="a photo of the person's face")
+    enrol.add_argument(
+        "photos", nargs="+", metavar="PHOTO", help="1 to 10 photos of the person's face (one template from all)"
+    )
     enrol.add_argument("--name", required=True, help="the name to store the template under")
     enrol.add_argument("--replace", action="store_true", help="overwrite a template of the same name")
     verify = command("verify", "check a photo against an enrolled template")

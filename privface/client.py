@@ -420,11 +420,23 @@ class VerificationClient:
         template, probe = self.encrypt(photo_a), self.encrypt(photo_b, self.level)
         return self._result(self.send_pair(template, probe), start, [template, probe])
 
-    def enrol(self, photo, name: str, replace: bool = False) -> dict:
-        """Store the encrypted embedding of `photo` on the server under `name`."""
+    def enrol(self, photos, name: str, replace: bool = False, labels: list[str] | None = None) -> dict:
+        """Store the encrypted template of a photo, or of a list of 1..10 photos of one person (their
+        embeddings combined here, `FaceEncoder.template`; `labels` name them in its refusals, by default
+        their paths), on the server under `name`. The answer says how many photos it came from ("photos")."""
+        several = isinstance(photos, (list, tuple))
+        if several:
+            labels = labels or [
+                str(p) if isinstance(p, (str, Path)) else f"photo {i + 1}" for i, p in enumerate(photos)
+            ]
+            encodings = [p if hasattr(p, "embedding") or isinstance(p, np.ndarray) else self.encode(p) for p in photos]
+            embeddings = [getattr(e, "embedding", e) for e in encodings]
+            template = self.encoder.template(embeddings, labels)
         self.connect()
-        body = {"name": name, "ciphertext": _b64(self.encrypt(photo).ciphertext), "replace": replace}
-        return self._parse(self._signed("POST", "/v1/templates", body), TemplateInfo).model_dump()
+        ciphertext = self.encrypt(template if several else photos).ciphertext
+        body = {"name": name, "ciphertext": _b64(ciphertext), "replace": replace}
+        record = self._parse(self._signed("POST", "/v1/templates", body), TemplateInfo).model_dump()
+        return {**record, "photos": len(photos) if several else 1}
 
     def verify(self, photo, name: str) -> CompareResult:
         """Is `photo` the person enrolled as `name`?"""

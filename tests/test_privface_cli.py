@@ -422,3 +422,21 @@ def test_no_cuda_notice_on_a_machine_with_nvcc_but_no_gpu(tmp_path):
         pytest.skip("torch prints no CUDA notice on this machine (a GPU, or another torch)")
     both_roles = "from fhe_head.client import FHEClient; from fhe_head.server import FHEServer\n"
     assert "CUDA" not in stderr_of(both_roles + "FHEClient('fast'), FHEServer('fast')")
+
+
+def test_enrol_from_several_photos_and_its_bad_inputs(server, key_dir, capsys, tmp_path):
+    """One template from three photos of one person (issue 31); photos of two people, a photo without a face
+    or more than ten photos are one line each and store nothing."""
+    o = opts(server, key_dir)
+    status, out, _ = run(capsys, "enrol", str(OBAMA), str(OBAMA2), str(OBAMA3), "--name", "three", *o)
+    assert status == OK and out.startswith("enrolled 'three' (from 3 photos, ")
+    assert run(capsys, "verify", str(OBAMA), "--name", "three", *o)[:2] == (OK, "Same person as 'three'\n")
+    assert run(capsys, "verify", str(BIDEN), "--name", "three", *o)[:2] == (NEGATIVE, "Different people\n")
+    status, _, err = run(capsys, "enrol", str(OBAMA), str(BIDEN), str(OBAMA2), "--name", "mixed", *o)
+    assert status == FAILED and err.startswith(f"error: {BIDEN} does not look like the same person as the other")
+    status, _, err = run(capsys, "enrol", str(OBAMA), str(CAT), "--name", "cat", *o)
+    assert (status, err) == (FAILED, f"error: {CAT}: no face found in the image\n")
+    status, _, err = run(capsys, "enrol", *[str(OBAMA)] * 11, "--name", "many", *o)
+    assert status == FAILED and "an enrolment takes 1 to 10 photos, not 11" in err
+    status, out, _ = run(capsys, "list", "--json", *o)
+    assert [record["name"] for record in json.loads(out)] == ["three"]

@@ -562,7 +562,8 @@ def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...]) -> dict:
         "levels": {n: t for n, t in LEVELS.items()},
         "models": {},
     }
-    models: list[tuple[str, HeadConfig | None, str | None]] = [("clear float 128-d", None, None)]
+    clear = f"clear float {gallery.vectors.shape[1]}-d"
+    models: list[tuple[str, HeadConfig | None, str | None]] = [(clear, None, None)]
     models += [(f"{p} head (integer model = FHE)", shipped_config(p), p) for p in points]
     for key, config, point in models:
         start = time.perf_counter()
@@ -642,6 +643,9 @@ def run_fhe(
             log.flush()
             done[(level, i, j)] = record
             if n % 20 == 0:
+                # The repository's copy too, so another machine resumes a run cut short.
+                committed.parent.mkdir(parents=True, exist_ok=True)
+                committed.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
                 print(
                     f"  {n + 1}/{len(todo)} {level}: fhe {record['fhe']}, model {record['integer_model']}",
                     flush=True,

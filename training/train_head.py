@@ -206,7 +206,9 @@ def frontier_point(
     return point, shipped
 
 
-def write_frontier(data: PairData, view2: list[Pair], variant: str, selection: dict, points: list[dict]) -> None:
+def write_frontier(
+    data: PairData, view2: list[Pair], variant: str, selection: dict, points: list[dict], encoder: str
+) -> None:
     """head_selection_view1[_variant].json and fhe_frontier[_variant].json (+ the PNG for the original)."""
     primary = variant == "original"
     suffix = "" if primary else "_" + variant.replace("-", "")
@@ -216,8 +218,9 @@ def write_frontier(data: PairData, view2: list[Pair], variant: str, selection: d
     frontier = {
         "protocol": f"LFW {variant}, View 2 10 folds (head fitted on 9 folds, tested on the 10th); "
         "hyper-parameters chosen on View 1",
-        "embeddings": "client encoder, tta=jitter",
-        "accuracy_clear_float_128d": float_accuracy,
+        "encoder": encoder,
+        "embeddings": f"client encoder {encoder!r} (training/embeddings.py encoder_vectors)",
+        "accuracy_clear_float": float_accuracy,
         "global_p_error": DEFAULT_GLOBAL_P_ERROR,
         "points": points,
     }
@@ -277,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             points.append(point)
             if primary and point["name"] in SHIPPED and not args.no_ship:
                 ship(shipped, point["name"], config, encoder_sha256, args.encoder)
-    write_frontier(data, view2, lfw.variant(), selection, points)
+    write_frontier(data, view2, lfw.variant(), selection, points, args.encoder)
     return 0
 
 
