@@ -1,4 +1,5 @@
-"""privface: compare two photos; the comparison itself runs under fully homomorphic encryption.
+"""privface: compare two photos, or enrol a person from several photos and verify a new one; the
+comparison itself runs under fully homomorphic encryption.
 
     streamlit run streamlit_app.py --server.fileWatcherType none
 
@@ -6,7 +7,8 @@ This page is the client: each photo becomes an embedding in the app's process, i
 encrypted on its own, and goes to the verification server, which compares the two ciphertexts and
 returns an encrypted bit that only this browser session's secret key decrypts. By default the app
 starts the server itself on loopback (and restarts it if it dies); set PRIVFACE_URL to use a remote
-one. Each session's keys are deleted from the server when the session ends or sits idle.
+one. Each session's keys (and its enrolled template) are deleted from the server when the session ends
+or sits idle.
 
 Settings (environment): PRIVFACE_URL (a remote server), PRIVFACE_SESSION_IDLE_S (idle time before a
 session's keys are deleted, default 900), PRIVFACE_SERVER_LIMITS ("max_keys=8,..." for the embedded
@@ -22,20 +24,32 @@ import os
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
 from PIL import Image, ImageDraw
 
 from client_encoder import FaceEncoder, FaceEncoding, distance
+from client_encoder.encoder import MAX_ENROL_PHOTOS
 from client_encoder.images import FORMATS_TEXT, MAX_FILE_BYTES, MAX_PIXELS, MB, MIN_SIDE, WORK_PIXELS
 from fhe_head.artifacts import DEFAULT_POINT, POINTS, head_encoder
 from privface.app_support import EmbeddedServer, KeyRegistry
-from privface.client import VerificationClient
+from privface.client import Encrypted, ServerAnswer, VerificationClient
 from privface.levels import default_level, describe, offered_levels
 from privface.resources import EXAMPLES_DIR
-from privface_core.errors import InvalidImageError, KeysGoneError, NoFaceError, PrivfaceError, ServiceError
+from privface.result import CompareResult
+from privface_core.errors import (
+    EnrolmentError,
+    InvalidImageError,
+    KeysGoneError,
+    NoFaceError,
+    PrivfaceError,
+    ServiceError,
+    UnknownTemplateError,
+)
 from privface_core.resources import metrics_dir
 from privface_core.settings import settings
 
@@ -49,10 +63,14 @@ EXAMPLES = {
 SAME, DIFFERENT = "Same person", "Different people"
 IDLE_S = settings().session_idle_s  # a session's keys are deleted after this
 SWEEP_S = settings().sweep_s  # how often ended / idle sessions are looked for
-CACHED_PHOTOS = 8  # encodings kept per session
+CACHED_PHOTOS = MAX_ENROL_PHOTOS + 2  # encodings kept per session: a full enrolment and the photo to verify
 PREVIEW_SIDE = 480  # px, the thumbnail sent to the browser
 PREVIEW_WIDTH = 280  # px on the page, at most: both photos and the button fit on one screen (1366x768)
 PREVIEW_HEIGHT = 260  # px on the page, at most (a portrait photo is shown narrower)
+COMPARE, ENROL = "Compare two photos", "Enrol, then verify"
+ENROL_COLUMNS = 5  # enrolment previews per row
+ENROL_PREVIEW_HEIGHT = 180  # px on the page: a row of enrolment previews stays short
+T = TypeVar("T")
 
 FLOW = """digraph {
   rankdir=LR; node [shape=box, style="rounded,filled", fontname="sans-serif", fontsize=11];
@@ -206,21 +224,22 @@ def example_photo(name: str) -> Photo:
     return read_photo(name, f"example:{name}", EXAMPLES_DIR / name)
 
 
-def photo_input(column, number: int) -> Photo | None:
-    """Upload or camera for one side; None until something is chosen."""
-    mode_ = column.radio(f"Photo {number} from", ["Upload", "Camera"], horizontal=True, key=f"mode{number}")
+def photo_input(column, number: int, title: str = "") -> Photo | None:
+    """Upload or camera for one side (or for `title`, e.g. "Photo to verify"); None until something is chosen."""
+    title = title or f"Photo {number}"
+    mode_ = column.radio(f"{title} from", ["Upload", "Camera"], horizontal=True, key=f"mode{number}")
     if mode_ == "Camera":
-        shot = column.camera_input(f"Photo {number}", key=f"camera{number}")
+        shot = column.camera_input(title, key=f"camera{number}")
         if not shot:
             return None
-        data, label = shot.getvalue(), f"Photo {number} (camera)"
+        data, label = shot.getvalue(), f"{title} (camera)"
     else:
         # Any file is taken, then checked here: the uploader's own type filter refuses with no reason given.
-        upload = column.file_uploader(f"Photo {number}", key=f"upload{number}")
+        upload = column.file_uploader(title, key=f"upload{number}")
         if not upload:
             return None
-        data, label = upload.getvalue(), f"Photo {number} ({upload.name})"
-    with column, st.spinner(f"Finding the face in photo {number}…"):
+        data, label = upload.getvalue(), f"{title} ({upload.name})"
+    with column, st.spinner(f"Finding the face in {title[0].lower()}{title[1:]}…"):
         return read_photo(label, hashlib.sha256(data).hexdigest(), data)
 
 
@@ -267,61 +286,82 @@ class Outcome:
     point: str = ""
 
 
-def run_comparison(photos: list[Photo], point: str, level: str | None, status) -> Outcome:
-    steps: dict[str, float] = {}
-    restarted = False
-    if not settings().url:
-        status.update(label="Checking the verification server…")
-        start = time.perf_counter()
-        restarted = embedded_server().ensure_running()
-        # Waiting for a server that (re)starts is part of this comparison's time, as the user lives it.
-        steps["server_restart" if restarted else "server_check"] = time.perf_counter() - start
-        if restarted:
-            status.write(f"The verification server had stopped: restarted it in {steps['server_restart']:.1f} s.")
+def check_server(status, steps: dict[str, float]) -> bool:
+    """The embedded server is running (restarted if it died: True); nothing to check with PRIVFACE_URL."""
+    if settings().url:
+        return False
+    status.update(label="Checking the verification server…")
+    start = time.perf_counter()
+    restarted = embedded_server().ensure_running()
+    # Waiting for a server that (re)starts is part of this request's time, as the user lives it.
+    steps["server_restart" if restarted else "server_check"] = time.perf_counter() - start
+    if restarted:
+        status.write(f"The verification server had stopped: restarted it in {steps['server_restart']:.1f} s.")
+    return restarted
+
+
+def session_client(point: str) -> VerificationClient:
+    """This browser session's client for `point` (its keys are made on first use and live in this app)."""
     url = server_url()
-    client = key_registry().client(
+    return key_registry().client(
         session_id(), f"{point}@{url}", lambda: VerificationClient(url, point, key_dir=None, encoder=get_encoder())
     )
-    first = client.key_id is None
-    for attempt in range(2):
-        try:
-            if client.key_id is None:
-                status.update(label="Generating your keys (once per session)…")
-                bar = status.progress(0.0, text="Generating keys…")
-                start = time.perf_counter()
-                marks: list[float] = []
 
-                def uploaded(done: int, total: int, bar=bar, marks=marks) -> None:
-                    if not marks:  # the first chunk: key generation is over
-                        marks.append(time.perf_counter())
-                    bar.progress(
-                        done / total, text=f"Uploading evaluation keys: {done / 1e6:.0f} / {total / 1e6:.0f} MB"
-                    )
 
-                client.connect(uploaded)
-                end = time.perf_counter()
-                steps["keygen"] = (marks[0] if marks else end) - start
-                steps["key_upload"] = end - marks[0] if marks else 0.0
-                bar.empty()
-                status.write(
-                    f"Keys generated in {steps['keygen']:.1f} s (the secret key stays in this app); evaluation keys "
-                    f"uploaded in {steps['key_upload']:.1f} s."
-                )
-            status.update(label="Encrypting both embeddings…")
-            # The first photo is the template; the second, the probe, carries the security level.
-            encrypted = [client.encrypt(photos[0].encoding), client.encrypt(photos[1].encoding, level)]
-            steps["encrypt"] = sum(e.encrypt_s for e in encrypted)
-            status.update(label="Comparing under FHE on the server…")
-            answer = client.send_pair(encrypted[0], encrypted[1])
-            steps["server_round_trip"] = answer.round_trip_s
-            break
-        except KeysGoneError:
-            if attempt:
-                raise
-            # The server no longer holds our keys (evicted, or a fresh server): upload them again, once.
-            client.key_id = None
-            first = True
-            status.write("The server no longer had your keys: uploading them again.")
+def upload_keys(client: VerificationClient, status, steps: dict[str, float]) -> None:
+    status.update(label="Generating your keys (once per session)…")
+    bar = status.progress(0.0, text="Generating keys…")
+    start = time.perf_counter()
+    marks: list[float] = []
+
+    def uploaded(done: int, total: int) -> None:
+        if not marks:  # the first chunk: key generation is over
+            marks.append(time.perf_counter())
+        bar.progress(done / total, text=f"Uploading evaluation keys: {done / 1e6:.0f} / {total / 1e6:.0f} MB")
+
+    client.connect(uploaded)
+    end = time.perf_counter()
+    steps["keygen"] = (marks[0] if marks else end) - start
+    steps["key_upload"] = end - marks[0] if marks else 0.0
+    bar.empty()
+    status.write(
+        f"Keys generated in {steps['keygen']:.1f} s (the secret key stays in this app); evaluation keys "
+        f"uploaded in {steps['key_upload']:.1f} s."
+    )
+
+
+def with_keys(client: VerificationClient, status, steps: dict[str, float], action: Callable[[], T]) -> tuple[T, bool]:
+    """`action()` once the server holds this session's keys; (its result, whether keys were uploaded)."""
+    uploaded = False
+    try:
+        if client.key_id is None:
+            upload_keys(client, status, steps)
+            uploaded = True
+        return action(), uploaded
+    except KeysGoneError:
+        # The server no longer holds our keys (evicted, or a fresh server): upload them again, once.
+        client.key_id = None
+        status.write("The server no longer had your keys: uploading them again.")
+        upload_keys(client, status, steps)
+        return action(), True
+
+
+def run_comparison(photos: list[Photo], point: str, level: str | None, status) -> Outcome:
+    steps: dict[str, float] = {}
+    restarted = check_server(status, steps)
+    client = session_client(point)
+
+    def compare() -> tuple[list[Encrypted], ServerAnswer]:
+        status.update(label="Encrypting both embeddings…")
+        # The first photo is the template; the second, the probe, carries the security level.
+        encrypted = [client.encrypt(photos[0].encoding), client.encrypt(photos[1].encoding, level)]
+        steps["encrypt"] = sum(e.encrypt_s for e in encrypted)
+        status.update(label="Comparing under FHE on the server…")
+        answer = client.send_pair(encrypted[0], encrypted[1])
+        steps["server_round_trip"] = answer.round_trip_s
+        return encrypted, answer
+
+    (encrypted, answer), first = with_keys(client, status, steps, compare)
     status.update(label="Decrypting the answer…")
     start = time.perf_counter()
     same = client.decrypt(answer)
@@ -403,6 +443,157 @@ def choose_level(point: str) -> str | None:
     return level
 
 
+# ---- enrolment: one template from several photos of one person, then verification against it ------
+def enrolment_sources(column) -> list[tuple[str, bytes]]:
+    """(file name or "camera shot N", bytes) for each photo chosen for the enrolment: uploads, then shots."""
+    uploads = column.file_uploader(
+        f"Photos of one person (1 to {MAX_ENROL_PHOTOS})", accept_multiple_files=True, key="enrol_uploads"
+    )
+    sources = [(upload.name, upload.getvalue()) for upload in uploads or []]
+    shots: list[bytes] = st.session_state.setdefault("enrol_shots", [])
+    if column.toggle("Add camera shots", key="enrol_camera_on"):
+        # The widget holds one shot: each new one is kept here (clear it in the widget to take another).
+        shot = column.camera_input("Camera shot", key="enrol_camera")
+        if shot and shot.getvalue() not in shots:
+            shots.append(shot.getvalue())
+        if shots and column.button(f"Forget the {len(shots)} camera shot(s)"):
+            shots.clear()
+    return sources + [(f"camera shot {n}", data) for n, data in enumerate(shots, start=1)]
+
+
+def show_enrolment_photo(cell, photo: Photo) -> None:
+    """Each face found (with its box, and the aligned chip the encoder saw), or why the photo is refused."""
+    if photo.error:
+        cell.error(photo.error)
+        return
+    image = with_box(photo)
+    cell.image(
+        image, caption=f"{photo.label}: face found", width=round(ENROL_PREVIEW_HEIGHT * image.width / image.height)
+    )
+    cell.image(photo.encoding.located.chip, caption="aligned", width=80)
+
+
+def enrolment_problem(photos: list[Photo]) -> str | None:
+    """Why these photos cannot be enrolled (a photo's own problem is shown with it), or None."""
+    if any(photo.error for photo in photos):
+        return "Replace or remove the photo marked above first: nothing was enrolled."
+    try:  # photos of different people are refused naming the odd one, before anything is sent
+        get_encoder().template([photo.encoding.embedding for photo in photos], [photo.label for photo in photos])
+    except EnrolmentError as err:
+        st.error(f"{err}.")
+        return "Replace or remove the photo named above first: nothing was enrolled."
+    return None
+
+
+def run_enrolment(photos: list[Photo], name: str, point: str, status) -> dict:
+    steps: dict[str, float] = {}
+    check_server(status, steps)
+    client = session_client(point)
+
+    def enrol() -> dict:
+        status.update(label=f"Encrypting the template of {len(photos)} photo(s) and storing it on the server…")
+        return client.enrol([photo.encoding for photo in photos], name, replace=True)
+
+    record, _ = with_keys(client, status, steps, enrol)
+    return {**record, "point": point}
+
+
+def run_verification(photo: Photo, enrolled: dict, level: str | None, status) -> CompareResult:
+    steps: dict[str, float] = {}
+    check_server(status, steps)
+    client = session_client(enrolled["point"])
+    client.level = level  # the probe carries it (one of the head's `offered_levels`)
+
+    def verify() -> CompareResult:
+        status.update(label=f"Encrypting the photo and comparing it with {enrolled['name']}'s template under FHE…")
+        return client.verify(photo.encoding, enrolled["name"])
+
+    result, _ = with_keys(client, status, steps, verify)
+    return result
+
+
+def enrol_and_verify(note_column) -> None:
+    note_column.caption(
+        f"Several photos of one person make one template (their embeddings are averaged here, then encrypted). "
+        f"{FORMATS_TEXT}; up to {MAX_FILE_BYTES / MB:.0f} MB each."
+    )
+    inputs, controls = st.columns([4, 2])
+    sources = enrolment_sources(inputs)
+    with controls:
+        name = st.text_input("Name", value="me", max_chars=64).strip()
+        point = st.selectbox("Encrypted head", POINTS, format_func=point_label)
+        pressed = st.button("Enrol (encrypted)", type="primary")
+    if len(sources) > MAX_ENROL_PHOTOS:
+        photos: list[Photo] = []
+        problem = f"{len(sources)} photos chosen: an enrolment takes 1 to {MAX_ENROL_PHOTOS}. Nothing was enrolled."
+        st.error(problem)
+    else:
+        with st.spinner(f"Finding the face in {len(sources)} photo(s)…"):
+            photos = [read_photo(label, hashlib.sha256(data).hexdigest(), data) for label, data in sources]
+        for start in range(0, len(photos), ENROL_COLUMNS):
+            for cell, photo in zip(st.columns(ENROL_COLUMNS), photos[start : start + ENROL_COLUMNS], strict=False):
+                show_enrolment_photo(cell, photo)
+        problem = enrolment_problem(photos) if photos else "Choose photos of one person first."
+    if pressed:
+        if problem or not name:
+            st.warning(problem or "Give the person a name first.")
+        else:
+            status = st.status(f"Enrolling {name}…", expanded=True)
+            try:
+                st.session_state["enrolment"] = run_enrolment(photos, name, point, status)
+            except (PrivfaceError, RuntimeError) as err:
+                status.update(label="Stopped: nothing was enrolled", state="error", expanded=False)
+                st.error(f"The enrolment failed: {err}")
+            else:
+                status.update(label=f"Enrolled {name}", state="complete", expanded=False)
+
+    st.markdown("#### Verify a photo against the enrolled template")
+    enrolled = st.session_state.get("enrolment")
+    if not enrolled:
+        st.caption("Enrol someone above first.")
+        return
+    st.success(
+        f"Enrolled **{enrolled['name']}** from {enrolled['photos']} photo(s) on the {enrolled['point']} head: the "
+        "encrypted template is stored on the server until this session ends.",
+        icon=":material/badge:",
+    )
+    probe_column, verify_controls = st.columns([2, 4])
+    probe = photo_input(probe_column, 3, "Photo to verify")
+    if probe is not None:
+        show_preview(probe_column, probe, 3)
+    with verify_controls:
+        level = choose_level(enrolled["point"])
+        verify_pressed = st.button(f"Verify against {enrolled['name']} (encrypted)", type="primary")
+    if not verify_pressed:
+        return
+    if probe is None or probe.error:
+        st.warning("Choose a photo with a face to verify first.")
+        return
+    status = st.status(f"Verifying against {enrolled['name']}…", expanded=True)
+    try:
+        result = run_verification(probe, enrolled, level, status)
+    except UnknownTemplateError:
+        status.update(label="Stopped: nothing enrolled on the server", state="error", expanded=False)
+        st.error(
+            f"The server no longer holds {enrolled['name']}'s template (it went with this session's keys): enrol again."
+        )
+        return
+    except (PrivfaceError, RuntimeError) as err:
+        status.update(label="Stopped: the encrypted verification failed", state="error", expanded=False)
+        st.error(f"The encrypted verification failed: {err}")
+        return
+    status.update(label=f"Verified in {result.timings['total_s']:.1f} s", state="complete", expanded=False)
+    if result.same:
+        st.success(SAME, icon=":material/how_to_reg:")
+    else:
+        st.info(DIFFERENT, icon=":material/group:")
+    st.caption(
+        (f"Security level {level}: {describe(enrolled['point'], level)}. " if level else "")
+        + f"Against {enrolled['name']}'s template ({enrolled['photos']} photo(s)); decrypted here. The server's FHE "
+        f"computation took {result.timings['server_fhe_s']:.2f} s."
+    )
+
+
 def main() -> None:
     st.set_page_config(page_title="privface — encrypted face verification", layout="wide")
     st.header("privface: encrypted face verification")
@@ -425,7 +616,11 @@ def main() -> None:
         app_label = "this app (on the host's machine)" if where == "space" else "this app (on your machine)"
         diagram.graphviz_chart(FLOW % app_label)
 
-    source_column, choice_column = st.columns([1, 3])
+    task_column, source_column, choice_column = st.columns([3, 2, 5])
+    task = task_column.segmented_control("What to do", [COMPARE, ENROL], default=COMPARE, required=True, key="task")
+    if task == ENROL:
+        enrol_and_verify(choice_column)
+        return
     source = source_column.radio("Photos", ["Examples", "Your photos"], horizontal=True)
     if source == "Examples":
         pair = EXAMPLES[choice_column.selectbox("Example pair", list(EXAMPLES))]

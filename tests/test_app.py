@@ -152,3 +152,72 @@ def test_the_key_owner_picks_the_security_level_and_sees_it_beside_the_verdict()
     app = _compare(app, "astronaut / cameraman", point="fast")
     assert _verdicts(app) == [DIFFERENT]
     assert any(c.value.startswith("Security level 1e-2:") for c in app.caption)
+
+
+# ---- enrolment from several photos, then verification against the template ------------------------
+ENROL = "Enrol, then verify"
+OBAMAS = ("obama.jpg", "obama2.jpg", "obama3.jpg")
+ENROLLED_TAIL = "the encrypted template is stored on the server until this session ends."
+
+
+def _enrol_mode() -> AppTest:
+    app = _app()
+    app.button_group(key="task").set_value(ENROL)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _upload(app: AppTest, key: str, *names: str) -> AppTest:
+    from privface.resources import EXAMPLES_DIR
+
+    files = [(name, (EXAMPLES_DIR / name).read_bytes(), "image/jpeg") for name in names]
+    app.file_uploader(key=key).set_value(files if key == "enrol_uploads" else files[0])
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _press(app: AppTest, label: str) -> AppTest:
+    next(b for b in app.button if b.label.startswith(label)).click()
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _enrolled(app: AppTest) -> list[str]:
+    return [s.value for s in app.success if s.value.startswith("Enrolled")]
+
+
+def test_enrol_three_photos_of_one_person_then_verify_the_same_person_and_another():
+    app = _upload(_enrol_mode(), "enrol_uploads", *OBAMAS)
+    captions = [c for image in app.get("image") for c in image.captions]
+    assert [c for c in captions if c.endswith("face found")] == [f"{n}: face found" for n in OBAMAS]
+    assert captions.count("aligned") == 3  # each face's aligned chip, as the encoder saw it
+    next(s for s in app.selectbox if s.label == "Encrypted head").set_value("fast")
+    app.text_input[0].set_value("obama")
+    app = _press(app, "Enrol")
+    assert not app.error, [e.value for e in app.error]
+    assert _enrolled(app) == ["Enrolled **obama** from 3 photo(s) on the fast head: " + ENROLLED_TAIL]
+    for probe, verdict in (("obama.jpg", SAME), ("biden.jpg", DIFFERENT)):
+        app = _press(_upload(app, "upload3", probe), "Verify against obama")
+        assert not app.error, [e.value for e in app.error]
+        assert _verdicts(app) == [verdict], probe
+
+
+def test_photos_of_different_people_are_refused_naming_the_odd_one_and_nothing_is_enrolled():
+    app = _upload(_enrol_mode(), "enrol_uploads", "obama.jpg", "biden.jpg", "obama2.jpg")
+    [error] = [e.value for e in app.error]
+    assert error.startswith("biden.jpg does not look like the same person as the other photos"), error
+    app = _press(app, "Enrol")
+    assert [w.value for w in app.warning] == ["Replace or remove the photo named above first: nothing was enrolled."]
+    assert not _enrolled(app) and "Enrol someone above first." in [c.value for c in app.caption]
+
+
+def test_too_many_photos_and_a_photo_without_a_face_are_refused_in_one_line():
+    app = _upload(_enrol_mode(), "enrol_uploads", *["biden.jpg"] * 11)
+    assert [e.value for e in app.error] == ["11 photos chosen: an enrolment takes 1 to 10. Nothing was enrolled."]
+    app = _press(_upload(app, "enrol_uploads", "obama.jpg", "chelsea_cat.jpg"), "Enrol")
+    [error] = [e.value for e in app.error]
+    assert error.startswith("chelsea_cat.jpg: no face found"), error
+    assert not _enrolled(app) and len(app.warning) == 1

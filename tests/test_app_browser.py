@@ -495,6 +495,33 @@ def test_the_first_screen_shows_both_photos_and_the_compare_button(browser: Brow
         assert box and box["y"] >= 0 and box["y"] + box["height"] <= screen["height"], boxes
 
 
+def test_enrol_three_photos_then_verify_one_in_browser(page: Page, tmp_path: Path) -> None:
+    """The enrol flow: three photos of one person in one uploader, each face shown, one template enrolled,
+    then a new upload verified against it."""
+    page.get_by_text("Enrol, then verify", exact=True).click()
+    wait_until_idle(page)
+    page.locator('input[type="file"]').first.set_input_files([OBAMA, OBAMA2, EXAMPLES_DIR / "obama3.jpg"])
+    page.get_by_text("obama3.jpg: face found").wait_for(timeout=VERDICT_MS)
+    wait_until_idle(page)
+    choose_point(page, "fast")
+    page.get_by_role("button", name=re.compile("^Enrol")).click()
+    enrolled = page.get_by_text(re.compile(r"^Enrolled me from 3 photo"))
+    enrolled.or_(page.locator(ERRORS)).first.wait_for(timeout=VERDICT_MS)
+    assert page.locator(ERRORS).count() == 0, page.locator(ERRORS).all_inner_texts()
+    page.locator('input[type="file"]').nth(1).set_input_files(OBAMA2)
+    page.get_by_text("Photo to verify (obama2.jpg)").first.wait_for(timeout=VERDICT_MS)
+    wait_until_idle(page)
+    page.get_by_role("button", name=re.compile("^Verify against me")).click()
+    verdict = page.get_by_text(VERDICT_SAME, exact=True)
+    verdict.or_(page.get_by_text(VERDICT_DIFFERENT, exact=True)).or_(page.locator(ERRORS)).first.wait_for(
+        timeout=VERDICT_MS
+    )
+    wait_until_idle(page)
+    if verdict.count() != 1 or verdicts(page) != 1 or page.locator(ERRORS).count():
+        path = screenshot(page, "enrol_and_verify.png", folder=tmp_path)
+        pytest.fail(f"no single {VERDICT_SAME!r}: {page.locator(ERRORS).all_inner_texts()} (screenshot: {path})")
+
+
 def test_stopping_the_app_removes_its_server_folder(running_app: RunningApp) -> None:
     """Last in this file: it stops the module's app."""
     if chromium_path() is None:  # the browser tests above are what make the app start its server
