@@ -196,6 +196,7 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
             print("no templates enrolled under this key")
         else:
             print("\n".join(f"MATCH  {name}" for name in found) or f"no match among {len(matches)} templates")
+        _say(args, f"security level {client.level}: {describe(client.point, client.level)}")
         _say(args, f"{len(matches)} templates, server wall {client.timings.get('identify_server_wall_s', 0):.2f} s")
         return OK if found else NEGATIVE
     if args.command == "list":

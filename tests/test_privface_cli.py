@@ -123,7 +123,10 @@ def test_templates_list_verify_identify_delete(server, key_dir, capsys):
     assert status == OK and record["name"] == "obama" and record["created"] > 1e9
     assert run(capsys, "verify", str(OBAMA2), "--name", "obama", *o)[:2] == (OK, "Same person as 'obama'\n")
     assert run(capsys, "verify", str(BIDEN), "--name", "obama", *o)[:2] == (NEGATIVE, "Different people\n")
-    assert run(capsys, "identify", str(OBAMA3), *o)[:2] == (OK, "MATCH  obama\n")
+    status, out, err = run(capsys, "identify", str(OBAMA3), "-v", *o)
+    assert (status, out) == (OK, "MATCH  obama\n")
+    level = describe("fast", "1e-3")  # -v says what the level holds, as verify and compare do
+    assert f"security level 1e-3: {level}" in err
     assert run(capsys, "identify", str(BIDEN), *o)[:2] == (NEGATIVE, "no match among 1 templates\n")
     status, _, err = run(capsys, "delete", "ghost", *o)
     assert (status, err) == (FAILED, "error: no template named 'ghost' is enrolled under your key\n")
