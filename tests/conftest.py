@@ -16,6 +16,16 @@ CAT = DATA / "chelsea_cat.jpg"  # Chelsea the cat, CC0 (via scikit-image): no hu
 
 @pytest.fixture(scope="session")
 def encoder():
+    """The encoder the shipped heads were trained on (a client refuses any other)."""
+    from client_encoder import FaceEncoder
+    from fhe_head.artifacts import head_encoder
+
+    return FaceEncoder(tta="flip", encoder=head_encoder("fast"))
+
+
+@pytest.fixture(scope="session")
+def dlib_encoder():
+    """dlib's pipeline alone (chip + mirror): the tests of dlib's detector, chip, ONNX model and views."""
     from client_encoder import FaceEncoder
 
     return FaceEncoder(tta="flip", encoder="dlib")
@@ -44,6 +54,19 @@ def fold0(lfw_dir, tmp_path_factory):
     cache = tmp_path_factory.mktemp("embeddings") / "cache.sqlite"
     emb = embed_images(unique_images(pairs), encoder, cache_path=cache, tta=encoder.tta, progress=False)
     return pairs, emb
+
+
+@pytest.fixture(scope="session")
+def fold0_shipped(lfw_dir, tmp_path_factory):
+    """LFW View 2 fold 0 embedded with the encoder the shipped heads were trained on: (pairs, ImageVectors)."""
+    from fhe_head.artifacts import head_encoder
+    from training.embeddings import encoder_vectors
+    from training.lfw import LFW, unique_images
+
+    pairs = [p for p in LFW(lfw_dir).view2() if p.fold == 0]
+    cache = tmp_path_factory.mktemp("embeddings") / "cache.sqlite"
+    vectors = encoder_vectors(unique_images(pairs), head_encoder("accurate"), cache_path=cache, progress=False)
+    return pairs, vectors
 
 
 # concrete registers an exit handler that stops its dataflow runtime and ends the process with status 0

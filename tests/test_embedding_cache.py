@@ -8,6 +8,12 @@ from privface_core.errors import NoFaceError
 from tests.conftest import ASTRONAUT, CAT
 
 
+@pytest.fixture(scope="module")
+def encoder(dlib_encoder):
+    """This module tests dlib's pipeline: `encoder` is dlib's here."""
+    return dlib_encoder
+
+
 def test_cache_serves_the_second_run_and_keys_on_the_pipeline(tmp_path, encoder, monkeypatch):
     cache = tmp_path / "cache.sqlite"
     first = embeddings.embed_images([ASTRONAUT], encoder, cache_path=cache, tta="flip", progress=False)

@@ -10,6 +10,12 @@ from client_encoder import FaceEncoder, InvalidImageError, NoFaceError, distance
 from tests.conftest import ASTRONAUT, CAT
 
 
+@pytest.fixture(scope="module")
+def encoder(dlib_encoder):
+    """This module tests dlib's pipeline: `encoder` is dlib's here."""
+    return dlib_encoder
+
+
 def test_detect_returns_box_landmarks_and_score(encoder):
     faces = encoder.detect(ASTRONAUT)
     best = faces[0]

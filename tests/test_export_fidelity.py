@@ -14,6 +14,12 @@ from tests.conftest import ASTRONAUT
 
 
 @pytest.fixture(scope="module")
+def encoder(dlib_encoder):
+    """This module tests dlib's pipeline: `encoder` is dlib's here."""
+    return dlib_encoder
+
+
+@pytest.fixture(scope="module")
 def dlib_resnet():
     return dlib.face_recognition_model_v1(str(dlib_resnet_source_path()))
 

@@ -13,7 +13,8 @@ weighted and concatenated):
 3. Client time per photo and stage on the example photos (one thread, median of repeats).
 
 Ship rule: the encoder whose accurate head (integer model) has the highest TAR at FMR 1e-3, among those
-whose balanced accuracy is not below dlib's and whose look-alike FMR at 1e-3 is not above dlib's.
+whose balanced accuracy is not below dlib's and whose look-alike leak at 1e-3 (look-alike FMR over the
+measured FMR: how many times more often a look-alike stranger is let in than a stranger) is not above dlib's.
 """
 
 from __future__ import annotations
@@ -174,15 +175,17 @@ def main(argv: list[str] | None = None) -> int:
         report["encoders"][name] = entry
         brief = {k: round(entry[k]["1e-3"]["tar"], 4) for k in ("clear", *HEADS)}
         print(f"{name}: TAR at FMR 1e-3 {brief} [{time.perf_counter() - start:.0f} s]", flush=True)
-    if not args.no_timing:
-        from privface_core.resources import EXAMPLES_DIR
-
-        report["client_ms_per_photo"] = client_timings(EXAMPLES_DIR)
     report["ship_rule"] = __doc__.split("Ship rule: ")[1].strip()
     report["shipped_by_rule"] = ship_by_rule(report["encoders"])
     suffix = "" if variant == "original" else "_" + variant.replace("-", "")
     METRICS.mkdir(parents=True, exist_ok=True)
-    (METRICS / f"encoders{suffix}.json").write_text(json.dumps(report, indent=1) + "\n")
+    out = METRICS / f"encoders{suffix}.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")  # before the timing: the long part is kept
+    if not args.no_timing:
+        from privface.resources import EXAMPLES_DIR
+
+        report["client_ms_per_photo"] = client_timings(EXAMPLES_DIR)
+        out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"shipped by the rule: {report['shipped_by_rule']}")
     return 0
 
@@ -190,10 +193,13 @@ def main(argv: list[str] | None = None) -> int:
 def ship_by_rule(encoders: dict) -> str:
     dlib = encoders["dlib"]["accurate"]
 
+    def leak(head: dict) -> float:
+        # Per unit of measured FMR: a level whose FMR overshoots would otherwise look leakier for that alone.
+        return head["1e-3"]["fmr_look_alike"] / head["1e-3"]["fmr"]
+
     def eligible(name: str) -> bool:
         head = encoders[name]["accurate"]
-        look_alike, dlib_look_alike = head["1e-3"]["fmr_look_alike"], dlib["1e-3"]["fmr_look_alike"]
-        return head["balanced_accuracy"] >= dlib["balanced_accuracy"] and look_alike <= dlib_look_alike
+        return head["balanced_accuracy"] >= dlib["balanced_accuracy"] and leak(head) <= leak(dlib)
 
     return max((n for n in encoders if eligible(n)), key=lambda n: encoders[n]["accurate"]["1e-3"]["tar"])
 

@@ -34,6 +34,13 @@ HEADS = {
 Json = Any
 
 
+def model_of(levels: Json, name: str) -> Json:
+    """A model of a security-levels report: "accurate", "fast", or "clear" (labelled with its vectors' size)."""
+    if name == "clear":
+        return next(m for key, m in levels["models"].items() if key.startswith("clear float"))
+    return levels["models"][HEADS[name]]
+
+
 # ---- formatting -------------------------------------------------------------------------------------
 
 
@@ -103,21 +110,28 @@ def headline(
     def link(text: str, section: str) -> str:
         return f"[{text}]({base}#{anchor(section)})"
 
-    fast = next(p for p in frontier["points"] if p["name"] == "fast")
+    shipped = {p["name"]: p for p in frontier["points"] if p["name"] in ("accurate", "fast")}
+
+    def accuracy_of(point: str, real: Json) -> str:
+        """Real FHE when its run is of the shipped head's configuration, else the integer model (= FHE)."""
+        integer = link(
+            f"{pct(shipped[point]['view2']['accuracy_clear_quantised'])} integer model (= FHE)",
+            "FHE head: accuracy and cost per dimension",
+        )
+        if real.get("config") != shipped[point]["view2"]["config"]:
+            return integer + "; real FHE of this head pending"
+        return (
+            integer
+            + "; "
+            + link(f"{pct(real['fhe_accuracy'])} real FHE, {real['n_pairs_fhe']} pairs", "Real FHE over LFW")
+        )
+
     lines = header(
         "", "LFW accuracy (10-fold)", "TAR at FMR 1e-3", "server run", "evaluation keys", "app, later comparison"
     )
-    for point, accuracy in (
-        ("accurate", link(f"{pct(fhe['fhe_accuracy'])} real FHE, {fhe['n_pairs_fhe']} pairs", "Real FHE over LFW")),
-        (
-            "fast",
-            link(f"{pct(fast['view2']['accuracy_simulated'])} simulated", "FHE head: accuracy and cost per dimension")
-            + "; "
-            + link(f"{pct(fast_fhe['fhe_accuracy'])} real FHE, {fast_fhe['n_pairs_fhe']} pairs", "Real FHE over LFW"),
-        ),
-    ):
+    for point, accuracy in (("accurate", accuracy_of("accurate", fhe)), ("fast", accuracy_of("fast", fast_fhe))):
         cost = bench["points"][point]
-        tar = levels["models"][HEADS[point]]["levels"]["1e-3"]["tar_mean"]
+        tar = model_of(levels, point)["levels"]["1e-3"]["tar_mean"]
         later = app["points"][point]["later_s"]["median"]
         lines.append(
             row(
@@ -129,11 +143,12 @@ def headline(
                 link(f"{later:.1f} s", "The app, photo to verdict"),
             )
         )
-    clear_tar = levels["models"][HEADS["clear"]]["levels"]["1e-3"]["tar_mean"]
+    clear_tar = model_of(levels, "clear")["levels"]["1e-3"]["tar_mean"]
+    encoder = frontier.get("encoder", "dlib")
     lines.append(
         row(
-            "clear 128-d encoder (not private)",
-            link(f"{pct(clear['mean_accuracy'])} ({clear['tta_views']} views)", "Client encoder accuracy, in clear"),
+            f"clear {encoder} encoder (not private)",
+            link(pct(_clear_float(frontier)), "FHE head: accuracy and cost per dimension"),
             link(pct(clear_tar, 1), "Security levels: FMR and FNMR per level"),
             "—",
             "—",
@@ -219,12 +234,21 @@ def _frontier_points(frontier: Json, kind: str) -> list[Json]:
     return sorted((p for p in frontier["points"] if p["kind"] == kind), key=lambda p: p["dims"])
 
 
+def _clear_float(frontier: Json) -> float:
+    return frontier.get("accuracy_clear_float", frontier.get("accuracy_clear_float_128d"))
+
+
+def _integer_accuracy(view2: Json) -> float:
+    """Concrete's simulation where it ran, else the clear integer model (they are equal: exact rounding)."""
+    return view2.get("accuracy_simulated", view2["accuracy_clear_quantised"])
+
+
 def head_frontier(frontier: Json) -> list[str]:
     lines = [
         "Original LFW, View 2, 10 folds: the head (PCA, steps, tables, threshold) fitted on 9 folds, tested on the",
         "10th; hyper-parameters chosen on View 1 only. Simulated = Concrete's simulation = the clear integer model.",
-        f"Clear float reference (128-d): {pct(frontier['accuracy_clear_float_128d'])}. Server run: median of the",
-        "`--retime` runs on 2 cores.",
+        f"Encoder: {frontier.get('encoder', 'dlib')}; clear float: {pct(_clear_float(frontier))}. Server run:",
+        "median of the `--retime` runs on 2 cores (of the timing runs of `make train` when it was not re-timed).",
         "",
         *header(
             "d",
@@ -245,7 +269,7 @@ def head_frontier(frontier: Json) -> list[str]:
             row(
                 p["dims"],
                 name,
-                pm(p["view2"]["accuracy_simulated"], p["view2"]["std_clear_quantised"]),
+                pm(_integer_accuracy(p["view2"]), p["view2"]["std_clear_quantised"]),
                 pct(p["naive_accuracy"]),
                 sec(p["server_run_s_median"]),
                 f"{p['eval_keys_mb']:.1f} MB",
@@ -266,12 +290,18 @@ def siamese(frontier: Json) -> list[str]:
         *header("d", "hand-set (simulated)", "trained siamese (simulated)", "PBS", "max bits", "complexity"),
     ]
     trained = {p["dims"]: p for p in _frontier_points(frontier, "siamese")}
+    if not trained:
+        return [
+            f"Not measured on the {frontier.get('encoder', 'dlib')} encoder (`make train` with `--kinds hand-set`); "
+            "on dlib's encoder the trained head did not beat the hand-set one (artifacts/metrics/fhe_frontier.json "
+            "before 2026-12-07, in git history)."
+        ]
     for p in _frontier_points(frontier, "hand-set"):
         t = trained[p["dims"]]
         lines.append(
             row(
                 p["dims"],
-                pm(p["view2"]["accuracy_simulated"], p["view2"]["std_clear_quantised"]),
+                pm(_integer_accuracy(p["view2"]), p["view2"]["std_clear_quantised"]),
                 pm(t["view2"]["accuracy_simulated"], t["view2"]["std_clear_quantised"]),
                 p["programmable_bootstrap_count"],
                 p["max_bit_width"],
@@ -284,7 +314,7 @@ def siamese(frontier: Json) -> list[str]:
 def deep_funneled_frontier(frontier: Json) -> list[str]:
     lines = [
         f"Same View 1 selection and View 2 protocol on the deep-funneled copy; float 128-d: "
-        f"{pct(frontier['accuracy_clear_float_128d'])}.",
+        f"{pct(_clear_float(frontier))}.",
         "",
         *header("point", "d", "accuracy (simulated = clear integer)", "naive baseline"),
     ]
@@ -438,11 +468,12 @@ def head_engines(data: Json) -> list[str]:
 
 
 def _levels_table(data: Json) -> list[str]:
-    lines = header("level", *(f"{m}: {k}" for m in ("clear 128-d", "accurate", "fast") for k in ("FMR", "FNMR")))
+    clear = next(key for key in data["models"] if key.startswith("clear float")).removeprefix("clear float ")
+    lines = header("level", *(f"{m}: {k}" for m in (f"clear {clear}", "accurate", "fast") for k in ("FMR", "FNMR")))
     for level in LEVELS:
         cells: list[str] = []
-        for model in HEADS.values():
-            lv = data["models"][model]["levels"][level]
+        for model in HEADS:
+            lv = model_of(data, model)["levels"][level]
             exp = level_exp(level)
             cells += [
                 f"{rate(lv['fmr']['mean'], exp)} ± {rate(lv['fmr']['std'], exp)}",
@@ -455,7 +486,7 @@ def _levels_table(data: Json) -> list[str]:
 def security_levels(original: Json, deep: Json) -> list[str]:
     return [
         f"Impostor pairs = every cross-identity pair of images within a View 2 fold "
-        f"({original['models'][HEADS['clear']]['impostor_pairs_total']:,});",
+        f"({model_of(original, 'clear')['impostor_pairs_total']:,});",
         "genuine pairs = View 2's same-person pairs (300 per fold); each level's threshold set on the other 9 folds,",
         "FMR / FNMR measured on the held-out fold's people. Heads: their exact integer model (= "
         "FHE). Mean ± std over folds.",
@@ -474,7 +505,7 @@ def security_levels(original: Json, deep: Json) -> list[str]:
 
 def _look_alike_groups(data: Json) -> list[int]:
     """Groups ordered from the one the clear descriptor tells apart worst (most false matches at 1e-3)."""
-    fmr = data["models"][HEADS["clear"]]["levels"]["1e-3"]["fmr_per_look_alike_group"]
+    fmr = model_of(data, "clear")["levels"]["1e-3"]["fmr_per_look_alike_group"]
     return sorted(range(len(fmr)), key=lambda g: -fmr[g])
 
 
@@ -484,13 +515,13 @@ def look_alike(data: Json) -> list[str]:
         f"groups (k-means on each person's mean",
         "descriptor); each level, thresholds unchanged, on the held-out fold's impostor pairs within one group.",
         "",
-        *header("level", *(f"{m}: all pairs / look-alike / worst group" for m in ("clear 128-d", "accurate", "fast"))),
+        *header("level", *(f"{m}: all pairs / look-alike / worst group" for m in ("clear", "accurate", "fast"))),
     ]
     for level in LEVELS:
         cells = []
         exp = level_exp(level)
-        for model in HEADS.values():
-            lv = data["models"][model]["levels"][level]
+        for model in HEADS:
+            lv = model_of(data, model)["levels"][level]
             cells.append(
                 f"{rate(lv['fmr']['mean'], exp)} / {rate(lv['fmr_look_alike']['mean'], exp + 1, 1)} "
                 f"/ {sci(max(lv['fmr_per_look_alike_group']), 1)}"
@@ -504,11 +535,11 @@ def look_alike(data: Json) -> list[str]:
         *header("group", "people (images)", "genuine pairs", "FMR at 1e-3", "FMR at 1e-4", "FNMR at 1e-3"),
     ]
     groups = data["look_alike_groups"]
-    genuine = data["models"][HEADS["clear"]]["genuine_pairs_per_look_alike_group"]
+    genuine = model_of(data, "clear")["genuine_pairs_per_look_alike_group"]
     for letter, g in zip("ABCDEFGHIJKLMNOP", _look_alike_groups(data), strict=False):
 
         def cell(level: str, key: str, fmt: Callable[[float], str], g: int = g) -> str:
-            return " / ".join(fmt(data["models"][m]["levels"][level][key][g]) for m in HEADS.values())
+            return " / ".join(fmt(model_of(data, m)["levels"][level][key][g]) for m in HEADS)
 
         lines.append(
             row(
@@ -534,7 +565,7 @@ def identification(data: Json) -> list[str]:
     for level in LEVELS:
         cells = []
         for model in ("accurate", "fast"):
-            fpir = data["models"][HEADS[model]]["levels"][level]["false_positive_identification_rate"]
+            fpir = model_of(data, model)["levels"][level]["false_positive_identification_rate"]
             digits = 2 if fpir["16"]["mean"] < 0.01 else 1
             cells += [pm(fpir[s]["mean"], fpir[s]["std"], digits) for s in searches]
         lines.append(row(level, *cells))
@@ -862,6 +893,88 @@ def benchmark(bench: Json, heads: Json, fhe: Json, fast_fhe: Json) -> list[str]:
     return lines
 
 
+def encoders(data: Json) -> list[str]:
+    lines = [
+        f"LFW {data['variant']}, View 2, the security-levels protocol (10 identity-disjoint folds, levels set on "
+        "the other 9 folds; look-alike groups drawn once, on the fused vectors, for every encoder). Heads: "
+        "integer model (= FHE), configuration chosen on View 1. The dlib row uses "
+        f"{'its 18 views' if data['dlib_tta'] == 'jitter' else 'its chip and mirror'}; fused uses dlib's chip and "
+        f"mirror with dlib weight {data['fused_weight']['shipped']} (View 1's choice: "
+        f"{data['fused_weight']['chosen_on_view1']}). Shipped by the rule: **{data['shipped_by_rule']}**.",
+        "",
+        *header(
+            "encoder",
+            "model",
+            "balanced accuracy",
+            "TAR @ 1e-2",
+            "TAR @ 1e-3",
+            "TAR @ 1e-4",
+            "look-alike FMR @ 1e-3",
+            "worst fold FMR / target @ 1e-4",
+        ),
+    ]
+    for name, entry in data["encoders"].items():
+        for model in ("clear", "accurate", "fast"):
+            m = entry[model]
+            label = "clear float" if model == "clear" else f"{model} head (d = {m['config']['dims']})"
+            lines.append(
+                row(
+                    name,
+                    label,
+                    pct(m["balanced_accuracy"]),
+                    *(pct(m[level]["tar"], 1) for level in ("1e-2", "1e-3", "1e-4")),
+                    sci(m["1e-3"]["fmr_look_alike"]),
+                    f"{m['1e-4']['fmr_worst_fold_over_target']:.1f}x",
+                )
+            )
+    timing = data.get("client_ms_per_photo", {})
+    lines += ["", *header("encoder", "client ms per photo (one thread)", "stages (ms)", "licence", "training data")]
+    for name, facts in data["models"].items():
+        t = timing.get(name, {})
+        stages = ", ".join(f"{k} {v:g}" for k, v in t.get("stages_ms", {}).items())
+        lines.append(
+            row(name, f"{t['total_ms']:g}" if t else "—", stages or "—", facts["licence"], facts["training_data"])
+        )
+    lines += ["", f"Ship rule: {data['ship_rule']}"]
+    if "ship_rule_history" in data:
+        lines += ["", data["ship_rule_history"]]
+    return lines
+
+
+def enrolment(data: Json) -> list[str]:
+    lines = [
+        f"LFW {data['variant']}, View 2 images, {data['encoder']} encoder, the {data['point']} head refitted per "
+        f"fold (integer model = FHE); {data['draws_per_person']} draws of K photos per person. Levels set on the "
+        "other 9 folds, either on 1-shot impostor pairs (as shipped) or on K-shot impostor attempts.",
+        "",
+        *header(
+            "K",
+            "people per fold",
+            "level",
+            "TAR (K-shot levels)",
+            "FMR (K-shot levels)",
+            "TAR (1-shot levels)",
+            "FMR (1-shot levels)",
+        ),
+    ]
+    for k, entry in data["by_k"].items():
+        people = f"{min(entry['people_per_fold'])}-{max(entry['people_per_fold'])}"
+        for level in ("1e-3", "1e-4"):
+            m = entry["head_integer_model"][level]
+            lines.append(
+                row(
+                    k,
+                    people,
+                    level,
+                    pct(m["k_shot"]["tar"], 1),
+                    sci(m["k_shot"]["fmr"]),
+                    pct(m["one_shot"]["tar"], 1),
+                    sci(m["one_shot"]["fmr"]),
+                )
+            )
+    return lines
+
+
 M = "artifacts/metrics/"
 SECTIONS: tuple[Section, ...] = (
     Section(
@@ -883,6 +996,12 @@ SECTIONS: tuple[Section, ...] = (
         "make eval",
         (f"{M}lfw_clear.json", f"{M}lfw_clear_deepfunneled.json"),
         encoder_accuracy,
+    ),
+    Section(
+        "Encoders side by side",
+        "python -m training.encoders --lfw-dir PATH",
+        (f"{M}encoders.json",),
+        encoders,
     ),
     Section("Client encoder cost", "make bench", (f"{M}encoder_bench.json",), encoder_cost),
     Section("More client views", "python -m training.tta_views --lfw-dir PATH", (f"{M}tta_views.json",), tta_views),
@@ -953,6 +1072,12 @@ SECTIONS: tuple[Section, ...] = (
     ),
     Section(
         "Stricter heads for 1e-3", "python -m training.strict_refit", (f"{M}security_levels_refit.json",), strict_refit
+    ),
+    Section(
+        "Enrolment from several photos",
+        "python -m training.enrolment --lfw-dir PATH",
+        (f"{M}enrolment.json",),
+        enrolment,
     ),
     Section("The app, photo to verdict", "python -m training.bench.app_path", (f"{M}app_path.json",), app_path),
     Section(
