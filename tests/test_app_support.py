@@ -99,3 +99,18 @@ def test_embedded_server_keys_deleted_restarted_and_folder_removed() -> None:
     finally:
         server.close()
     assert not server.data_dir.exists() and not server.running()
+
+
+def test_the_head_label_claims_real_fhe_only_for_the_shipped_head():
+    """The head menu's accuracy: the real-FHE figure only when its run is of the shipped head's configuration."""
+    import json
+
+    import streamlit_app
+    from fhe_head.artifacts import ARTIFACTS_ROOT, META_FILE
+    from privface_core.resources import metrics_dir
+
+    for point, name in (("accurate", "lfw_fhe.json"), ("fast", "lfw_fhe_fast.json")):
+        shipped = json.loads((ARTIFACTS_ROOT / point / META_FILE).read_text())["config"]
+        real = json.loads((metrics_dir() / name).read_text())["config"] == shipped
+        label = streamlit_app.point_label(point)
+        assert ("real FHE" in label) == real and ("integer model = FHE" in label) == (not real), label

@@ -138,7 +138,7 @@ def test_bad_requests_are_4xx_and_server_stays_up(client, server):
     # A ciphertext of the other point's circuit (foreign format) is refused, not run.
     with VerificationClient(url, "accurate", key_dir=None) as other:
         other.fhe.generate_keys()
-        foreign = base64.b64encode(other.fhe.encrypt(np.zeros(128, np.float32))).decode()
+        foreign = base64.b64encode(other.fhe.encrypt(np.zeros(other.head.mean.shape, np.float32))).decode()
     assert status({"template": foreign, "probe": good}) == 400
     # ... and so is one re-tagged with this circuit's id: it would poison every identification of the key.
     retagged = base64.b64decode(good)[:12] + base64.b64decode(foreign)[12:]

@@ -198,7 +198,7 @@ def test_shipped_formats_accept_genuine_inputs_of_fresh_keys():
     formats.check_evaluation_keys(client.evaluation_keys())
     rng = np.random.default_rng(0)
     for _ in range(5):
-        formats.check_ciphertext(client.encrypt(rng.normal(size=128).astype(np.float32)))
+        formats.check_ciphertext(client.encrypt(rng.normal(size=client.head.mean.shape).astype(np.float32)))
 
 
 def test_formats_of_another_circuit_are_refused(tmp_path):
