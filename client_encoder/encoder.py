@@ -226,8 +226,11 @@ class SFaceModel:
     def sha256(self) -> str:
         return SFACE.sha256
 
-    def locate(self, pixels: np.ndarray, no_face: str, tta: str | None = None) -> LocatedFace:
-        faces = self.detector.detect(pixels)
+    def locate(
+        self, pixels: np.ndarray, no_face: str, tta: str | None = None, faces: list[Face] | None = None
+    ) -> LocatedFace:
+        """`faces`: YuNet's faces on these very pixels when the caller has them already (the upright step)."""
+        faces = self.detector.detect(pixels) if faces is None else faces
         if faces:
             face = primary_face(faces, pixels.shape)
         elif no_face == "centre-box":
@@ -311,15 +314,16 @@ class FaceEncoder:
     def detector(self):
         return self.models[0].detector
 
-    def upright(self, pixels: np.ndarray) -> tuple[np.ndarray, int]:
+    def upright(self, pixels: np.ndarray) -> tuple[np.ndarray, int, list[Face] | None]:
         """The photo turned by quarter turns so that its face is upright (phone photos without an
-        orientation tag), and the turns; never a verdict on a sideways chip."""
-        turns = self.orientation.upright_turns(pixels)
-        return (np.ascontiguousarray(np.rot90(pixels, turns)), turns) if turns else (pixels, 0)
+        orientation tag), the turns, and YuNet's faces on the result when it is the photo as it was;
+        never a verdict on a sideways chip."""
+        turns, faces = self.orientation.orient(pixels)
+        return (np.ascontiguousarray(np.rot90(pixels, turns)), turns, None) if turns else (pixels, 0, faces)
 
     def detect(self, image: ImageInput) -> list[Face]:
         """Every face in the upright image, largest first (the first model's detector)."""
-        pixels, _ = self.upright(load_image(image))
+        pixels, _, _ = self.upright(load_image(image))
         return self.models[0].detector.detect(pixels)
 
     def locate_all(self, image: ImageInput, no_face: str = "error", tta: str | None = None) -> list[LocatedFace]:
@@ -330,13 +334,16 @@ class FaceEncoder:
         pixels = image.pixels if isinstance(image, LocatedFace) else load_image(image)
         t1 = time.perf_counter()
         # LFW's evaluation photos (the centre-box policy) are upright by construction: not turned.
-        pixels, turns = self.upright(pixels) if no_face == "error" else (pixels, 0)
+        pixels, turns, yunet_faces = self.upright(pixels) if no_face == "error" else (pixels, 0, None)
         t2 = time.perf_counter()
         located = []
         for model in self.models:
             start = time.perf_counter()
             try:
-                found = model.locate(pixels, no_face, tta if model.name == "dlib" else None)
+                if isinstance(model, SFaceModel):
+                    found = model.locate(pixels, no_face, faces=yunet_faces)
+                else:
+                    found = model.locate(pixels, no_face, tta)
             except NoFaceError as err:
                 if len(self.models) > 1 and located:
                     raise NoFaceError(

@@ -124,14 +124,18 @@ class YuNetDetector:
     def _best_score(self, pixels: np.ndarray) -> float:
         return max((float(score) for _, _, score in self._detect_upright(pixels)), default=0.0)
 
-    def upright_turns(self, pixels: np.ndarray) -> int:
-        """Quarter turns (np.rot90's sense) that make the photo's face upright: 0 for most photos."""
-        upright = self._best_score(pixels)
+    def orient(self, pixels: np.ndarray) -> tuple[int, list[Face] | None]:
+        """Quarter turns (np.rot90's sense) that make the photo's face upright (0 for most photos), and, when
+        none are needed, the faces found on the photo as it is (so they need not be detected again)."""
+        faces = self.detect(pixels)
+        upright = max((face.score for face in faces), default=0.0)
         if upright >= UPRIGHT_SCORE:
-            return 0
+            return 0, faces
         scores = {turns: self._best_score(np.ascontiguousarray(np.rot90(pixels, turns))) for turns in (1, 2, 3)}
         best = max(scores, key=scores.get)
-        return best if scores[best] >= max(upright + TURN_MARGIN, self.score_threshold) else 0
+        if scores[best] >= max(upright + TURN_MARGIN, self.score_threshold):
+            return best, None
+        return 0, faces
 
 
 class SFaceEmbedder:
