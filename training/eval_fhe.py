@@ -82,7 +82,7 @@ class FheRun:
         return RESULTS_DIR / f"{self.run_key}.jsonl"
 
     def save_done(self, done: dict[int, dict]) -> None:
-        """Copy every decision so far into the repository's file (after each fold, and at the end)."""
+        """Copy every decision so far into the repository's file (every 50 pairs, after each fold, at the end)."""
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         self.committed.write_text("".join(json.dumps(done[i]) + "\n" for i in sorted(done)))
 
@@ -135,6 +135,8 @@ def run_fold(run: FheRun, fold: int, todo: list[int], done: dict[int, dict], log
         log.flush()
         done[i] = record
         bar.update(1)
+        if len(done) % 50 == 0:
+            run.save_done(done)  # a fold takes ~half an hour: keep the repository's copy close behind
 
 
 def run_pairs(run: FheRun, done: dict[int, dict]) -> None:
