@@ -17,6 +17,7 @@ import time
 import httpx
 import pytest
 
+from fhe_head.artifacts import BATCH_META, point_dir
 from privface.client import VerificationClient
 from privface.local_server import REPO_ROOT, LocalServer, free_port, stop_process_group
 from privface_core import auth
@@ -372,4 +373,70 @@ def test_registrations_from_one_address_evict_that_address_keys_first(tmp_path, 
         assert "key_upload_s" not in alice.timings  # her key file was still there
         alice.close()
     finally:
+        server.stop()
+
+
+def _send_and_hold(url: str, path: str, headers: dict, content: bytes) -> socket.socket:
+    """A whole request sent on a raw connection that is left open (closing it is the client going away)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    lines = [f"POST {path} HTTP/1.1", "host: x", f"content-length: {len(content)}"]
+    sock.sendall(("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode() + content)
+    return sock
+
+
+def _engine(url: str) -> dict:
+    return httpx.get(url + "/health", timeout=5).json()["engine"]
+
+
+def test_a_batch_heavy_identification_yields_to_another_owner_and_stops_when_its_client_goes(
+    tmp_path, encoder, tmp_path_factory
+):
+    """Issue 29, item 3: mallory's identification over 33 templates (the batched circuit takes 16 at a time,
+    on two workers) is served one comparison per turn once alice waits: alice's 1:1 verification takes no
+    more than its own time + 2 run times + 1 s (it used to wait for a whole batch of 16). When mallory's
+    client goes away, her queued comparisons are dropped."""
+    if not (point_dir(POINT) / BATCH_META).is_file():
+        pytest.skip("no batched circuit shipped for this point")
+    server = LocalServer(tmp_path / "data", extra_args=("--points", POINT, "--workers", "2")).start()
+    held: socket.socket | None = None
+    try:
+        alice = _owner(server.url, encoder, tmp_path_factory, "owner")
+        mallory = _owner(server.url, encoder, tmp_path_factory, "mallory")
+        probe = base64.b64encode(alice.encrypt(ASTRONAUT).ciphertext).decode()
+        alice.enrol(ASTRONAUT, "alice", replace=True)
+        verify = {"name": "alice", "probe": probe}
+        assert signed(alice, "POST", "/v1/templates/verify", verify).status_code == 200  # her keys parsed, warm
+        start = time.perf_counter()
+        assert signed(alice, "POST", "/v1/templates/verify", verify).status_code == 200
+        alone = time.perf_counter() - start
+        template = base64.b64encode(mallory.encrypt(ASTRONAUT).ciphertext).decode()
+        with httpx.Client() as http:
+            for i in range(33):
+                body = {"name": f"m{i}", "ciphertext": template}
+                assert signed(mallory, "POST", "/v1/templates", body, http=http).status_code == 201
+        identify = _captured(mallory, "POST", "/v1/identify", {"probe": template})
+        held = _send_and_hold(server.url, "/v1/identify", *identify)
+        deadline = time.monotonic() + 120
+        while _engine(server.url)["batches_running"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _engine(server.url)["batches_running"] == 1, "mallory's identification never ran a batch"
+        start = time.perf_counter()
+        answer = signed(alice, "POST", "/v1/templates/verify", verify)
+        waited = time.perf_counter() - start
+        assert answer.status_code == 200, answer.text
+        run_s = answer.json()["fhe_s"]  # one run's time under this load
+        print(f"alice's verification: {alone:.2f} s alone, {waited:.2f} s beside a batch (a run {run_s:.2f} s)")
+        assert waited <= alone + 2 * run_s + 1
+        assert _engine(server.url)["queued"] > 0  # mallory still has comparisons queued ...
+        held.close()  # ... and goes away
+        deadline = time.monotonic() + 3
+        while _engine(server.url)["queued"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _engine(server.url)["queued"] == 0
+        alice.close()
+        mallory.close()
+    finally:
+        if held is not None:
+            held.close()
         server.stop()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from fhe_head.formats import ExactFormat
-from fhe_head.service.engine import FairScheduler, LocalEngine
+from fhe_head.service.engine import Batch, FairScheduler, LocalEngine
 from fhe_head.service.state import Limits
 from privface_core import auth
 from privface_core.errors import CiphertextError
@@ -136,6 +136,47 @@ def test_round_robin_serves_a_newcomer_before_the_backlog():
         assert order.index("alice") <= 2  # after the run in progress and at most one more
     finally:
         scheduler.close()
+
+
+def test_a_batch_runs_only_while_nobody_else_waits_and_leaves_a_worker_for_single_runs():
+    """Issue 29, item 3: mallory's 12 comparisons may run 4 at a time, but a batch cannot be stopped once it
+    runs: one worker stays free for single runs, so alice, arriving while a batch runs, waits for a single
+    run of mallory's at most, not for the batch. With one worker nothing is batched."""
+    gate, log = threading.Event(), []
+
+    def run_batch(items: list[int]) -> list[int]:
+        log.append(("batch", items))
+        gate.wait(5)
+        return [i * 10 for i in items]
+
+    def run_one(item: int) -> int:
+        log.append(("one", item))
+        time.sleep(0.05)
+        return item * 10
+
+    scheduler = FairScheduler(workers=2)
+    try:
+        mallory = scheduler.submit_each("mallory", list(range(12)), run_one, Batch(4, run_batch))
+        deadline = time.monotonic() + 5
+        while scheduler.batches_running() < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        start = time.monotonic()
+        assert scheduler.submit("alice", lambda: "alice").result(timeout=5) == "alice"
+        assert time.monotonic() - start < 0.5 and not gate.is_set()  # served beside the batch, not after it
+        assert scheduler.batches_running() == 1  # never both workers in batches
+        gate.set()
+        assert [f.result(timeout=5) for f in mallory] == [i * 10 for i in range(12)]
+        assert [what for what, _ in log].count("batch") >= 1 and scheduler.batched_runs >= 1
+    finally:
+        gate.set()
+        scheduler.close()
+    alone = FairScheduler(workers=1)
+    try:
+        assert alone.submit_each("alice", [], run_one) == []  # nothing queued: the worker is not confused
+        futures = alone.submit_each("mallory", list(range(8)), run_one, Batch(4, run_batch))
+        assert [f.result(timeout=5) for f in futures] == [i * 10 for i in range(8)] and alone.batched_runs == 0
+    finally:
+        alone.close()
 
 
 class _RecordingServer:

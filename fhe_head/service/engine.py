@@ -2,12 +2,14 @@
 
 An engine gets evaluation keys through `load_keys(key_id) -> bytes` (the store's file, already
 checked at upload) and keeps parsed keys in a bounded cache. `LocalEngine` schedules runs fairly:
-one queue per owner (key id), served round robin, so an owner with forty runs queued delays
-another owner's single run by at most one run per busy worker, not by the whole backlog.
+one queue per owner (key id), served round robin one comparison at a time, so an owner with forty
+runs queued delays another owner's single run by at most one run per busy worker, not by the whole
+backlog; an identification's comparisons run as one batched run only while nobody else waits.
 """
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict, deque
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from fhe_head.server import FHEServer
@@ -158,21 +161,40 @@ class KeyCache:
             return {"keys": len(self._items), "in_use": in_use, "bytes": size, "loads": self.loads}
 
 
+@dataclass(eq=False)
+class Batch:
+    """Jobs of one request that may run together: `size` of them as one batched run, `run(items)` giving
+    one result per item (FHEServer.run_many over a batched circuit)."""
+
+    size: int
+    run: Callable[[list[Any]], list[Any]]
+
+
 @dataclass
 class _Job:
     owner: str
     fn: Callable[[], Any]
     future: Future = field(default_factory=Future)
+    batch: Batch | None = None
+    item: Any = None
 
 
 class FairScheduler:
-    """A worker pool with one FIFO per owner, served round robin."""
+    """A worker pool with one FIFO per owner, served round robin, one run per turn.
+
+    Jobs submitted together with a `Batch` (`submit_each`) run as one batched run of `Batch.size` only
+    while no other owner has work queued and another worker stays free for single runs: a batch cannot
+    be stopped once it runs, so an owner who arrives meanwhile waits for at most a single run or two,
+    never for a batch. With one worker, nothing is batched.
+    """
 
     def __init__(self, workers: int) -> None:
         self._queues: dict[str, deque[_Job]] = {}
         self._ring: deque[str] = deque()  # owners with queued jobs, next to serve first
         self._cv = threading.Condition()
         self._closed = False
+        self._batches = 0  # batched runs in progress
+        self.batched_runs = 0  # batched runs done (health, tests)
         self._threads = [
             threading.Thread(target=self._work, name=f"fhe-{i}", daemon=True) for i in range(max(1, workers))
         ]
@@ -180,22 +202,38 @@ class FairScheduler:
             thread.start()
 
     def submit(self, owner: str, fn: Callable[[], Any]) -> Future:
-        job = _Job(owner, fn)
+        return self._enqueue(owner, [_Job(owner, fn)])[0]
+
+    def submit_each(
+        self, owner: str, items: list[Any], run_one: Callable[[Any], Any], batch: Batch | None = None
+    ) -> list[Future]:
+        """One job per item (`run_one(item)`), queued at once; `batch`: how several of them may run as one."""
+        jobs = [_Job(owner, lambda item=item: run_one(item), batch=batch, item=item) for item in items]
+        return self._enqueue(owner, jobs)
+
+    def _enqueue(self, owner: str, jobs: list[_Job]) -> list[Future]:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
+            if not jobs:
+                return []  # an owner in the ring has jobs queued
             if owner not in self._queues:
                 self._queues[owner] = deque()
                 self._ring.append(owner)
-            self._queues[owner].append(job)
-            self._cv.notify()
-        return job.future
+            self._queues[owner].extend(jobs)
+            self._cv.notify(len(jobs))
+        return [job.future for job in jobs]
 
     def queued(self) -> int:
         with self._cv:
             return sum(not job.future.cancelled() for q in self._queues.values() for job in q)
 
-    def _next(self) -> _Job | None:
+    def batches_running(self) -> int:
+        with self._cv:
+            return self._batches
+
+    def _next(self) -> list[_Job] | None:
+        """The next turn: one job, or a batch's worth of one request's jobs (see the class)."""
         with self._cv:
             while not self._ring and not self._closed:
                 self._cv.wait()
@@ -203,21 +241,57 @@ class FairScheduler:
                 return None
             owner = self._ring.popleft()
             queue = self._queues[owner]
-            job = queue.popleft()
+            jobs = [queue.popleft()]
+            batch = jobs[0].batch
+            if batch is not None and not self._ring and self._batches < len(self._threads) - 1:
+                same = [j for j in itertools.takewhile(lambda j: j.batch is batch, queue) if not j.future.cancelled()]
+                if len(same) + 1 >= batch.size:
+                    jobs += same[: batch.size - 1]
+                    while queue and (queue[0] in jobs or queue[0].future.cancelled()):
+                        queue.popleft()
+                    self._batches += 1
             if queue:
                 self._ring.append(owner)  # to the back: everyone else goes first
             else:
                 del self._queues[owner]
-            return job
+            return jobs
 
     def _work(self) -> None:
-        while (job := self._next()) is not None:
-            if not job.future.set_running_or_notify_cancel():
+        while (jobs := self._next()) is not None:
+            if len(jobs) == 1:
+                self._run(jobs[0])
                 continue
             try:
-                job.future.set_result(job.fn())
-            except BaseException as err:  # handed to the waiting request, which maps it to a response
+                self._run_batch(jobs)
+            finally:
+                with self._cv:
+                    self._batches -= 1
+                    self.batched_runs += 1
+
+    @staticmethod
+    def _run(job: _Job) -> None:
+        if not job.future.set_running_or_notify_cancel():
+            return
+        try:
+            job.future.set_result(job.fn())
+        except BaseException as err:  # handed to the waiting request, which maps it to a response
+            job.future.set_exception(err)
+
+    @staticmethod
+    def _run_batch(jobs: list[_Job]) -> None:
+        running = [job for job in jobs if job.future.set_running_or_notify_cancel()]
+        if len(running) < len(jobs):  # cancelled meanwhile: its request is given up, the whole batch with it
+            for job in running:
+                job.future.set_exception(CancelledError())
+            return
+        try:
+            results = jobs[0].batch.run([job.item for job in jobs])
+        except BaseException as err:
+            for job in jobs:
                 job.future.set_exception(err)
+            return
+        for job, result in zip(jobs, results, strict=True):
+            job.future.set_result(result)
 
     def close(self) -> None:
         with self._cv:
@@ -260,11 +334,6 @@ class LocalEngine(FHEEngine):
         share = (time.perf_counter() - start) / len(chunk)
         return [(result, share) for result in results]
 
-    def _chunk_size(self, server: FHEServer, n: int) -> int:
-        """The largest batched circuit, when there are enough templates to keep every worker busy with it."""
-        k = max(server.batch_sizes, default=1)
-        return k if n >= k * self.workers else 1
-
     def _gather(self, futures: list[Future], cancel: threading.Event | None) -> list:
         try:
             pending = set(futures)
@@ -301,15 +370,11 @@ class LocalEngine(FHEEngine):
                 raise
         try:
             first = [warmed] if warmed is not None else []
-            rest = templates[len(first) :]
-            k = self._chunk_size(server, len(rest))
-            if k == 1:
-                futures = [self.scheduler.submit(key_id, lambda t=t: self._run(server, keys, t, probe)) for t in rest]
-                return first + self._gather(futures, cancel)
-            chunks = [rest[i : i + k] for i in range(0, len(rest), k)]
-            run_chunk = self._run_chunk
-            futures = [self.scheduler.submit(key_id, lambda c=c: run_chunk(server, keys, c, probe)) for c in chunks]
-            return first + [answer for chunk in self._gather(futures, cancel) for answer in chunk]
+            k = max(server.batch_sizes, default=1)
+            batch = Batch(k, lambda chunk: self._run_chunk(server, keys, chunk, probe)) if k > 1 else None
+            run_one = partial(self._run, server, keys, probe=probe)
+            futures = self.scheduler.submit_each(key_id, templates[len(first) :], run_one, batch)
+            return first + self._gather(futures, cancel)
         finally:
             self.keys.release(key_id)
 
@@ -318,7 +383,9 @@ class LocalEngine(FHEEngine):
 
     def health(self) -> dict:
         stats = self.keys.stats()
-        return {"engine": "local", "workers": self.workers, "queued": self.scheduler.queued(), "keys": stats}
+        scheduler = self.scheduler
+        runs = {"queued": scheduler.queued(), "batches_running": scheduler.batches_running()}
+        return {"engine": "local", "workers": self.workers, **runs, "keys": stats}
 
     def close(self) -> None:
         self.scheduler.close()
