@@ -225,6 +225,27 @@ def test_a_key_cache_miss_takes_its_turn_in_the_fair_scheduler():
         engine.close()
 
 
+def test_requests_waiting_for_runs_hold_no_thread():
+    """Issue 29, item 1: a request waiting for its runs is a future the workers complete, not a thread
+    blocked on it: 50 requests queued behind a busy worker add no thread; each is answered once the
+    worker is free, and a cancelled one's runs never start."""
+    server = _RecordingServer()
+    engine = LocalEngine({"p": server}, lambda key_id: b"serialized keys", workers=1)
+    gate = threading.Event()
+    try:
+        engine.scheduler.submit("mallory", lambda: gate.wait(5))
+        before = threading.active_count()
+        futures = [engine.submit("p", f"owner{i % 5}", [b"a", b"b"], b"x") for i in range(50)]
+        assert threading.active_count() == before
+        assert futures[0].cancel()
+        gate.set()
+        assert all(len(f.result(timeout=10)) == 2 for f in futures[1:])
+        assert server.log.count("run") == 49 * 2 and engine.keys.stats()["in_use"] == 0
+    finally:
+        gate.set()
+        engine.close()
+
+
 def test_shipped_formats_accept_genuine_inputs_of_fresh_keys():
     """formats.json is current for the shipped circuit: a new key set's keys and ciphertexts pass
     (after recompiling a point: python -m fhe_head.build formats <point>)."""

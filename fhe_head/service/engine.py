@@ -14,8 +14,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from concurrent.futures import CancelledError, Future
-from concurrent.futures import wait as wait_futures
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
@@ -26,12 +26,43 @@ from privface_core.errors import ServiceError
 LoadKeys = Callable[[str], bytes]
 
 
+Answers = list[tuple[bytes, float]]  # (encrypted bit, the server's FHE time) per template
+
+
+def _settle(future: Future, result: Any = None, error: BaseException | None = None) -> None:
+    """Complete `future` unless it is already (cancelled by its request, or failed by another run)."""
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:
+        pass
+
+
 class FHEEngine(Protocol):
     """What the HTTP layer needs from an executor of FHE runs.
 
-    `cancel`: an event the caller sets when its client has gone away; an engine stops starting
-    new runs of that request once it is set and raises `CancelledError`.
+    An engine implements `submit` (LocalEngine: nothing waits in a thread) or a blocking `identify`
+    (RayEngine); each has a default made of the other. `cancel`: an event the caller sets when its
+    client has gone away; an engine stops starting new runs of that request once it is set and raises
+    `CancelledError` (for `submit`: cancelling the future does the same).
     """
+
+    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes) -> Future:
+        """The request's runs, started: a future of their answers, in order (`Answers`). The default waits
+        for a blocking `identify` in a thread of its own (admission bounds how many)."""
+        cancel, outer = threading.Event(), Future()
+        outer.add_done_callback(lambda f: f.cancelled() and cancel.set())
+
+        def wait() -> None:
+            try:
+                _settle(outer, self.identify(point, key_id, templates, probe, cancel))
+            except BaseException as err:
+                _settle(outer, error=err)
+
+        threading.Thread(target=wait, name="fhe-wait", daemon=True).start()
+        return outer
 
     def verify(
         self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
@@ -41,7 +72,15 @@ class FHEEngine(Protocol):
 
     def identify(
         self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
-    ) -> list[tuple[bytes, float]]: ...
+    ) -> Answers:
+        future = self.submit(point, key_id, templates, probe)
+        while True:
+            try:
+                return future.result(timeout=0.2)
+            except FutureTimeout:
+                if cancel is not None and cancel.is_set():
+                    future.cancel()
+                    raise CancelledError("the client went away") from None
 
     def forget(self, key_id: str) -> None: ...
 
@@ -334,49 +373,79 @@ class LocalEngine(FHEEngine):
         share = (time.perf_counter() - start) / len(chunk)
         return [(result, share) for result in results]
 
-    def _gather(self, futures: list[Future], cancel: threading.Event | None) -> list:
-        try:
-            pending = set(futures)
-            while pending:
-                done, pending = wait_futures(pending, timeout=0.2, return_when="FIRST_EXCEPTION")
-                if any(f.exception() for f in done if not f.cancelled()):
-                    break
-                if cancel is not None and cancel.is_set():
-                    raise CancelledError("the client went away")
-            return [f.result() for f in futures]
-        finally:
-            for f in futures:
-                f.cancel()  # no-op for finished or running runs; queued ones never start
-
-    def identify(
-        self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
-    ) -> list[tuple[bytes, float]]:
-        server = self.servers[point]
+    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes) -> Future:
+        """The runs queued in the fair scheduler, one per template; the future completes from the workers'
+        callbacks, so no thread waits for it. Cancelling it drops the runs not started yet."""
+        server, outer = self.servers[point], Future()
         if not templates:
-            return []
-        keys, warmed = self.keys.cached(key_id), None
-        if keys is None:
-            # A miss parses the keys and runs the first comparison (the runtime's slow first run) as one of the
-            # owner's turns in the fair scheduler, not beside it.
-            def parse_and_run_first() -> tuple[Any, Any]:
-                return self.keys.get(key_id, server, warm=lambda k: self._run(server, k, templates[0], probe))
+            outer.set_result([])
+            return outer
+        keys = self.keys.cached(key_id)
+        if keys is not None:
+            self._queue(outer, server, key_id, keys, [], templates, probe)
+            return outer
 
-            parsed = self.scheduler.submit(key_id, parse_and_run_first)
-            try:
-                keys, warmed = self._gather([parsed], cancel)[0]
-            except BaseException:
-                # Given up while the parse ran: its lease ends when it does.
-                parsed.add_done_callback(lambda f: f.cancelled() or f.exception() or self.keys.release(key_id))
-                raise
+        # A miss parses the keys and runs the first comparison (the runtime's slow first run) as one of the
+        # owner's turns in the fair scheduler, not beside it; the other runs are queued once it is done.
+        def parse_and_run_first() -> tuple[Any, Any]:
+            return self.keys.get(key_id, server, warm=lambda k: self._run(server, k, templates[0], probe))
+
+        def parsed(job: Future) -> None:
+            if job.cancelled():
+                outer.cancel()
+            elif job.exception() is not None:
+                _settle(outer, error=job.exception())
+            elif outer.cancelled():  # given up while the parse ran: its lease ends with it
+                self.keys.release(key_id)
+            else:
+                keys, warmed = job.result()  # warmed: None when another request had parsed them meanwhile
+                first = [warmed] if warmed is not None else []
+                self._queue(outer, server, key_id, keys, first, templates[len(first) :], probe)
+
+        job = self.scheduler.submit(key_id, parse_and_run_first)
+        outer.add_done_callback(lambda f: f.cancelled() and job.cancel())
+        job.add_done_callback(parsed)
+        return outer
+
+    def _queue(
+        self, outer: Future, server: FHEServer, key_id: str, keys: Any, first: Answers, rest: list[bytes], probe: bytes
+    ) -> None:
+        """Queue `rest` under the leased `keys`; `outer` gets `first` + their answers, or the first error. The
+        lease ends when the last of them ends (cancelled, failed or run)."""
+        k = max(server.batch_sizes, default=1)
+        batch = Batch(k, lambda chunk: self._run_chunk(server, keys, chunk, probe)) if k > 1 else None
+        run_one = partial(self._run, server, keys, probe=probe)
         try:
-            first = [warmed] if warmed is not None else []
-            k = max(server.batch_sizes, default=1)
-            batch = Batch(k, lambda chunk: self._run_chunk(server, keys, chunk, probe)) if k > 1 else None
-            run_one = partial(self._run, server, keys, probe=probe)
-            futures = self.scheduler.submit_each(key_id, templates[len(first) :], run_one, batch)
-            return first + self._gather(futures, cancel)
-        finally:
+            runs = self.scheduler.submit_each(key_id, rest, run_one, batch)
+        except BaseException as err:
             self.keys.release(key_id)
+            _settle(outer, error=err)
+            return
+        if not runs:
+            self.keys.release(key_id)
+            _settle(outer, first)
+            return
+        left, lock = [len(runs)], threading.Lock()
+
+        def ended(run: Future) -> None:
+            if run.cancelled():
+                outer.cancel()
+            elif run.exception() is not None:
+                _settle(outer, error=run.exception())
+            if outer.done():
+                for other in runs:
+                    other.cancel()  # no-op for runs finished or running; queued ones never start
+            with lock:
+                left[0] -= 1
+                if left[0]:
+                    return
+            self.keys.release(key_id)
+            if not outer.done():
+                _settle(outer, first + [r.result() for r in runs])
+
+        outer.add_done_callback(lambda f: f.cancelled() and [r.cancel() for r in runs])
+        for run in runs:
+            run.add_done_callback(ended)
 
     def forget(self, key_id: str) -> None:
         self.keys.drop(key_id)

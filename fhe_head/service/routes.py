@@ -14,11 +14,9 @@ import binascii
 import hashlib
 import logging
 import re
-import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Callable
-from functools import partial
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from concrete.fhe.version import __version__ as concrete_version
@@ -183,18 +181,18 @@ def _served(state: ServiceState, record: KeyRecord, runs: bool = True) -> None:
         raise EvictedKeysError("evaluation keys evicted from the server: upload them again")
 
 
-async def _run(request: Request, fn: Callable[..., Any], *args: Any) -> Any:
-    """Run engine work off the event loop (in the FHE requests' own threads); stop starting its runs once the
-    client has gone."""
-    cancel = threading.Event()
-    task = asyncio.get_running_loop().run_in_executor(state_of(request).fhe_waits, partial(fn, *args, cancel=cancel))
+async def _runs(request: Request, record: KeyRecord, templates: list[bytes], probe: bytes) -> list[tuple[bytes, float]]:
+    """The engine's answers for these runs, awaited on the event loop (no thread waits for them); once the
+    client has gone, the runs not started yet are dropped."""
+    runs = state_of(request).engine.submit(record.point, record.key_id, templates, probe)
+    answers = asyncio.wrap_future(runs)
     while True:
-        done, _ = await asyncio.wait({task}, timeout=0.25)
+        done, _ = await asyncio.wait({answers}, timeout=0.25)
         if done:
-            return task.result()
+            return answers.result()
         if await request.is_disconnected():
-            cancel.set()
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())  # ends quietly, unread
+            runs.cancel()
+            answers.cancel()
             log.info("client went away: its queued FHE runs are cancelled")
             raise ClientGone()
 
@@ -331,7 +329,7 @@ async def _verify_pair(request: Request, record: KeyRecord, template: bytes, pro
     """One FHE run under the owner's admission limits; the encrypted bit and the server's FHE time."""
     state = state_of(request)
     with state.admit(record.key_id):
-        result, fhe_s = _encode(await _run(request, state.engine.verify, record.point, record.key_id, template, probe))
+        result, fhe_s = _encode((await _runs(request, record, [template], probe))[0])
     return EncryptedResult(result=result, fhe_s=fhe_s)
 
 
@@ -368,7 +366,7 @@ async def identify(request: Request) -> IdentifyResult:
     start = loop.time()
     with state.admit(record.key_id):
         blobs = [blob for _, blob in stored]
-        runs = await _run(request, state.engine.identify, record.point, record.key_id, blobs, probe)
+        runs = await _runs(request, record, blobs, probe)
     matches = [
         Match(name=name, result=r, fhe_s=s) for (name, _), (r, s) in zip(stored, map(_encode, runs), strict=True)
     ]

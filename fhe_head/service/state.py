@@ -10,7 +10,6 @@ import logging
 import os
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,9 +159,6 @@ class ServiceState:
         self.uploads: dict[str, int] = {}  # key uploads being received, by client address
         self.uploads_by_address: dict[str, deque[float]] = {}  # completed (signed) uploads, by address
         self.key_checks = asyncio.Semaphore(2)  # each check parses a whole key set in memory
-        # Each admitted FHE request waits for its runs in a thread of its own (admission bounds them): the
-        # threads that serve /health, lookups and signature checks are never all taken by waiting requests.
-        self.fhe_waits = ThreadPoolExecutor(self.limits.max_inflight_total, thread_name_prefix="fhe-wait")
 
     def load_keys(self, key_id: str) -> bytes:
         self.store.touch(key_id)
@@ -205,4 +201,3 @@ class ServiceState:
 
     def close(self) -> None:
         self.engine.close()
-        self.fhe_waits.shutdown(wait=False, cancel_futures=True)
