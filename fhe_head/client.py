@@ -120,7 +120,7 @@ class FHEClient:
     @property
     def levels(self) -> tuple[str, ...]:
         """The security levels this head offers (empty for a head without the level element)."""
-        return self.head.levels
+        return self.head.offered
 
     def quantize(self, embedding: np.ndarray, level: str | None = None) -> np.ndarray:
         embedding = np.asarray(embedding, dtype=np.float64)

@@ -33,6 +33,10 @@ READABLE_VERSIONS = (1, 2)  # version 1 = no level element
 # then the target false-match rates. The default is a secure one, not `balanced` (see README).
 LEVEL_NAMES = ("balanced", "1e-2", "1e-3", "1e-4")
 DEFAULT_LEVEL = "1e-3"
+# A template enrolled from several photos (the mean of their vectors) lies closer to every stranger than
+# a one-photo template, so a head may carry a second threshold of a level for such templates, named
+# level + SEVERAL_PHOTOS; the key owner's client picks it from how many photos the template came from.
+SEVERAL_PHOTOS = "/several-photos"
 
 
 def default_level(offered: tuple[str, ...]) -> str | None:
@@ -84,6 +88,18 @@ class HeadParams:
         """Elements of the encrypted vector: the d projected ones, plus the level element if any."""
         return len(self.tables)
 
+    @property
+    def offered(self) -> tuple[str, ...]:
+        """The levels a user chooses among (each may have a several-photo variant in `levels`)."""
+        return tuple(name for name in self.levels if not name.endswith(SEVERAL_PHOTOS))
+
+    def level_for(self, level: str | None, photos: int | None) -> str | None:
+        """The level a probe asks for against a template of `photos` photos (None: not known, which takes the
+        several-photo threshold where there is one: the stricter, so an unknown template never lets in more)."""
+        if level is None or photos == 1 or level + SEVERAL_PHOTOS not in self.levels:
+            return level
+        return level + SEVERAL_PHOTOS
+
     def level_index(self, level: str | None) -> int:
         """k of a level name; None (a template, or a head without levels' only decision) -> 0."""
         if level is None:
@@ -91,7 +107,7 @@ class HeadParams:
         if not self.levels:
             raise UnknownLevelError(f"security level {level!r} asked of head {self.name!r}, which has no levels")
         if level not in self.levels:
-            raise UnknownLevelError(f"unknown security level {level!r}: this head offers {', '.join(self.levels)}")
+            raise UnknownLevelError(f"unknown security level {level!r}: this head offers {', '.join(self.offered)}")
         return self.levels.index(level)
 
     @property

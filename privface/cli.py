@@ -178,12 +178,6 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
         stored = f"{record['size'] / 1e3:.1f} KB of ciphertext stored on the server"
         source = f"from {record['photos']} photos, " if record["photos"] > 1 else ""
         print(f"enrolled {one_line(record['name'])!r} ({source}{stored})")
-        if record["photos"] > 1:  # measured in artifacts/metrics/enrolment.json
-            print(
-                "note: the security levels are calibrated for one-photo templates; against a template of several "
-                "photos strangers match more often than the level says (docs/results.md, enrolment)",
-                file=sys.stderr,
-            )
         return OK
     if args.command == "verify":
         return _print_result(args, _named(args, lambda: client.verify(encodings[0], args.name)))

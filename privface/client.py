@@ -132,9 +132,10 @@ class VerificationClient:
         self.key_file = key_file_in(key_dir, self.meta)
         self._key_dir = key_dir
         self._fhe: FHEClient | None = None
+        self._photos_in_memory: dict[str, int] = {}  # photos per template enrolled by this client object
         # The security level every probe asks for; it travels inside the probe's ciphertext. None = the
         # head's default. Unknown or not offered by this head -> UnknownLevelError.
-        self.level = level if level is not None else default_level(self.head.levels)
+        self.level = level if level is not None else default_level(self.head.offered)
         self.head.level_index(self.level)
         problem = server_url_problem(self.url)
         try:
@@ -366,6 +367,8 @@ class VerificationClient:
     def forget_me(self) -> None:
         """Delete our evaluation keys, our signing key's registration and all our templates from the server."""
         self._signed("DELETE", "/v1/keys/me")
+        for name in self._photo_counts():
+            self._record_photos(name, None)
         self.key_id = None
 
     # ---- verification ------------------------------------------------------------------------
@@ -436,13 +439,47 @@ class VerificationClient:
         ciphertext = self.encrypt(template if several else photos).ciphertext
         body = {"name": name, "ciphertext": _b64(ciphertext), "replace": replace}
         record = self._parse(self._signed("POST", "/v1/templates", body), TemplateInfo).model_dump()
-        return {**record, "photos": len(photos) if several else 1}
+        count = len(photos) if several else 1
+        self._record_photos(name, count)
+        return {**record, "photos": count}
+
+    # ---- how many photos each template came from (kept here, never sent) ---------------------------
+    @property
+    def _photos_file(self) -> Path | None:
+        return self.key_file.with_suffix(".photos") if self.key_file else None
+
+    def _saved_photo_counts(self) -> dict[str, dict[str, int]]:
+        try:
+            return json.loads(self._photos_file.read_text())
+        except (AttributeError, OSError, ValueError):
+            return {}
+
+    def _photo_counts(self) -> dict[str, int]:
+        """Photos per template name enrolled from here on this server (the key owner's record: beside the
+        keys, and in memory for a client without a key folder)."""
+        return {**self._saved_photo_counts().get(self.server_id or "", {}), **self._photos_in_memory}
+
+    def _record_photos(self, name: str, photos: int | None) -> None:
+        record = self._saved_photo_counts()
+        for counts in (record.setdefault(self.server_id or "", {}), self._photos_in_memory):
+            if photos is None:
+                counts.pop(name, None)
+            else:
+                counts[name] = photos
+        if self._photos_file is not None:
+            write_private(self._photos_file, json.dumps(record).encode())
+
+    def level_against(self, name: str | None) -> str | None:
+        """The level a probe asks for against template `name`: the several-photo threshold of `self.level`
+        unless this client enrolled `name` from one photo (None: every template, as identify compares)."""
+        photos = self._photo_counts().get(name) if name is not None else None
+        return self.head.level_for(self.level, photos)
 
     def verify(self, photo, name: str) -> CompareResult:
         """Is `photo` the person enrolled as `name`?"""
         self.connect()
         start = time.perf_counter()
-        probe = self.encrypt(photo, self.level)
+        probe = self.encrypt(photo, self.level_against(name))
         body = {"name": name, "probe": _b64(probe.ciphertext)}
         sent = time.perf_counter()
         answer = self._answer(self._signed("POST", "/v1/templates/verify", body), sent)
@@ -452,7 +489,8 @@ class VerificationClient:
         """Every enrolled name with its decrypted bit (True = this photo matches it)."""
         self.connect()
         start = time.perf_counter()
-        probe = self.encrypt(photo, self.level).ciphertext
+        # One probe meets every template, those of several photos too: it asks for their threshold.
+        probe = self.encrypt(photo, self.level_against(None)).ciphertext
         body = self._signed("POST", "/v1/identify", {"probe": _b64(probe)})
         results = self._parse(body, IdentifyResult)
         self.timings["identify_s"] = time.perf_counter() - start
@@ -464,3 +502,4 @@ class VerificationClient:
 
     def delete(self, name: str) -> None:
         self._signed("POST", "/v1/templates/delete", {"name": name})
+        self._record_photos(name, None)

@@ -27,7 +27,7 @@ __all__ = [
 @cache
 def offered_levels(point: str) -> tuple[str, ...]:
     """The security levels a shipped head offers, in order of strictness (empty: a head without levels)."""
-    return HeadParams.load(point_dir(point) / HEAD_FILE).levels
+    return HeadParams.load(point_dir(point) / HEAD_FILE).offered
 
 
 @cache

@@ -7,7 +7,7 @@ import pytest
 from fhe_head.build import save_artifacts
 from fhe_head.circuit import compile_head
 from fhe_head.client import FHEClient
-from fhe_head.head import LEVEL_NAMES, HeadParams, default_level
+from fhe_head.head import LEVEL_NAMES, SEVERAL_PHOTOS, HeadParams, default_level
 from fhe_head.server import FHEServer
 from privface_core.errors import InputError, UnknownLevelError
 from tests.toy_heads import toy_head
@@ -267,21 +267,85 @@ def test_look_alike_groups_keep_people_whole_and_expose_the_crowded_group():
 
 def test_with_levels_keeps_balanced_and_holds_each_rate_on_its_own_people():
     from training.head_fit import fit_head
-    from training.security_levels import Scorer, with_levels
+    from training.security_levels import FoldHeads, Scorer, with_levels
 
     gallery = synthetic_gallery()
     a, b, same, images = gallery.training_pairs(None)
-    head = fit_head(HeadConfig(dims=8, clip_sigma=3.0, target_bits=5), images, a, b, same)
-    leveled, calibration = with_levels(gallery, head)
+    config = HeadConfig(dims=8, clip_sigma=3.0, target_bits=5)
+    head = fit_head(config, images, a, b, same)
+    leveled, calibration = with_levels(gallery, head, FoldHeads(gallery, config, "toy"), encoder="dlib")
     assert calibration["balanced_vs_today_on_view2"]["mismatches"] == 0
     assert calibration["impostor_pairs"] == 10 * (32 * 31 // 2 - 8 * 6)  # cross-identity pairs within each fold
     offered = calibration["levels_offered"]
     assert offered[0] == "balanced" and list(leveled.levels) == offered
-    thresholds = [calibration["raw_thresholds"][n] for n in offered]
-    assert thresholds[1:] == sorted(thresholds[1:], reverse=True)  # stricter level, lower threshold
+    assert leveled.offered == tuple(n for n in offered if not n.endswith(SEVERAL_PHOTOS))
+    assert any(n.endswith(SEVERAL_PHOTOS) for n in offered)  # templates of 2 and 3 photos (4 per person)
+    one_photo = [calibration["raw_thresholds"][n] for n in leveled.offered]
+    assert one_photo[1:] == sorted(one_photo[1:], reverse=True)  # stricter level, lower threshold
     scorer = Scorer(gallery.vectors, head)
     impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(10)])
-    for name in offered[1:]:
-        target = float(name)
-        assert np.mean(impostor < calibration["raw_thresholds"][name]) <= target
-        assert calibration["training_fmr"][name] <= target
+    for name in leveled.offered[1:]:
+        # Taken on the head's own people at the rate that holds the target out of fold.
+        rate = calibration["in_sample_rate"][name]
+        assert calibration["raw_thresholds"][name] == threshold_at_fmr(impostor, rate)
+        assert np.mean(impostor < calibration["raw_thresholds"][name]) <= rate
+
+
+def test_out_of_fold_rate_holds_the_target_on_people_the_heads_never_saw():
+    from training.security_levels import in_sample_rate
+
+    rng = np.random.default_rng(0)
+    # Heads score their own people's impostors farther apart than strangers': the in-sample rate must drop.
+    inner = []
+    for _ in range(9):
+        inside = np.sort(rng.integers(0, 40_000, 30_000))
+        inner.append((inside, np.sort(rng.integers(0, 40_000, 3_000) - 30)))
+    for target in (1e-2, 1e-3):
+        q = in_sample_rate(inner, target)
+        assert q < target
+
+        def held_out(rate: float) -> float:
+            hits = sum(np.searchsorted(o, threshold_at_fmr(i, rate)) for i, o in inner)
+            return hits / sum(len(o) for _, o in inner)
+
+        assert held_out(q) <= target < held_out(q * 10 ** (1 / 40) * 1.5)  # the loosest on the grid, near it
+    # No optimism: the rate stays the target.
+    same = [(np.sort(i), np.sort(i)) for i in (rng.integers(0, 40_000, 20_000) for _ in range(4))]
+    assert 0.9e-2 < in_sample_rate(same, 1e-2) < 1.1e-2
+
+
+def test_several_photo_thresholds_are_picked_from_the_template_photo_count(toy):
+    head, _, faces = toy
+    t = raw_threshold(head)
+    names = (*LEVEL_NAMES, "1e-3" + SEVERAL_PHOTOS, "1e-4" + SEVERAL_PHOTOS)
+    leveled = add_levels(head, dict(zip(names, (t, t - 3, t - 6, t - 9, t - 8, t - 11), strict=True)))
+    assert leveled.offered == LEVEL_NAMES
+    assert leveled.level_for("1e-3", 1) == "1e-3"
+    assert leveled.level_for("1e-3", 3) == leveled.level_for("1e-3", None) == "1e-3" + SEVERAL_PHOTOS
+    assert leveled.level_for("1e-2", 3) == "1e-2"  # no several-photo threshold for it
+    raw = head.score(head.quantize(faces[:200]), head.quantize(faces[200:400]))
+    decided = leveled.decide(leveled.quantize(faces[:200]), leveled.quantize(faces[200:400], "1e-4" + SEVERAL_PHOTOS))
+    assert np.array_equal(decided, (raw < t - 11).astype(int))
+    with pytest.raises(UnknownLevelError, match="offers balanced, 1e-2, 1e-3, 1e-4$"):
+        leveled.quantize(faces[0], "1e-5")
+
+
+def test_the_client_asks_for_the_several_photo_threshold_unless_it_enrolled_one_photo(toy, tmp_path):
+    from privface.client import VerificationClient
+
+    head, _, _ = toy
+    t = raw_threshold(head)
+    names = (*LEVEL_NAMES, "1e-3" + SEVERAL_PHOTOS)
+    save_artifacts(
+        add_levels(head, dict(zip(names, (t, t - 3, t - 6, t - 9, t - 8), strict=True))), tmp_path / "toy", ENCODER_SHA
+    )
+    with VerificationClient("http://127.0.0.1:9", tmp_path / "toy", key_dir=tmp_path / "keys") as client:
+        several = "1e-3" + SEVERAL_PHOTOS
+        assert client.level == "1e-3" and client.level_against("alice") == several  # not known: the stricter
+        client._record_photos("alice", 1)
+        client._record_photos("bob", 3)
+        assert (client.level_against("alice"), client.level_against("bob")) == ("1e-3", several)
+        assert client.level_against(None) == several  # identify meets every template
+        client._record_photos("alice", None)  # deleted
+        assert client.level_against("alice") == several
+        assert oct(client._photos_file.stat().st_mode & 0o777) == "0o600"

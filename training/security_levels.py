@@ -32,6 +32,7 @@ server cannot tell apart. Writes artifacts/metrics/security_levels[_<variant>].j
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -40,11 +41,11 @@ from pathlib import Path
 
 import numpy as np
 
-from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS
+from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS, template_of
 from client_encoder.models import cache_dir
 from fhe_head.artifacts import ARTIFACTS_ROOT as HEADS_ROOT
 from fhe_head.artifacts import POINTS
-from fhe_head.head import LEVEL_NAMES, HeadParams
+from fhe_head.head import LEVEL_NAMES, SEVERAL_PHOTOS, HeadParams
 from training.head_fit import HeadConfig
 from training.heads import config_from_dict, fit
 from training.lfw import Pair, open_lfw_for_cli, unique_images
@@ -61,6 +62,10 @@ LOOK_ALIKE_GROUPS = 8
 # per held-out fold; the look-alike searches take all n + 1 people from one group (folds hold ~50 per group).
 SEARCHES = {"16": (16, False), "64": (64, False), "16 look-alike": (16, True)}
 SEARCH_TRIALS = 2000
+# Templates of several photos: each level's several-photo threshold is set on templates of these Ks, pooled
+# (draws per person of each).
+SEVERAL_PHOTOS_KS = (2, 3, 5)
+TEMPLATE_DRAWS = 3
 
 
 # ---- the level element -------------------------------------------------------------------------
@@ -216,14 +221,54 @@ class Gallery:
         keep = self.pair_same & (self.pair_fold == f)
         return self.pair_left[keep], self.pair_right[keep]
 
-    def training_pairs(self, f: int | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(a, b, same, images) of View 2's pairs outside fold f (all of them for f=None), as train_head."""
-        pairs = [p for p in self.pairs if f is None or p.fold != f]
+    def training_pairs(self, f: int | None | frozenset[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(a, b, same, images) of View 2's pairs outside fold f, or outside a set of folds (all of them for
+        f=None or an empty set), as train_head."""
+        without = frozenset() if f is None else frozenset([f]) if isinstance(f, int) else f
+        pairs = [p for p in self.pairs if p.fold not in without]
         index = {p: i for i, p in enumerate(self.paths)}
         a = self.vectors[[index[p.left] for p in pairs]]
         b = self.vectors[[index[p.right] for p in pairs]]
         images = self.vectors[[index[p] for p in unique_images(pairs)]]
         return a, b, np.array([p.same for p in pairs]), images
+
+
+class Templates:
+    """Per fold, K-photo templates of its people (rows appended after the gallery's images) and their genuine
+    and impostor attempts. A template = `client_encoder.template_of` over K of a person's photos (drawn
+    at random, seeded, DRAWS draws per person); genuine attempts = it against each of the person's other
+    photos; impostor attempts = it against every photo of every other person of the fold. A person enters
+    at K if they have at least K + 1 photos. With several Ks (a tuple), the templates of each are pooled."""
+
+    def __init__(self, gallery: Gallery, encoder: str, k: int | tuple[int, ...], seed: int = 0) -> None:
+        ks = (k,) if isinstance(k, int) else k
+        rng = np.random.default_rng([seed, *ks])
+        vectors, rows = [gallery.vectors], len(gallery.vectors)
+        self.genuine: list[tuple[np.ndarray, np.ndarray]] = []
+        self.impostor: list[tuple[np.ndarray, np.ndarray]] = []
+        self.people = []
+        for f in range(gallery.n_folds):
+            in_fold = np.flatnonzero(gallery.fold == f)
+            gen_i, gen_j, imp_i, imp_j, people = [], [], [], [], 0
+            for person, k in itertools.product(np.unique(gallery.person[in_fold]), ks):
+                own = in_fold[gallery.person[in_fold] == person]
+                if len(own) < k + 1:
+                    continue
+                people += 1
+                others = in_fold[gallery.person[in_fold] != person]
+                for _ in range(TEMPLATE_DRAWS if len(own) > k + 1 else 1):
+                    chosen = rng.permutation(own)
+                    enrolled, probes = chosen[:k], chosen[k:]
+                    vectors.append(template_of(gallery.vectors[enrolled], encoder)[None])
+                    gen_i += [rows] * len(probes)
+                    gen_j += list(probes)
+                    imp_i += [rows] * len(others)
+                    imp_j += list(others)
+                    rows += 1
+            self.genuine.append((np.array(gen_i, np.int64), np.array(gen_j, np.int64)))
+            self.impostor.append((np.array(imp_i, np.int64), np.array(imp_j, np.int64)))
+            self.people.append(people)
+        self.vectors = np.concatenate(vectors)
 
 
 # ---- scorers ----------------------------------------------------------------------------------
@@ -250,6 +295,81 @@ class Scorer:
                 delta = a.astype(np.int32) - b + self.head.offset
                 out.append(self.tables[self.rows, delta].sum(axis=1))
         return np.concatenate(out) if out else np.zeros(0)
+
+
+# ---- out-of-fold calibration ---------------------------------------------------------------------
+class FoldHeads:
+    """One head configuration fitted on View 2's pairs without a given set of folds (cached per set).
+
+    A head scores the impostors of the people it was fitted on as farther apart than those of people it
+    never saw (its PCA fits them), so a level set on its own training people lets in more strangers than
+    its target. Out-of-fold calibration corrects for that with heads fitted without one more fold."""
+
+    def __init__(self, gallery: Gallery, config, label: str) -> None:
+        self.gallery, self.config, self.label = gallery, config, label
+        self._heads: dict[frozenset[int], HeadParams] = {}
+
+    def __call__(self, without: frozenset[int]) -> HeadParams:
+        if without not in self._heads:
+            a, b, same, images = self.gallery.training_pairs(without)
+            name = f"{self.label}-without{''.join(map(str, sorted(without)))}"
+            self._heads[without] = fit(self.config, images, a, b, same, name=name)
+        return self._heads[without]
+
+
+class ImpostorScores:
+    """Impostor attempts of every fold (index pairs into `vectors`: image pairs, or K-photo templates
+    against photos) scored by the heads of `heads`, cached per head."""
+
+    def __init__(self, heads: FoldHeads, vectors: np.ndarray, impostors: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        self.heads, self.vectors, self.impostors = heads, vectors, impostors
+        self._scores: dict[frozenset[int], list[np.ndarray]] = {}
+
+    def __call__(self, without: frozenset[int], head: HeadParams | None = None) -> list[np.ndarray]:
+        """Per fold, the scores given by the head fitted without `without` (or `head`, which is that head)."""
+        if without not in self._scores:
+            scorer = Scorer(self.vectors, head or self.heads(without))
+            kind = np.int16 if (head or self.heads(without)).max_sum < 2**15 else np.int32  # memory: ~50 heads
+            self._scores[without] = [scorer(i, j).astype(kind) for i, j in self.impostors]
+        return self._scores[without]
+
+    def thresholds(self, without: frozenset[int], balanced: float, head: HeadParams | None = None) -> dict:
+        """Each level's threshold for the head fitted without `without`, set out of fold: for each fold g it
+        was fitted on, the head fitted without g too scores g's impostors (people it never saw) and the
+        others (its own); the rate q on its own people whose thresholds let in the target rate of unseen
+        people, pooled over g, is then taken on the head's own training people's impostors.
+        Returns {"thresholds": {level: t}, "in_sample_rate": {level: q}}."""
+        train = [g for g in range(len(self.impostors)) if g not in without]
+        own = np.concatenate([self(without, head)[g] for g in train])
+        inner = []
+        for g in train:
+            scores = self(without | {g})
+            inside = np.sort(np.concatenate([scores[h] for h in train if h != g]))
+            inner.append((inside, np.sort(scores[g])))
+        thresholds, rates = {}, {}
+        for name, target in LEVELS.items():
+            if target is None:
+                thresholds[name] = balanced
+                continue
+            rates[name] = in_sample_rate(inner, target)
+            thresholds[name] = threshold_at_fmr(own, rates[name])
+        return {"thresholds": thresholds, "in_sample_rate": rates}
+
+
+def in_sample_rate(inner: list[tuple[np.ndarray, np.ndarray]], target: float) -> float:
+    """The largest rate q (on a log grid from target/100 to 10 x target) such that thresholds letting in q of
+    each inner head's own impostors (`inside`, sorted) let in at most `target` of its held-out impostors
+    (`outside`, sorted), pooled over the inner heads."""
+    total = sum(len(outside) for _, outside in inner)
+    best = target / 100
+    for q in target * np.logspace(-2, 1, 121):
+        matches = sum(
+            np.searchsorted(outside, inside[min(int(np.floor(q * len(inside))), len(inside) - 1)])
+            for inside, outside in inner
+        )
+        if matches <= target * total:
+            best = float(q)
+    return best
 
 
 def level_thresholds(impostor: np.ndarray, balanced: float) -> dict[str, float]:
@@ -324,6 +444,8 @@ def _level_summary(name: str, v: dict, fpir: dict, groups: GroupTally, impostor_
         "fnmr_all_same_identity_pairs": fold_summary(v["fnmr_all"]),
         "false_matches_total": int(round(sum(r * n for r, n in zip(v["fmr"], impostor_pairs, strict=True)))),
         "fmr_look_alike": fold_summary(v["fmr_look_alike"]),
+        # Held-out FMR had the threshold been set on the head's own training people (the former calibration).
+        "fmr_if_set_on_training_people": fold_summary(v["in_sample"]),
         **groups.rates(name),
         "false_positive_identification_rate": {search: fold_summary(r) for search, r in fpir.items()},
     }
@@ -335,9 +457,12 @@ def calibrate_model(
     label: str,
     recorded: dict | None = None,
     searches: dict[str, tuple[int, bool]] = SEARCHES,
+    heads: FoldHeads | None = None,
 ) -> dict:
     """Fold-wise thresholds (set on 9 folds' people) and held-out FMR / FNMR for clear float (config
-    None) or a head configuration (refitted per fold). Also DET points, averaged over the folds.
+    None) or a head configuration (refitted per fold; its levels set out of fold, `ImpostorScores.thresholds`,
+    and the rates the levels would have if set on the head's own training people reported beside them).
+    Also DET points, averaged over the folds.
 
     For a head, each fold's head also gets its level element, and its integer model is checked on the
     held-out View 2 pairs: every level decides as `raw sum < that level's threshold`, and `balanced`
@@ -346,8 +471,12 @@ def calibrate_model(
     if recorded:
         checks.update({"recorded_pairs_compared": 0, "balanced_vs_recorded_clear": 0, "balanced_vs_recorded_fhe": 0})
     per_level: dict[str, dict[str, list]] = {
-        n: {"threshold": [], "fmr": [], "fnmr": [], "fnmr_all": [], "fmr_look_alike": []} for n in LEVELS
+        n: {"threshold": [], "fmr": [], "fnmr": [], "fnmr_all": [], "fmr_look_alike": [], "in_sample": []}
+        for n in LEVELS
     }
+    if config is not None:
+        heads = heads or FoldHeads(gallery, config, label)
+        impostor_scores = ImpostorScores(heads, gallery.vectors, gallery.impostors)
     fpir: dict[str, dict[str, list]] = {n: {s: [] for s in searches} for n in LEVELS}
     counts = {"impostor_pairs": [], "look_alike_impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
     groups = GroupTally(gallery)
@@ -362,12 +491,15 @@ def calibrate_model(
             clear_impostors = clear_impostors or [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
             by_fold = clear_impostors
         else:
-            head = fit(config, images, a, b, same, name=f"{label}-fold{f}")
+            head = heads(frozenset([f]))
             scorer = Scorer(gallery.vectors, head)
             balanced = raw_threshold(head)
-            by_fold = [scorer(*gallery.impostors[g]) for g in range(gallery.n_folds)]
-        thresholds = level_thresholds(np.concatenate([by_fold[g] for g in range(gallery.n_folds) if g != f]), balanced)
-        if config is not None:
+            by_fold = impostor_scores(frozenset([f]))
+        in_sample = level_thresholds(np.concatenate([by_fold[g] for g in range(gallery.n_folds) if g != f]), balanced)
+        if config is None:
+            thresholds = in_sample  # the clear score is fitted on nobody: the other folds are out of sample
+        else:
+            thresholds = impostor_scores.thresholds(frozenset([f]), balanced)["thresholds"]
             _check_levels(gallery, head, thresholds, f, checks, recorded)
         impostor = by_fold[f]
         genuine = scorer(*gallery.genuine(f))
@@ -383,6 +515,7 @@ def calibrate_model(
             per_level[name]["fmr_look_alike"].append(look_alike_fmr[name])
             per_level[name]["fnmr"].append(float(np.mean(genuine >= t)))
             per_level[name]["fnmr_all"].append(float(np.mean(same_all >= t)))
+            per_level[name]["in_sample"].append(float(np.mean(impostor < in_sample[name])))
         for search, rates in identification_fpir(gallery, scorer, f, thresholds, searches).items():
             for name, rate in rates.items():
                 fpir[name][search].append(rate)
@@ -439,9 +572,12 @@ def shipped_config(point: str):
     return config_from_dict(json.loads((HEADS_ROOT / point / "meta.json").read_text())["config"])
 
 
-def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict]:
-    """The shipped point refitted exactly as train_head ships it, plus levels set on all 10 folds."""
+def leveled_shipped_head(
+    gallery: Gallery, point: str, heads: FoldHeads | None = None, encoder: str | None = None
+) -> tuple[HeadParams, dict]:
+    """The shipped point refitted exactly as train_head ships it, plus levels set out of fold."""
     config = shipped_config(point)
+    heads = heads or FoldHeads(gallery, config, point)
     a, b, same, images = gallery.training_pairs(None)
     head = fit(config, images, a, b, same, name=f"d{config.dims}")
     shipped = HeadParams.load(HEADS_ROOT / point / "head.json")
@@ -450,14 +586,41 @@ def leveled_shipped_head(gallery: Gallery, point: str) -> tuple[HeadParams, dict
         raise ValueError(f"refitting {point} does not reproduce the shipped head (other embeddings?)")
     if not shipped.levels and shipped.threshold != head.threshold:
         raise ValueError(f"refitted {point} threshold {head.threshold} != shipped {shipped.threshold}")
-    return with_levels(gallery, head)
+    return with_levels(gallery, head, heads, encoder)
 
 
-def with_levels(gallery: Gallery, head: HeadParams) -> tuple[HeadParams, dict]:
-    """`head` (fitted on all of View 2) plus its level element, each level set on all 10 folds' impostors."""
+def with_levels(
+    gallery: Gallery, head: HeadParams, heads: FoldHeads, encoder: str | None = None
+) -> tuple[HeadParams, dict]:
+    """`head` (fitted on all of View 2 with `heads`' configuration) plus its level element, each level set
+    out of fold (`ImpostorScores.thresholds`: heads fitted without one fold score it) and taken on the
+    impostors of all 10 folds. With `encoder`, each strict level also gets its several-photo threshold,
+    set the same way on templates of SEVERAL_PHOTOS_KS photos (that encoder's `template_of`)."""
     scorer = Scorer(gallery.vectors, head)
-    impostor = np.concatenate([scorer(*gallery.impostors[f]) for f in range(gallery.n_folds)])
-    thresholds = level_thresholds(impostor, raw_threshold(head))
+    impostor_scores = ImpostorScores(heads, gallery.vectors, gallery.impostors)
+    impostor = np.concatenate(impostor_scores(frozenset(), head))
+    out_of_fold = impostor_scores.thresholds(frozenset(), raw_threshold(head), head)
+    thresholds = dict(out_of_fold["thresholds"])
+    several = {}
+    if encoder is not None:
+        templates = Templates(gallery, encoder, SEVERAL_PHOTOS_KS)
+        template_scores = ImpostorScores(heads, templates.vectors, templates.impostor)
+        attempts = np.concatenate(template_scores(frozenset(), head))
+        several_out = template_scores.thresholds(frozenset(), raw_threshold(head), head)
+        for name, target in LEVELS.items():
+            if target is not None:
+                thresholds[name + SEVERAL_PHOTOS] = several_out["thresholds"][name]
+        several = {
+            "several_photos": {
+                "ks": list(SEVERAL_PHOTOS_KS),
+                "templates": int(len(templates.vectors) - len(gallery.vectors)),
+                "impostor_attempts": int(len(attempts)),
+                "in_sample_rate": several_out["in_sample_rate"],
+                "training_fmr": {
+                    n: float(np.mean(attempts < t)) for n, t in thresholds.items() if n.endswith(SEVERAL_PHOTOS)
+                },
+            }
+        }
     # A level whose threshold is 0 would refuse everyone (the integer score is too coarse to hold that
     # rate): the head does not offer it, and asking for it is an error, not a silent substitute.
     offered = {n: int(t) for n, t in thresholds.items() if t > 0}
@@ -468,21 +631,24 @@ def with_levels(gallery: Gallery, head: HeadParams) -> tuple[HeadParams, dict]:
     balanced = leveled.decide(leveled.quantize(a), leveled.quantize(b, "balanced"))
     calibration = {
         "balanced_vs_today_on_view2": {"pairs": len(a), "mismatches": int(np.sum(today != balanced))},
-        "calibrated_on": f"impostor pairs of all {gallery.n_folds} View 2 folds (the head's own training people)",
+        "calibrated_on": f"impostor pairs of all {gallery.n_folds} View 2 folds (the head's own training people), "
+        "at the rate that lets in each level's target of people a head never saw (heads fitted without one fold)",
+        "in_sample_rate": out_of_fold["in_sample_rate"],
         "impostor_pairs": int(len(impostor)),
         "raw_thresholds": {n: int(t) for n, t in thresholds.items()},
         "levels_offered": list(offered),
-        "training_fmr": {n: float(np.mean(impostor < t)) for n, t in thresholds.items()},
+        "training_fmr": {n: float(np.mean(impostor < t)) for n, t in thresholds.items() if n in LEVELS},
         "training_fnmr_view2_same": {n: float(np.mean(genuine >= t)) for n, t in thresholds.items()},
+        **several,
     }
     return leveled, calibration
 
 
-def ship(gallery: Gallery, point: str, encoder_sha256: str, encoder: str) -> dict:
+def ship(gallery: Gallery, point: str, encoder_sha256: str, encoder: str, heads: FoldHeads | None = None) -> dict:
     """Recompile the shipped point with its level element (artifacts/fhe_head/<point>/)."""
     from fhe_head.build import save_artifacts
 
-    leveled, calibration = leveled_shipped_head(gallery, point)
+    leveled, calibration = leveled_shipped_head(gallery, point, heads, encoder)
     config = shipped_config(point)
     meta = save_artifacts(
         leveled,
@@ -549,7 +715,9 @@ def _recorded(point: str) -> dict:
     return {r["pair"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
 
 
-def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...]) -> dict:
+def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...], heads: dict[str, FoldHeads]) -> dict:
+    """The fold-wise report of clear float and each point; `heads` (per point) keeps the heads fitted
+    without each fold set, for shipping after."""
     primary = variant == "original"
     report = {
         "protocol": __doc__.split("Protocol")[1].split("Levels travel")[0].strip(),
@@ -568,7 +736,9 @@ def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...]) -> dict:
     for key, config, point in models:
         start = time.perf_counter()
         recorded = _recorded(point) if point and primary else None
-        report["models"][key] = calibrate_model(gallery, config, point or "clear", recorded)
+        if point:
+            heads[point] = FoldHeads(gallery, config, point)
+        report["models"][key] = calibrate_model(gallery, config, point or "clear", recorded, heads=heads.get(point))
         brief = {
             n: (round(v["fmr"]["mean"], 5), round(v["tar_mean"], 4)) for n, v in report["models"][key]["levels"].items()
         }
@@ -577,27 +747,42 @@ def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...]) -> dict:
 
 
 # ---- real FHE near the thresholds ----------------------------------------------------------------
-def near_threshold_pairs(gallery: Gallery, head: HeadParams, per_level: int) -> list[tuple[str, int, int]]:
+def near_threshold_pairs(
+    gallery: Gallery, head: HeadParams, per_level: int, templates: Templates | None = None
+) -> list[tuple[str, int, int]]:
     """Per level, `per_level` pairs whose raw scores lie closest to its threshold, half on each side
-    (impostor pairs of all folds and View 2 same pairs), interleaved level by level."""
+    (impostor pairs of all folds and View 2 same pairs; for a several-photo level, the attempts of
+    `templates`, whose rows follow the gallery's images), interleaved level by level."""
     scorer = Scorer(gallery.vectors, head)
     i = np.concatenate([gallery.impostors[f][0] for f in range(10)] + [gallery.pair_left[gallery.pair_same]])
     j = np.concatenate([gallery.impostors[f][1] for f in range(10)] + [gallery.pair_right[gallery.pair_same]])
-    s = scorer(i, j)
+    one_photo = (i, j, scorer(i, j))
+    if templates is not None:
+        ti = np.concatenate([templates.impostor[f][0] for f in range(10)] + [g[0] for g in templates.genuine])
+        tj = np.concatenate([templates.impostor[f][1] for f in range(10)] + [g[1] for g in templates.genuine])
+        several = (ti, tj, Scorer(templates.vectors, head)(ti, tj))
     rng = np.random.default_rng(17)
     chosen: dict[str, list[tuple[int, int]]] = {}
     for name, t in zip(head.levels, head.level_thresholds, strict=True):
+        if name.endswith(SEVERAL_PHOTOS) and templates is None:
+            continue
+        i, j, s = several if name.endswith(SEVERAL_PHOTOS) else one_photo
         picks = []
         for side in (s < t, s >= t):
             idx = np.flatnonzero(side)
             dist = np.abs(s[idx] - (t - 0.5)) + rng.random(len(idx)) * 0.1  # random among ties
             picks += [int(k) for k in idx[np.argsort(dist)[: per_level // 2]]]
         chosen[name] = [(int(i[k]), int(j[k])) for k in picks]
-    return [(n, *chosen[n][k]) for k in range(per_level) for n in head.levels if k < len(chosen[n])]
+    return [(n, *chosen[n][k]) for k in range(per_level) for n in chosen if k < len(chosen[n])]
 
 
 def run_fhe(
-    gallery: Gallery, point: str, per_level: int, report_only: bool = False, levels: list[str] | None = None
+    gallery: Gallery,
+    point: str,
+    per_level: int,
+    report_only: bool = False,
+    levels: list[str] | None = None,
+    encoder: str | None = None,
 ) -> int:
     from fhe_head.client import FHEClient
     from fhe_head.server import FHEServer
@@ -616,7 +801,10 @@ def run_fhe(
         if path.is_file():
             for r in map(json.loads, filter(None, path.read_text().splitlines())):
                 done[(r["level"], r["i"], r["j"])] = r
-    selected = near_threshold_pairs(gallery, head, per_level)
+    several = any(n.endswith(SEVERAL_PHOTOS) for n in head.levels) and encoder is not None
+    templates = Templates(gallery, encoder, SEVERAL_PHOTOS_KS) if several else None
+    vectors = templates.vectors if templates else gallery.vectors  # the gallery's images come first
+    selected = near_threshold_pairs(gallery, head, per_level, templates)
     todo = [] if report_only else [p for p in selected if p not in done and (not levels or p[0] in levels)]
     if todo:
         client.generate_keys()
@@ -624,12 +812,12 @@ def run_fhe(
     print(f"{point}: {len(done)} pairs done, {len(todo)} to run", flush=True)
     with checkpoint.open("a") as log:
         for n, (level, i, j) in enumerate(todo):
-            template = client.encrypt(gallery.vectors[i])
-            probe = client.encrypt(gallery.vectors[j], level)
+            template = client.encrypt(vectors[i])
+            probe = client.encrypt(vectors[j], level)
             start = time.perf_counter()
             result = server.run(template, probe, keys)
             seconds = time.perf_counter() - start
-            qa, qb = head.quantize(gallery.vectors[i]), head.quantize(gallery.vectors[j], level)
+            qa, qb = head.quantize(vectors[i]), head.quantize(vectors[j], level)
             record = {
                 "level": level,
                 "i": i,
@@ -656,7 +844,8 @@ def run_fhe(
     summary = {
         "protocol": f"real FHE ({point} head as shipped, FHEClient keygen/encrypt of template and probe separately, "
         "FHEServer.run, decrypt): per level the pairs (View 2 impostor + same pairs) whose raw integer scores lie "
-        "closest to that level's threshold, half on each side",
+        "closest to that level's threshold, half on each side; for a several-photo level, templates of "
+        f"{', '.join(map(str, SEVERAL_PHOTOS_KS))} photos (training.security_levels.Templates) against photos",
         "point": point,
         "circuit_id": client.meta["circuit_id"],
         "pairs_selected": len(selected),
@@ -694,7 +883,10 @@ def main(argv: list[str] | None = None) -> int:
         "--folds", type=int, default=10, help="use View 2's first N folds only (a report on fewer folds says so)"
     )
     parser.add_argument("--report-only", action="store_true", help="with --fhe: summarise the pairs run so far")
-    parser.add_argument("--levels", nargs="*", choices=LEVEL_NAMES, help="with --fhe: run these levels' pairs only")
+    several = [n + SEVERAL_PHOTOS for n, target in LEVELS.items() if target is not None]
+    parser.add_argument(
+        "--levels", nargs="*", choices=LEVEL_NAMES + tuple(several), help="with --fhe: run these levels' pairs only"
+    )
     args = parser.parse_args(argv)
     lfw = open_lfw_for_cli(args.lfw_dir)
     from training.embeddings import encoder_vectors
@@ -705,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
     vectors = encoder_vectors(unique_images(view2), args.encoder, desc=f"LFW {variant}")
     gallery = Gallery(view2, vectors.vectors)
     if args.fhe:
-        return run_fhe(gallery, args.fhe, args.pairs_per_level, args.report_only, args.levels)
+        return run_fhe(gallery, args.fhe, args.pairs_per_level, args.report_only, args.levels, args.encoder)
     if (args.ship_only or not args.no_ship) and variant == "original" and gallery.n_folds != 10:
         print("error: the shipped heads are calibrated on all 10 folds; add --no-ship with --folds", file=sys.stderr)
         return 2
@@ -713,10 +905,11 @@ def main(argv: list[str] | None = None) -> int:
         shipped = {p: ship(gallery, p, vectors.model_sha256, vectors.encoder) for p in args.points}
         (METRICS / "security_levels_shipped.json").write_text(json.dumps(shipped, indent=1) + "\n")
         return 0
-    report = calibrate(gallery, variant, tuple(args.points))
+    heads: dict[str, FoldHeads] = {}
+    report = calibrate(gallery, variant, tuple(args.points), heads)
     shipped_path = METRICS / "security_levels_shipped.json"
     if variant == "original" and not args.no_ship:
-        report["shipped"] = {p: ship(gallery, p, vectors.model_sha256, vectors.encoder) for p in args.points}
+        report["shipped"] = {p: ship(gallery, p, vectors.model_sha256, vectors.encoder, heads[p]) for p in args.points}
     elif variant == "original" and shipped_path.is_file():
         report["shipped"] = json.loads(shipped_path.read_text())
     suffix = "" if variant == "original" else "_" + variant.replace("-", "")

@@ -35,6 +35,7 @@ from training.pairs import PairData
 from training.security_levels import (
     HEADS_ROOT,
     METRICS,
+    FoldHeads,
     Gallery,
     Scorer,
     calibrate_model,
@@ -111,7 +112,8 @@ def compile_candidate(gallery: Gallery, config: HeadConfig, out: Path, encoder_s
     from fhe_head.build import save_artifacts
 
     a, b, same, images = gallery.training_pairs(None)
-    leveled, calibration = with_levels(gallery, fit_head(config, images, a, b, same, name=f"d{config.dims}-strict"))
+    head = fit_head(config, images, a, b, same, name=f"d{config.dims}-strict")
+    leveled, calibration = with_levels(gallery, head, FoldHeads(gallery, config, f"d{config.dims}-strict"))
     chosen = fhe.ParameterSelectionStrategy(strategy)
     meta = save_artifacts(leveled, out, encoder_sha256, extra_meta={"config": config.to_dict()}, strategy=chosen)
     return {"security_levels": calibration, "max_sum": leveled.max_sum, "lsbs": leveled.lsbs, "engine": meta["engine"]}
