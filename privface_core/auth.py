@@ -5,7 +5,9 @@ with the evaluation keys, and the key id is a hash of both, so a key id alone gr
 Every request carries a signature over one canonical message (the server's id, method, path,
 query, key id, timestamp, nonce, body SHA-256); a server accepts only messages naming its own id
 (from its /version), a timestamp within a window and each nonce once, so a captured request
-cannot be altered, replayed, or sent to another server.
+cannot be altered, replayed, or sent to another server. The body's hash travels in a header too, so
+the server checks the signature before it reads a byte of the body, then that the body has that hash
+(the hash fixes the body's length as well).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ HEADER_TIME = "x-privface-time"
 HEADER_NONCE = "x-privface-nonce"
 HEADER_SIGNATURE = "x-privface-signature"
 HEADER_AUDIENCE = "x-privface-audience"  # the server id signed for (sent too, so a mismatch says so)
+HEADER_BODY_SHA256 = "x-privface-body-sha256"  # the signed body hash, sent too: checked before the body is read
 KEY_ID_CHARS = 32
 NONCE_CHARS = 32
 WINDOW_S = 120  # clocks may differ this much; a signed request is valid this long
@@ -98,6 +101,7 @@ class Signer:
         signature = self._key.sign(canonical(audience, method, path, query, identity, timestamp, nonce, body_sha256))
         headers = {HEADER_TIME: timestamp, HEADER_NONCE: nonce, HEADER_SIGNATURE: base64.b64encode(signature).decode()}
         headers[HEADER_AUDIENCE] = audience
+        headers[HEADER_BODY_SHA256] = body_sha256.hex()
         headers.update({HEADER_KEY: key_id} if key_id else {HEADER_PUBLIC_KEY: identity})
         return headers
 
@@ -172,6 +176,15 @@ def check_fresh(headers: dict[str, str], nonces: Nonces, audience: str, now: flo
         raise AuthError(f"request timestamp outside the {nonces.window_s:.0f} s window (check the clock)")
     if int(timestamp) < nonces.since:
         raise AuthError("request signed before the server (re)started: sign it again")
+
+
+def signed_body_sha256(headers: dict[str, str]) -> bytes:
+    """The body hash the request says it signed (`HEADER_BODY_SHA256`): a server checks the signature over it
+    before reading the body, then that the body has this hash."""
+    text = headers.get(HEADER_BODY_SHA256, "")
+    if len(text) != 64 or not all(c in "0123456789abcdef" for c in text):
+        raise AuthError(f"missing or malformed {HEADER_BODY_SHA256} header (update the client)")
+    return bytes.fromhex(text)
 
 
 def verify(

@@ -41,7 +41,7 @@ __all__ = [
     "error_from",
 ]
 
-API_VERSION = "2"
+API_VERSION = "3"  # 3: signed requests carry their body hash in a header (checked before the body is read)
 # The errors that travel with a code: the server answers their status and code, the client raises them again.
 CODED_ERRORS: dict[str, type[ServiceError]] = {
     kind.code: kind

@@ -440,3 +440,121 @@ def test_a_batch_heavy_identification_yields_to_another_owner_and_stops_when_its
         if held is not None:
             held.close()
         server.stop()
+
+
+def _upload_head(path: str, headers: dict, length: int) -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "host: x", f"content-length: {length}"]
+    return ("\r\n".join(lines + [f"{k}: {v}" for k, v in headers.items()]) + "\r\n\r\n").encode()
+
+
+def _answer(sock: socket.socket) -> tuple[int, bytes]:
+    """The status and the whole answer (head and body) read from a raw connection."""
+    answer = sock.recv(65536)
+    while b"\r\n\r\n" not in answer or len(answer.partition(b"\r\n\r\n")[2]) < _length(answer):
+        more = sock.recv(65536)
+        if not more:
+            break
+        answer += more
+    return int(answer.split(b" ")[1]), answer
+
+
+def _length(answer: bytes) -> int:
+    for line in answer.partition(b"\r\n\r\n")[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":")[1])
+    return 0
+
+
+def test_uploads_are_signed_before_their_body_bounded_in_time_and_all_counted(tmp_path, encoder, tmp_path_factory):
+    """Issue 29, item 4 (uploads): a key upload's signature is checked before a byte of its body is read (a
+    bad one is refused at once and costs nothing); a body must arrive whole within max_body_s, however
+    steadily it trickles; every signed upload let in counts toward its address's and its signing key's
+    hourly quota, abandoned or failed ones too; a signed request whose body is not the one signed is
+    refused."""
+    limits = ["max_body_s=3", "max_uploads_per_address=2", "max_connections_per_address=64"]
+    extra = ("--points", POINT, "--workers", "1", *[a for limit in limits for a in ("--limit", limit)])
+    server = LocalServer(tmp_path / "data", extra_args=extra).start()
+    host, port = server.url.removeprefix("http://").split(":")
+    path, query = f"/v1/keys?point={POINT}", f"point={POINT}"
+    opened: list[socket.socket] = []
+
+    def connect(source: str) -> socket.socket:
+        sock = socket.socket()
+        sock.bind((source, 0))
+        sock.connect((host, int(port)))
+        sock.settimeout(30)
+        opened.append(sock)
+        return sock
+
+    try:
+        alice = _owner(server.url, encoder, tmp_path_factory, "owner")
+        keys = alice.fhe.evaluation_keys()
+        digest = hashlib.sha256(keys).digest()
+
+        def upload_headers(signer: auth.Signer) -> dict:
+            headers = signer.headers("POST", "/v1/keys", query, digest, None, audience=alice.server_id)
+            return headers | {"content-type": "application/octet-stream"}
+
+        # A bad signature: refused before the body, and not counted (five of them from one address).
+        forged = upload_headers(auth.Signer.generate()) | {
+            auth.HEADER_PUBLIC_KEY: auth.Signer.generate().public_key_b64
+        }
+        for _ in range(5):
+            sock = connect("127.0.0.2")
+            sock.sendall(_upload_head(path, forged, len(keys)))
+            status, answer = _answer(sock)
+            assert status == 401 and b"bad request signature" in answer, answer
+        # Two signed uploads abandoned after 1 MB: both count, the address's third is refused before its body.
+        for _ in range(2):
+            sock = connect("127.0.0.2")
+            sock.sendall(_upload_head(path, upload_headers(auth.Signer.generate()), len(keys)) + keys[: 1 << 20])
+            sock.close()
+        time.sleep(0.5)
+        sock = connect("127.0.0.2")
+        sock.sendall(_upload_head(path, upload_headers(auth.Signer.generate()), len(keys)))
+        status, answer = _answer(sock)
+        assert status == 429 and b"key uploads per client address and hour: limit 2" in answer, answer
+        # A steady trickle (64 KiB every 0.2 s, far above the minimum rate) is cut at the absolute deadline.
+        mallory = auth.Signer.generate()
+        sock = connect("127.0.0.3")
+        sock.sendall(_upload_head(path, upload_headers(mallory), len(keys)))
+        start, status, answer = time.monotonic(), 0, b""
+        for offset in range(0, len(keys), 1 << 16):
+            try:
+                sock.sendall(keys[offset : offset + (1 << 16)])
+            except OSError:
+                break
+            sock.settimeout(0.2)
+            try:
+                status, answer = _answer(sock)
+                break
+            except TimeoutError:
+                continue
+        assert status == 408 and b"body not received within 3 s" in answer, answer
+        assert 2.5 < time.monotonic() - start < 5
+        # The same signing key from other addresses: its second upload counts, its third is refused.
+        sock = connect("127.0.0.4")
+        sock.sendall(_upload_head(path, upload_headers(mallory), len(keys)) + keys[: 1 << 20])
+        sock.close()
+        time.sleep(0.5)
+        sock = connect("127.0.0.5")
+        sock.sendall(_upload_head(path, upload_headers(mallory), len(keys)))
+        status, answer = _answer(sock)
+        assert status == 429 and b"key uploads per signing key and hour: limit 2" in answer, answer
+        assert list((server.data_dir / "keys").glob("*.part")) == []  # nothing of them left behind
+        # Other signed requests: the signature too is checked before the body, and the body must be the one signed.
+        headers, content = _captured(alice, "POST", "/v1/templates/delete", {"name": "nobody"})
+        sock = connect("127.0.0.1")
+        sock.sendall(_upload_head("/v1/templates/delete", headers | {auth.HEADER_SIGNATURE: "A" * 88}, len(content)))
+        status, answer = _answer(sock)
+        assert status == 401 and b"bad request signature" in answer, answer
+        headers, content = _captured(alice, "POST", "/v1/templates/delete", {"name": "nobody"})
+        swapped = httpx.post(
+            server.url + "/v1/templates/delete", content=content.replace(b"nobody", b"alice"), headers=headers
+        )
+        assert swapped.status_code == 401 and "does not match the body hash" in swapped.json()["detail"]
+        alice.close()
+    finally:
+        for sock in opened:
+            sock.close()
+        server.stop()

@@ -43,14 +43,16 @@ SIGNATURE_TEXT = f"""
 the key id (on `POST /v1/keys`: the base64 public key instead), the Unix time, the nonce, and the hex SHA-256
 of the body. Headers: `{auth.HEADER_KEY}` (key id) or `{auth.HEADER_PUBLIC_KEY}` (key upload),
 `{auth.HEADER_AUDIENCE}` (the server id), `{auth.HEADER_TIME}` (within {auth.WINDOW_S} s of the server's
-clock), `{auth.HEADER_NONCE}` ({auth.NONCE_CHARS} hex characters, used once) and `{auth.HEADER_SIGNATURE}`
-(base64). "Try it out" cannot compute them: use the client library.
+clock), `{auth.HEADER_NONCE}` ({auth.NONCE_CHARS} hex characters, used once), `{auth.HEADER_BODY_SHA256}` (the
+signed body hash, hex: the server checks the signature before it reads the body, then that the body has that
+hash) and `{auth.HEADER_SIGNATURE}` (base64). "Try it out" cannot compute them: use the client library.
 """
 SIGNED_HEADERS = {
     auth.HEADER_KEY: "the key id (from POST /v1/keys)",
     auth.HEADER_AUDIENCE: "the server's id (server_id from /version)",
     auth.HEADER_TIME: "Unix time of signing",
     auth.HEADER_NONCE: f"{auth.NONCE_CHARS} hex characters, never reused",
+    auth.HEADER_BODY_SHA256: "hex SHA-256 of the body, as signed",
     auth.HEADER_SIGNATURE: "base64 Ed25519 signature of the message described above",
 }
 

@@ -75,20 +75,24 @@ def _declared_length(request: Request) -> int | None:
 
 
 async def _chunks(request: Request, limit: int, limits: Limits) -> AsyncIterator[bytes]:
-    """The body in chunks, at most `limit` bytes, each chunk within `body_chunk_timeout_s`, and after that
-    much time of grace at `body_min_rate_bytes_s` on average: a client trickling a byte now and then
-    would otherwise hold its connection (and an upload slot) for as long as it likes."""
+    """The body in chunks, at most `limit` bytes, each chunk within `body_chunk_timeout_s`, after that
+    much time of grace at `body_min_rate_bytes_s` on average, and the whole of it within `max_body_s`:
+    a client trickling a byte now and then would otherwise hold its connection (and an upload slot)
+    for as long as it likes."""
     declared = _declared_length(request)
     if declared is not None and declared > limit:
         raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
     timeout, rate = limits.body_chunk_timeout_s, limits.body_min_rate_bytes_s
     stream, size, start = request.stream().__aiter__(), 0, time.monotonic()
+    deadline = start + limits.max_body_s
     while True:
         try:
-            chunk = await asyncio.wait_for(stream.__anext__(), timeout)
+            chunk = await asyncio.wait_for(stream.__anext__(), min(timeout, max(0.0, deadline - time.monotonic())))
         except StopAsyncIteration:
             return
         except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise HTTPException(408, f"body not received within {limits.max_body_s:.0f} s") from None
             raise HTTPException(408, f"no body data for {timeout:.0f} s") from None
         except ClientDisconnect:
             raise ClientGone() from None
@@ -100,13 +104,16 @@ async def _chunks(request: Request, limit: int, limits: Limits) -> AsyncIterator
         yield chunk
 
 
-async def _body(request: Request, state: ServiceState) -> bytes:
+def _body_limit(request: Request, state: ServiceState) -> int:
+    """The most a signed request's body may hold (checked, with its type, before its signature)."""
     if request.method in ("GET", "DELETE"):
-        parts = [c async for c in _chunks(request, 0, state.limits)]
-    else:
-        _require_type(request, "application/json")
-        parts = [c async for c in _chunks(request, state.limits.max_json_bytes, state.limits)]
-    return b"".join(parts)
+        return 0
+    _require_type(request, "application/json")
+    return state.limits.max_json_bytes
+
+
+async def _body(request: Request, state: ServiceState, limit: int) -> bytes:
+    return b"".join([c async for c in _chunks(request, limit, state.limits)])
 
 
 def _signature_headers(request: Request) -> dict[str, str]:
@@ -124,6 +131,11 @@ def _verify_signature(
     auth.verify(public_key, headers, request.method, request.url.path, query, identity, digest, nonces, audience)
 
 
+def _check_body(signed_sha256: bytes, received_sha256: bytes) -> None:
+    if received_sha256 != signed_sha256:
+        raise auth.AuthError("the body does not match the body hash it was signed with")
+
+
 async def signed(request: Request, model: type[BaseModel] | None = None, reads: bool = False) -> tuple[KeyRecord, Any]:
     """The owner's record and the parsed body, once the owner's signature over the raw body checks.
     `reads`: the request changes nothing stored (it is then served while the disk is full)."""
@@ -133,13 +145,18 @@ async def signed(request: Request, model: type[BaseModel] | None = None, reads: 
         raise auth.AuthError("this request must be signed by the key owner (privface_core/auth.py)")
     if len(key_id) != auth.KEY_ID_CHARS or not all(c in "0123456789abcdef" for c in key_id):
         raise auth.AuthError("malformed key id")
-    # Everything that can be checked without the body is checked before reading it: an unknown key id or a
-    # stale or malformed signature does not get to hold a connection while it sends a body.
+    # The signature is checked before the body is read (over the body hash it names, which the body must then
+    # have): an unknown key id or a bad, stale or replayed signature does not get to send a body at all.
     record = await run_in_threadpool(state.store.key, key_id)
+    limit = _body_limit(request, state)
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
     auth.check_fresh(_signature_headers(request), state.nonces, state.store.server_id)
-    raw = await _body(request, state)
-    digest = hashlib.sha256(raw).digest()
+    digest = auth.signed_body_sha256(request.headers)
     await run_in_threadpool(_verify_signature, request, state, key_id, record.public_key, digest, reads)
+    raw = await _body(request, state, limit)
+    _check_body(digest, hashlib.sha256(raw).digest())
     if model is None:
         return record, None
     try:
@@ -252,26 +269,29 @@ async def upload_keys(request: Request, point: Annotated[str, Query()] = "accura
     _require_type(request, "application/octet-stream")
     expected = state.formats[point].evaluation_keys.length
     declared = _declared_length(request)
-    if declared is not None and declared != expected:
+    if declared is None:
+        raise HTTPException(411, f"a Content-Length is required: evaluation keys of {point} are {expected} bytes")
+    if declared != expected:
         raise HTTPException(413 if declared > expected else 400, f"evaluation keys of {point} are {expected} bytes")
+    # Signed before a byte of the body is read (over the declared hash, hence length): a request without a
+    # valid signature costs nothing. Every upload signed and let in counts against its client address and
+    # its signing key, whether it completes, fails or is abandoned.
     auth.check_fresh(_signature_headers(request), state.nonces, state.store.server_id)
     address = request.client.host if request.client else "unknown"
-    with state.receiving_upload(address, time.monotonic()):
-        part = state.store.partial_key_path()
-        try:
-            return await _receive_keys(request, state, point, public_key, part, address)
-        finally:
-            part.unlink(missing_ok=True)
+    identity = base64.b64encode(public_key).decode()
+    signed_sha256 = auth.signed_body_sha256(request.headers)
+    await run_in_threadpool(_verify_signature, request, state, identity, public_key, signed_sha256)
+    with state.receiving_upload(address, identity, time.monotonic()), state.store.partial_key() as part:
+        return await _receive_keys(request, state, point, public_key, part, address, signed_sha256)
 
 
 async def _receive_keys(
-    request: Request, state: ServiceState, point: str, public_key: bytes, part, address: str
+    request: Request, state: ServiceState, point: str, public_key: bytes, part, address: str, signed_sha256: bytes
 ) -> dict:
     expected = state.formats[point].evaluation_keys.length
     digest = hashlib.sha256()
     try:
         with part.open("wb") as out:
-            part.chmod(0o600)
             async for chunk in _chunks(request, expected, state.limits):
                 digest.update(chunk)
                 out.write(chunk)
@@ -279,9 +299,7 @@ async def _receive_keys(
         if disk_full(err):
             raise StorageFullError() from err
         raise
-    identity = base64.b64encode(public_key).decode()
-    await run_in_threadpool(_verify_signature, request, state, identity, public_key, digest.digest())
-    state.count_upload(address, time.monotonic())
+    _check_body(signed_sha256, digest.digest())
     key_id = auth.key_id_for(public_key, digest.digest())
     store = state.store
     if store.key_or_none(key_id) is None and store.owners() >= state.limits.max_owners:

@@ -40,10 +40,11 @@ class Limits:
     max_inflight_total: int = 64
     max_uploads_at_once: int = 16  # key uploads being received at once (to disk; two are checked at a time)
     max_uploads_at_once_per_address: int = 4  # clients behind one NAT or proxy share an address
-    max_uploads_per_address: int = 20  # signed key uploads one client address may complete per hour
+    max_uploads_per_address: int = 20  # signed key uploads one client address (or signing key) may start per hour
     max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
     body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
     body_min_rate_bytes_s: int = 32 * 1024  # after that much time, a body slower than this on average is dropped
+    max_body_s: float = 900  # a whole request body (55 MB of keys: 62 KB/s on average) within this time
     header_timeout_s: float = 10  # a connection's request head must arrive within this time (else 408, closed)
     max_connections_per_address: int = 32  # open at once from one client address (IPv6: a /64); proxies exempt
     signature_window_s: float = WINDOW_S
@@ -157,7 +158,7 @@ class ServiceState:
         self.read_nonces = SharedNonces(self.store, self.limits, NonceCache(window, max_per_owner=per_owner))
         self.inflight: dict[str, int] = {}
         self.uploads: dict[str, int] = {}  # key uploads being received, by client address
-        self.uploads_by_address: dict[str, deque[float]] = {}  # completed (signed) uploads, by address
+        self.recent_uploads: dict[str, deque[float]] = {}  # signed uploads started, by address and signing key
         self.key_checks = asyncio.Semaphore(2)  # each check parses a whole key set in memory
 
     def load_keys(self, key_id: str) -> bytes:
@@ -179,25 +180,26 @@ class ServiceState:
             yield
 
     @contextmanager
-    def receiving_upload(self, address: str, now: float) -> Iterator[None]:
-        """Count a key upload being received from `address`; 429 beyond the limits (event-loop only)."""
+    def receiving_upload(self, address: str, identity: str, now: float) -> Iterator[None]:
+        """Count a signed key upload from `address` under the signing key `identity` while it is received; 429
+        beyond the limits (event-loop only). It counts toward the hourly quota of both from its start: one
+        that fails or is abandoned too (a request without a valid signature never gets here)."""
         limits = self.limits
-        recent = self.uploads_by_address.setdefault(address, deque())
-        while recent and recent[0] < now - 3600:
-            recent.popleft()
-        if len(recent) >= limits.max_uploads_per_address:
-            raise QuotaError(f"key uploads per client address and hour: limit {limits.max_uploads_per_address}")
+        hourly = limits.max_uploads_per_address
+        for who, what in ((address, "client address"), (f"key {identity}", "signing key")):
+            recent = self.recent_uploads.setdefault(who, deque())
+            while recent and recent[0] < now - 3600:
+                recent.popleft()
+            if len(recent) >= hourly:
+                raise QuotaError(f"key uploads per {what} and hour: limit {hourly}")
         per_address, total = limits.max_uploads_at_once_per_address, limits.max_uploads_at_once
         with _held(self.uploads, address, "key uploads at once", "client address", per_address, total):
+            for who in (address, f"key {identity}"):
+                self.recent_uploads[who].append(now)
             yield
-        if len(self.uploads_by_address) > 100_000:  # forget idle addresses, oldest first
-            for idle in [a for a, times in self.uploads_by_address.items() if not times or times[-1] < now - 3600]:
-                del self.uploads_by_address[idle]
-
-    def count_upload(self, address: str, now: float) -> None:
-        """One more signed key upload completed by `address` (the hourly limit counts these only: a request
-        without a valid signature must not use up an address's quota, e.g. that of a shared proxy)."""
-        self.uploads_by_address.setdefault(address, deque()).append(now)
+        if len(self.recent_uploads) > 100_000:  # forget idle addresses and keys, oldest first
+            for idle in [a for a, times in self.recent_uploads.items() if not times or times[-1] < now - 3600]:
+                del self.recent_uploads[idle]
 
     def close(self) -> None:
         self.engine.close()

@@ -13,6 +13,7 @@ nonces of signed requests, so every server process on one data directory refuses
 from __future__ import annotations
 
 import errno
+import fcntl
 import hashlib
 import os
 import secrets
@@ -179,9 +180,23 @@ class Store:
     def key_path(self, key_id: str) -> Path:
         return self.key_dir / f"{hashlib.sha256(key_id.encode()).hexdigest()[:32]}.bin"
 
-    def partial_key_path(self) -> Path:
-        """A fresh temporary file for an upload in progress (removed on failure or restart)."""
-        return self.key_dir / f"upload-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
+    @contextmanager
+    def partial_key(self) -> Iterator[Path]:
+        """A fresh temporary file (0600) for an upload in progress, locked while the block runs (so no other
+        process's start-up sweeps it) and removed afterwards unless `add_key` moved it into place."""
+        part = self.key_dir / f"upload-{os.getpid()}-{threading.get_ident()}-{time.monotonic_ns()}.part"
+        try:
+            fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as err:
+            if disk_full(err):
+                raise StorageFullError() from err
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield part
+        finally:
+            part.unlink(missing_ok=True)
+            os.close(fd)
 
     def add_key(
         self, part: Path, key_id: str, point: str, circuit_id: str, public_key: bytes, address: str = ""
