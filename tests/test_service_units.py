@@ -275,3 +275,46 @@ def test_formats_of_another_circuit_are_refused(tmp_path):
     (tmp_path / FORMATS_FILE).write_text(json.dumps({"circuit_id": "11"}))
     with pytest.raises(ArtifactError, match="another circuit"):
         PointFormats.load(tmp_path, {"circuit_id": "00"})
+
+
+def test_start_up_sweeps_only_abandoned_partial_uploads(tmp_path):
+    """Issue 29, item 4: two server processes may share a data directory, and one starting must not delete the
+    upload another is receiving: a partial upload is swept only when no process holds its lock and it is a
+    minute old (the lock is taken right after the file is made)."""
+    import os
+    import subprocess
+    import sys
+
+    from fhe_head.service.store import Store
+
+    store = Store(tmp_path)
+    with store.partial_key() as mine:  # held by this process, as by a live upload
+        mine.write_bytes(b"keys arriving")
+        held_elsewhere = store.key_dir / "upload-other.part"
+        held_elsewhere.write_bytes(b"keys arriving in another process")
+        holder = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import fcntl, sys, time; f = open(sys.argv[1], 'rb'); "
+                "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(30)",
+                str(held_elsewhere),
+            ],
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert holder.stdout.readline() == b"held\n"
+            abandoned, young = store.key_dir / "upload-dead.part", store.key_dir / "upload-young.part"
+            for part in (abandoned, young):
+                part.write_bytes(b"half an upload")
+            old = time.time() - 120
+            for part in (mine, held_elsewhere, abandoned):
+                os.utime(part, (old, old))
+            Store(tmp_path)  # another process starting on the same data directory
+            assert sorted(p.name for p in store.key_dir.glob("*.part")) == sorted(
+                [mine.name, held_elsewhere.name, young.name]
+            )
+        finally:
+            holder.kill()
+            holder.wait()
+    assert not mine.exists()  # removed when its upload ended

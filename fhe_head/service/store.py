@@ -163,9 +163,18 @@ class Store:
             db.close()
 
     def _recover(self) -> None:
-        """After a crash: drop partial uploads and files without a row; rows without a file are evicted."""
+        """After a crash: drop abandoned partial uploads and files without a row; rows without a file are evicted.
+        Two processes may share the data directory: a partial upload is abandoned only when no process holds
+        its lock (`partial_key`), and a minute old (it is locked right after it is made)."""
         for part in self.key_dir.glob("*.part"):
-            part.unlink(missing_ok=True)
+            try:
+                if time.time() - part.stat().st_mtime < 60:
+                    continue
+                with part.open("rb") as held:
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live upload holds it
+                    part.unlink(missing_ok=True)
+            except (BlockingIOError, FileNotFoundError):
+                continue
         with self._db() as db:
             known = {row[0] for row in db.execute("SELECT key_id FROM keys")}
             for key_id in known:
