@@ -46,6 +46,7 @@ bench: setup
 # Load test of the service on loopback: 4 clients x 25 verifications (fast point).
 bench-service: setup
 	$(PY) -m training.bench.service --clients 4 --verifies 25
+	$(PY) -m training.bench.service_hostile --seconds 20 --owners 6
 
 # 1:N identification: embedded vs a loopback Ray cluster (1 and 2 workers), batched vs one per run.
 bench-identify: setup
