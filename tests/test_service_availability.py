@@ -558,3 +558,76 @@ def test_uploads_are_signed_before_their_body_bounded_in_time_and_all_counted(tm
         for sock in opened:
             sock.close()
         server.stop()
+
+
+def _register(url: str, keys: bytes, audience: str, address: str) -> tuple[auth.Signer, str]:
+    """`keys` registered under a new signing key from `address` (a cheap owner): (its signer, its key id)."""
+    signer = auth.Signer.generate()
+    headers = signer.headers(
+        "POST", "/v1/keys", f"point={POINT}", hashlib.sha256(keys).digest(), None, audience=audience
+    )
+    with httpx.Client(transport=httpx.HTTPTransport(local_address=address), timeout=120) as http:
+        response = http.post(
+            f"{url}/v1/keys?point={POINT}", content=keys, headers=headers | {"content-type": "application/octet-stream"}
+        )
+    assert response.status_code == 201, response.text
+    return signer, response.json()["key_id"]
+
+
+def _as(signer: auth.Signer, key_id: str, audience: str, http: httpx.Client, url: str, path: str, body: dict) -> int:
+    content = json.dumps(body).encode()
+    headers = signer.headers("POST", path, "", hashlib.sha256(content).digest(), key_id, audience=audience)
+    return http.post(url + path, content=content, headers=headers | {"content-type": "application/json"}).status_code
+
+
+def test_cheap_owners_from_one_address_share_one_turn(tmp_path, encoder, tmp_path_factory):
+    """Issue 29, item 1: four owners registered from one address (alice's key set under four signing keys:
+    cheap) each keep two identifications of 4 templates in flight; alice's 1:1 verification still takes no
+    more than its own time + 2 run times + 1 s, as they share their address's turn (one turn each, she
+    waited for a run of every one of them)."""
+    extra = ("--points", POINT, "--workers", "1", "--limit", "max_connections_per_address=64")
+    server = LocalServer(tmp_path / "data", extra_args=extra).start()
+    stop, attackers = threading.Event(), []
+    try:
+        alice = _owner(server.url, encoder, tmp_path_factory, "owner")
+        audience, keys = alice.server_id, alice.fhe.evaluation_keys()
+        template = base64.b64encode(alice.encrypt(ASTRONAUT).ciphertext).decode()
+        probe = base64.b64encode(alice.encrypt(ASTRONAUT).ciphertext).decode()
+        sybils = [_register(server.url, keys, audience, "127.0.0.2") for _ in range(4)]
+        with httpx.Client(timeout=120) as http:
+            for signer, key_id in sybils:
+                for i in range(4):
+                    body = {"name": f"t{i}", "ciphertext": template}
+                    assert _as(signer, key_id, audience, http, server.url, "/v1/templates", body) == 201
+                assert _as(signer, key_id, audience, http, server.url, "/v1/identify", {"probe": probe}) == 200
+        alice.enrol(ASTRONAUT, "alice", replace=True)
+        verify = {"name": "alice", "probe": probe}
+        assert signed(alice, "POST", "/v1/templates/verify", verify).status_code == 200  # warm
+        start = time.perf_counter()
+        assert signed(alice, "POST", "/v1/templates/verify", verify).status_code == 200
+        alone = time.perf_counter() - start
+
+        def identify(signer: auth.Signer, key_id: str) -> None:
+            with httpx.Client(transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=120) as http:
+                while not stop.is_set():
+                    _as(signer, key_id, audience, http, server.url, "/v1/identify", {"probe": probe})
+
+        attackers += [threading.Thread(target=identify, args=sybil) for sybil in sybils for _ in range(2)]
+        for thread in attackers:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while _engine(server.url)["queued"] < 16 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        start = time.perf_counter()
+        answer = signed(alice, "POST", "/v1/templates/verify", verify)
+        waited = time.perf_counter() - start
+        assert answer.status_code == 200, answer.text
+        run_s = answer.json()["fhe_s"]
+        print(f"alice's verification: {alone:.2f} s alone, {waited:.2f} s beside 4 cheap owners (a run {run_s:.2f} s)")
+        assert waited <= alone + 2 * run_s + 1
+        alice.close()
+    finally:
+        stop.set()
+        for thread in attackers:
+            thread.join()
+        server.stop()

@@ -179,6 +179,30 @@ def test_a_batch_runs_only_while_nobody_else_waits_and_leaves_a_worker_for_singl
         alone.close()
 
 
+def test_owners_registered_from_one_address_share_a_turn():
+    """Issue 29, item 1: six owners registered from one address (one key set, six signing keys) each queue
+    runs; alice, from another address, is served after the run in progress and at most one more, not after
+    one run of each of the six."""
+    scheduler, order, gate = FairScheduler(workers=1), [], threading.Event()
+    try:
+        scheduler.submit("sybil0", lambda: (gate.wait(5), order.append("s0")), group="10.0.0.9")
+        sybils = [
+            scheduler.submit(f"sybil{i}", lambda i=i: order.append(f"s{i}"), group="10.0.0.9")
+            for i in range(1, 6)
+            for _ in range(4)
+        ]
+        alice = scheduler.submit("alice", lambda: order.append("alice"), group="10.0.0.1")
+        gate.set()
+        alice.result(timeout=5)
+        for future in sybils:
+            future.result(timeout=5)
+        assert order.index("alice") <= 2, order
+        assert sorted(order[3:8]) == ["s1", "s2", "s3", "s4", "s5"]  # within the group: round robin too
+    finally:
+        gate.set()
+        scheduler.close()
+
+
 class _RecordingServer:
     """An FHEServer stand-in that records what ran, and on which thread."""
 

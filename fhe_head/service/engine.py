@@ -49,9 +49,10 @@ class FHEEngine(Protocol):
     `CancelledError` (for `submit`: cancelling the future does the same).
     """
 
-    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes) -> Future:
-        """The request's runs, started: a future of their answers, in order (`Answers`). The default waits
-        for a blocking `identify` in a thread of its own (admission bounds how many)."""
+    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: str | None = None) -> Future:
+        """The request's runs, started: a future of their answers, in order (`Answers`). `group`: the owners who
+        share a turn with this one (the client address that registered its keys). The default waits for a
+        blocking `identify` in a thread of its own (admission bounds how many), and ignores `group`."""
         cancel, outer = threading.Event(), Future()
         outer.add_done_callback(lambda f: f.cancelled() and cancel.set())
 
@@ -219,7 +220,9 @@ class _Job:
 
 
 class FairScheduler:
-    """A worker pool with one FIFO per owner, served round robin, one run per turn.
+    """A worker pool with one FIFO per owner, served round robin, one run per turn; owners of one group (the
+    client address that registered their keys) share the group's turn, so owners registered by the dozen
+    from one address (cheap: one key set, many signing keys) get one turn between them, not one each.
 
     Jobs submitted together with a `Batch` (`submit_each`) run as one batched run of `Batch.size` only
     while no other owner has work queued and another worker stays free for single runs: a batch cannot
@@ -228,8 +231,10 @@ class FairScheduler:
     """
 
     def __init__(self, workers: int) -> None:
-        self._queues: dict[str, deque[_Job]] = {}
-        self._ring: deque[str] = deque()  # owners with queued jobs, next to serve first
+        self._queues: dict[str, deque[_Job]] = {}  # by owner
+        self._owners: dict[str, deque[str]] = {}  # by group: its owners with queued jobs, next to serve first
+        self._group_of: dict[str, str] = {}  # the group of each owner with queued jobs
+        self._ring: deque[str] = deque()  # groups with queued jobs, next to serve first
         self._cv = threading.Condition()
         self._closed = False
         self._batches = 0  # batched runs in progress
@@ -240,25 +245,35 @@ class FairScheduler:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, owner: str, fn: Callable[[], Any]) -> Future:
-        return self._enqueue(owner, [_Job(owner, fn)])[0]
+    def submit(self, owner: str, fn: Callable[[], Any], group: str | None = None) -> Future:
+        """`fn()` as one of `owner`'s turns; `group`: who shares the turn (default: the owner alone)."""
+        return self._enqueue(owner, group, [_Job(owner, fn)])[0]
 
     def submit_each(
-        self, owner: str, items: list[Any], run_one: Callable[[Any], Any], batch: Batch | None = None
+        self,
+        owner: str,
+        items: list[Any],
+        run_one: Callable[[Any], Any],
+        batch: Batch | None = None,
+        group: str | None = None,
     ) -> list[Future]:
         """One job per item (`run_one(item)`), queued at once; `batch`: how several of them may run as one."""
         jobs = [_Job(owner, lambda item=item: run_one(item), batch=batch, item=item) for item in items]
-        return self._enqueue(owner, jobs)
+        return self._enqueue(owner, group, jobs)
 
-    def _enqueue(self, owner: str, jobs: list[_Job]) -> list[Future]:
+    def _enqueue(self, owner: str, group: str | None, jobs: list[_Job]) -> list[Future]:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
             if not jobs:
-                return []  # an owner in the ring has jobs queued
+                return []  # an owner in the rings has jobs queued
             if owner not in self._queues:
+                group = self._group_of[owner] = group or f"owner {owner}"
                 self._queues[owner] = deque()
-                self._ring.append(owner)
+                if group not in self._owners:
+                    self._owners[group] = deque()
+                    self._ring.append(group)
+                self._owners[group].append(owner)
             self._queues[owner].extend(jobs)
             self._cv.notify(len(jobs))
         return [job.future for job in jobs]
@@ -278,11 +293,14 @@ class FairScheduler:
                 self._cv.wait()
             if not self._ring:
                 return None
-            owner = self._ring.popleft()
+            group = self._ring.popleft()
+            owners = self._owners[group]
+            owner = owners.popleft()
             queue = self._queues[owner]
             jobs = [queue.popleft()]
             batch = jobs[0].batch
-            if batch is not None and not self._ring and self._batches < len(self._threads) - 1:
+            alone = not self._ring and not owners  # nobody else has work queued
+            if batch is not None and alone and self._batches < len(self._threads) - 1:
                 same = [j for j in itertools.takewhile(lambda j: j.batch is batch, queue) if not j.future.cancelled()]
                 if len(same) + 1 >= batch.size:
                     jobs += same[: batch.size - 1]
@@ -290,9 +308,13 @@ class FairScheduler:
                         queue.popleft()
                     self._batches += 1
             if queue:
-                self._ring.append(owner)  # to the back: everyone else goes first
+                owners.append(owner)  # to the back: the group's other owners go first
             else:
-                del self._queues[owner]
+                del self._queues[owner], self._group_of[owner]
+            if owners:
+                self._ring.append(group)  # to the back: every other group goes first
+            else:
+                del self._owners[group]
             return jobs
 
     def _work(self) -> None:
@@ -339,6 +361,8 @@ class FairScheduler:
                 for job in queue:
                     job.future.cancel()
             self._queues.clear()
+            self._owners.clear()
+            self._group_of.clear()
             self._ring.clear()
             self._cv.notify_all()
         for thread in self._threads:  # runs in progress finish: the FHE runtime must not be torn down under them
@@ -373,16 +397,17 @@ class LocalEngine(FHEEngine):
         share = (time.perf_counter() - start) / len(chunk)
         return [(result, share) for result in results]
 
-    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes) -> Future:
-        """The runs queued in the fair scheduler, one per template; the future completes from the workers'
-        callbacks, so no thread waits for it. Cancelling it drops the runs not started yet."""
+    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: str | None = None) -> Future:
+        """The runs queued in the fair scheduler, one per template, as turns of `key_id` within `group`; the
+        future completes from the workers' callbacks, so no thread waits for it. Cancelling it drops the runs
+        not started yet."""
         server, outer = self.servers[point], Future()
         if not templates:
             outer.set_result([])
             return outer
         keys = self.keys.cached(key_id)
         if keys is not None:
-            self._queue(outer, server, key_id, keys, [], templates, probe)
+            self._queue(outer, server, key_id, group, keys, [], templates, probe)
             return outer
 
         # A miss parses the keys and runs the first comparison (the runtime's slow first run) as one of the
@@ -400,15 +425,23 @@ class LocalEngine(FHEEngine):
             else:
                 keys, warmed = job.result()  # warmed: None when another request had parsed them meanwhile
                 first = [warmed] if warmed is not None else []
-                self._queue(outer, server, key_id, keys, first, templates[len(first) :], probe)
+                self._queue(outer, server, key_id, group, keys, first, templates[len(first) :], probe)
 
-        job = self.scheduler.submit(key_id, parse_and_run_first)
+        job = self.scheduler.submit(key_id, parse_and_run_first, group)
         outer.add_done_callback(lambda f: f.cancelled() and job.cancel())
         job.add_done_callback(parsed)
         return outer
 
     def _queue(
-        self, outer: Future, server: FHEServer, key_id: str, keys: Any, first: Answers, rest: list[bytes], probe: bytes
+        self,
+        outer: Future,
+        server: FHEServer,
+        key_id: str,
+        group: str | None,
+        keys: Any,
+        first: Answers,
+        rest: list[bytes],
+        probe: bytes,
     ) -> None:
         """Queue `rest` under the leased `keys`; `outer` gets `first` + their answers, or the first error. The
         lease ends when the last of them ends (cancelled, failed or run)."""
@@ -416,7 +449,7 @@ class LocalEngine(FHEEngine):
         batch = Batch(k, lambda chunk: self._run_chunk(server, keys, chunk, probe)) if k > 1 else None
         run_one = partial(self._run, server, keys, probe=probe)
         try:
-            runs = self.scheduler.submit_each(key_id, rest, run_one, batch)
+            runs = self.scheduler.submit_each(key_id, rest, run_one, batch, group)
         except BaseException as err:
             self.keys.release(key_id)
             _settle(outer, error=err)

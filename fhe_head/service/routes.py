@@ -201,7 +201,9 @@ def _served(state: ServiceState, record: KeyRecord, runs: bool = True) -> None:
 async def _runs(request: Request, record: KeyRecord, templates: list[bytes], probe: bytes) -> list[tuple[bytes, float]]:
     """The engine's answers for these runs, awaited on the event loop (no thread waits for them); once the
     client has gone, the runs not started yet are dropped."""
-    runs = state_of(request).engine.submit(record.point, record.key_id, templates, probe)
+    # Owners whose keys came from one client address share a turn: cheap registrations do not multiply turns.
+    group = f"address {record.address}" if record.address else None
+    runs = state_of(request).engine.submit(record.point, record.key_id, templates, probe, group)
     answers = asyncio.wrap_future(runs)
     while True:
         done, _ = await asyncio.wait({answers}, timeout=0.25)

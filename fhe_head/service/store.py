@@ -99,9 +99,10 @@ class KeyRecord:
     public_key: bytes
     last_used: float
     stored: bool  # False once evicted
+    address: str = ""  # the client address that uploaded the key file (owners registered together share turns)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if k not in ("public_key", "last_used")}
+        return {k: v for k, v in asdict(self).items() if k not in ("public_key", "last_used", "address")}
 
 
 @dataclass(frozen=True)
@@ -223,9 +224,9 @@ class Store:
             os.replace(part, self.key_path(key_id))
             with self._db() as db:
                 if existing is None:
-                    record = KeyRecord(key_id, point, circuit_id, size, now, public_key, now, True)
+                    record = KeyRecord(key_id, point, circuit_id, size, now, public_key, now, True, address)
                     columns = "key_id, point, circuit_id, size, created, public_key, last_used, stored, address"
-                    values = (*asdict(record).values(), address)
+                    values = tuple(asdict(record).values())
                     db.execute(f"INSERT INTO keys ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", values)
                 else:
                     query = "UPDATE keys SET stored = 1, last_used = ?, address = ? WHERE key_id = ?"
@@ -235,7 +236,7 @@ class Store:
     def key_or_none(self, key_id: str) -> KeyRecord | None:
         with self._db() as db:
             row = db.execute("SELECT * FROM keys WHERE key_id = ?", (key_id,)).fetchone()
-        return KeyRecord(*row[:7], bool(row[7])) if row else None
+        return KeyRecord(*row[:7], bool(row[7]), row[8]) if row else None
 
     def key(self, key_id: str) -> KeyRecord:
         record = self.key_or_none(key_id)
