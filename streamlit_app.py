@@ -595,7 +595,7 @@ def enrol_and_verify(note_column) -> None:
     else:
         st.info(DIFFERENT, icon=":material/group:")
     st.caption(
-        (f"Security level {level}: {describe(enrolled['point'], level)}. " if level else "")
+        (f"Security level {level}: {describe(enrolled['point'], level, enrolled['photos'])}. " if level else "")
         + f"Against {enrolled['name']}'s template ({enrolled['photos']} photo(s)); decrypted here. The server's FHE "
         f"computation took {result.timings['server_fhe_s']:.2f} s."
     )

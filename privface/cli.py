@@ -135,7 +135,7 @@ def _print_result(args: argparse.Namespace, result) -> int:
         answer = "Same person" if result.same else "Different people"
         print(answer + (f" as {result.name!r}" if result.name and result.same else ""))
         timings = ", ".join(f"{k} {v:.3f} s" for k, v in result.timings.items())
-        _say(args, f"security level {result.level}: {describe(result.point, result.level)}")
+        _say(args, f"security level {result.level}: {describe(result.point, result.level, result.template_photos)}")
         _say(args, f"decrypted here; {timings}")
     return OK if result.same else NEGATIVE
 

@@ -469,11 +469,14 @@ class VerificationClient:
         if self._photos_file is not None:
             write_private(self._photos_file, json.dumps(record).encode())
 
+    def template_photos(self, name: str) -> int | None:
+        """How many photos template `name` came from, if this client enrolled it on this server."""
+        return self._photo_counts().get(name)
+
     def level_against(self, name: str | None) -> str | None:
         """The level a probe asks for against template `name`: the several-photo threshold of `self.level`
         unless this client enrolled `name` from one photo (None: every template, as identify compares)."""
-        photos = self._photo_counts().get(name) if name is not None else None
-        return self.head.level_for(self.level, photos)
+        return self.head.level_for(self.level, self.template_photos(name) if name is not None else None)
 
     def verify(self, photo, name: str) -> CompareResult:
         """Is `photo` the person enrolled as `name`?"""
@@ -483,7 +486,9 @@ class VerificationClient:
         body = {"name": name, "probe": _b64(probe.ciphertext)}
         sent = time.perf_counter()
         answer = self._answer(self._signed("POST", "/v1/templates/verify", body), sent)
-        return self._result(answer, start, [probe], name=name)
+        result = self._result(answer, start, [probe], name=name)
+        result.template_photos = self.template_photos(name)
+        return result
 
     def identify(self, photo) -> list[tuple[str, bool]]:
         """Every enrolled name with its decrypted bit (True = this photo matches it)."""

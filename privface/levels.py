@@ -21,6 +21,7 @@ __all__ = [
     "look_alike_rates",
     "measured_rates",
     "offered_levels",
+    "several_photo_rates",
 ]
 
 
@@ -64,8 +65,42 @@ def _one_in(rate: float) -> str:
     return f"1 in {round(1 / rate):,}" if rate > 0 else "none"
 
 
-def describe(point: str, level: str) -> str:
-    """One plain sentence: how many strangers this level lets in, how many genuine attempts it refuses."""
+@cache
+def _enrolment_report() -> dict:
+    try:
+        return json.loads((metrics_dir() / "enrolment.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def several_photo_rates(point: str, level: str, photos: int | None) -> tuple[int, float, float] | None:
+    """(K, false-match rate, false non-match rate) of `level`'s several-photo threshold measured on templates
+    of K photos, K the largest measured <= `photos` (None: the smallest measured), or None if unmeasured."""
+    report = _enrolment_report()
+    if report.get("point") != point:
+        return None
+    measured = sorted(int(k) for k in report.get("by_k", {}) if int(k) > 1)
+    fitting = [k for k in measured if photos is None or k <= photos]
+    if not fitting:
+        return None
+    k = fitting[0] if photos is None else fitting[-1]
+    rates = report["by_k"][str(k)]["head_integer_model"].get(level, {}).get("several_photo_levels")
+    return None if rates is None else (k, rates["fmr"], 1 - rates["tar"])
+
+
+def describe(point: str, level: str, photos: int | None = 1) -> str:
+    """One plain sentence: how many strangers this level lets in, how many genuine attempts it refuses
+    (against a template of `photos` photos; None: one this client did not enrol, compared as several)."""
+    if photos != 1 and level in LEVEL_NAMES[1:]:
+        several = several_photo_rates(point, level, photos)
+        if several is None:
+            return f"no measured rates for the {point} head against templates of several photos"
+        k, fmr, fnmr = several
+        return (
+            f"about {_one_in(fmr)} strangers would be accepted; about {_one_in(fnmr)} genuine attempts would be "
+            f"refused (a template of several photos: measured on LFW templates of {k} photos, people the head "
+            "was not fitted on)"
+        )
     rates = measured_rates(point, level)
     if rates is None:
         return f"no measured rates for the {point} head at this level"

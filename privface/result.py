@@ -23,6 +23,9 @@ class CompareResult:
     timings: dict[str, float] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
     name: str | None = None  # the enrolled template compared against, for `verify`
+    # Photos the template came from (1 for `compare`; for `verify`, as this client enrolled it, None if it
+    # did not): the level's several-photo threshold applies unless it is 1.
+    template_photos: int | None = 1
 
     @property
     def verdict(self) -> str:

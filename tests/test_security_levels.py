@@ -208,6 +208,19 @@ def test_levels_are_described_from_the_measured_rates():
     assert "no measured rates" in describe("accurate", "1e-9")
 
 
+def test_a_several_photo_template_is_described_from_its_own_rates():
+    from privface.levels import describe, several_photo_rates
+
+    several = several_photo_rates("accurate", "1e-3", 3)
+    if several is None:
+        pytest.skip("no several-photo rates in artifacts/metrics/enrolment.json (python -m training.enrolment)")
+    k, fmr, _ = several
+    assert k == 3 and f"about 1 in {round(1 / fmr):,} strangers would be accepted" in describe("accurate", "1e-3", 3)
+    assert describe("accurate", "1e-3", 4) == describe("accurate", "1e-3", 3)  # the largest K measured <= 4
+    assert "templates of 2 photos" in describe("accurate", "1e-3", None)  # not enrolled here: the smallest K
+    assert describe("accurate", "1e-3", 1) == describe("accurate", "1e-3")
+
+
 def synthetic_gallery(seed: int = 0, crowd: int = 0, groups: int = 8):
     """A View-2-shaped gallery without LFW: 10 identity-disjoint folds of 8 people x 4 faces each; the
     first `crowd` people of each fold look alike (their centres lie close to one shared point)."""

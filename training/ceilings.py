@@ -1,6 +1,6 @@
 """What any head of a given shape could reach: clear references on LFW View 2, 10 folds.
 
-    python -m training.ceilings --lfw-dir PATH
+    python -m training.ceilings --lfw-dir PATH [--encoder dlib|sface|fused]
 
 For d in DIMS: float PCA-d distance, and the same distance after quantising each PCA dimension to n-bit
 integers (per-dimension steps at `clip` standard deviations, exact squared differences, no table rounding,
@@ -9,7 +9,7 @@ its quantised vector holds, so the quantised figure is what table learning can a
 bound: a learned table may reshape distances). Per fold: PCA and steps fitted on the 9 training folds'
 images, the accuracy threshold on their pairs, TAR at FMR 1e-3 with the threshold set on their people's
 cross-identity image pairs (the security-levels protocol) and measured on the held-out fold.
-Writes artifacts/metrics/head_ceilings.json.
+Writes artifacts/metrics/head_ceilings.json (dlib) or head_ceilings_<encoder>.json.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import sys
 
 import numpy as np
 
+from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS
 from training.head_fit import pca
 from training.lfw import open_lfw_for_cli, unique_images
 from training.paths import METRICS
@@ -72,9 +73,11 @@ def measure(gallery: Gallery, dims: int, n_bits: int | None, clip: float | None)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--lfw-dir", help="LFW root (default: $LFW_DIR)")
+    parser.add_argument("--encoder", choices=ENCODERS, default=DEFAULT_ENCODER)
+    parser.add_argument("--dims", type=int, nargs="+", default=list(DIMS), help="default: %(default)s")
     args = parser.parse_args(argv)
     lfw = open_lfw_for_cli(args.lfw_dir)
-    data, _ = embed_lfw(lfw)
+    data, _ = embed_lfw(lfw, args.encoder)
     view2 = lfw.view2()
     gallery = Gallery(view2, data.vectors[[data.index[p] for p in unique_images(view2)]])
     rows = [
@@ -84,13 +87,19 @@ def main(argv: list[str] | None = None) -> int:
             **measure(gallery, 128, None, None),
         }
     ]
-    for dims in DIMS:
+    for dims in args.dims:
         for shape, n_bits, clip in SHAPES:
             rows.append({"dims": dims, "shape": shape, "clip_sigma": clip, **measure(gallery, dims, n_bits, clip)})
             print(json.dumps(rows[-1]), flush=True)
-    report = {"protocol": __doc__.strip().split("\n\n", 1)[1], "variant": lfw.variant(), "rows": rows}
+    report = {
+        "protocol": __doc__.strip().split("\n\n", 1)[1],
+        "variant": lfw.variant(),
+        "encoder": args.encoder,
+        "rows": rows,
+    }
     METRICS.mkdir(parents=True, exist_ok=True)
-    (METRICS / "head_ceilings.json").write_text(json.dumps(report, indent=1) + "\n")
+    name = "head_ceilings.json" if args.encoder == "dlib" else f"head_ceilings_{args.encoder}.json"
+    (METRICS / name).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 
