@@ -50,6 +50,12 @@ def shipped_config(point: str) -> HeadConfig:
     return config_from_dict(meta["config"])
 
 
+def run_key(config: HeadConfig, encoder_sha256: str, variant: str) -> str:
+    """The name of a run's decisions (artifacts/metrics/eval_fhe/<key>.jsonl): what decides its circuits."""
+    key = [config.to_dict(), encoder_sha256, variant, COMPILED_WITH]
+    return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+
+
 @dataclass
 class FheRun:
     """One resumable evaluation: the pairs, their embeddings, the configuration and where decisions go."""
@@ -64,8 +70,7 @@ class FheRun:
 
     @property
     def run_key(self) -> str:
-        key = [self.config.to_dict(), self.encoder_sha256, self.variant, COMPILED_WITH]
-        return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
+        return run_key(self.config, self.encoder_sha256, self.variant)
 
     @property
     def work(self) -> Path:

@@ -703,19 +703,20 @@ def plot_det(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
-def _recorded(point: str) -> dict:
-    """eval_fhe's per-pair real-FHE decisions of this point (per-fold heads), if committed."""
-    suffix = "" if point == "accurate" else f"_{point}"
-    report = METRICS / f"lfw_fhe{suffix}.json"
-    if not report.is_file():
-        return {}
-    path = METRICS / "eval_fhe" / f"{json.loads(report.read_text())['run_key']}.jsonl"
+def _recorded(point: str, encoder_sha256: str, variant: str) -> dict:
+    """eval_fhe's per-pair real-FHE decisions of this point's configuration on this encoder (per-fold heads),
+    as far as committed."""
+    from training.eval_fhe import RESULTS_DIR, run_key
+
+    path = RESULTS_DIR / f"{run_key(shipped_config(point), encoder_sha256, variant)}.jsonl"
     if not path.is_file():
         return {}
     return {r["pair"]: r for r in map(json.loads, path.read_text().splitlines()) if r}
 
 
-def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...], heads: dict[str, FoldHeads]) -> dict:
+def calibrate(
+    gallery: Gallery, variant: str, points: tuple[str, ...], heads: dict[str, FoldHeads], encoder_sha256: str
+) -> dict:
     """The fold-wise report of clear float and each point; `heads` (per point) keeps the heads fitted
     without each fold set, for shipping after."""
     primary = variant == "original"
@@ -735,7 +736,7 @@ def calibrate(gallery: Gallery, variant: str, points: tuple[str, ...], heads: di
     models += [(f"{p} head (integer model = FHE)", shipped_config(p), p) for p in points]
     for key, config, point in models:
         start = time.perf_counter()
-        recorded = _recorded(point) if point and primary else None
+        recorded = _recorded(point, encoder_sha256, variant) if point and primary else None
         if point:
             heads[point] = FoldHeads(gallery, config, point)
         report["models"][key] = calibrate_model(gallery, config, point or "clear", recorded, heads=heads.get(point))
@@ -906,7 +907,7 @@ def main(argv: list[str] | None = None) -> int:
         (METRICS / "security_levels_shipped.json").write_text(json.dumps(shipped, indent=1) + "\n")
         return 0
     heads: dict[str, FoldHeads] = {}
-    report = calibrate(gallery, variant, tuple(args.points), heads)
+    report = calibrate(gallery, variant, tuple(args.points), heads, vectors.model_sha256)
     shipped_path = METRICS / "security_levels_shipped.json"
     if variant == "original" and not args.no_ship:
         report["shipped"] = {p: ship(gallery, p, vectors.model_sha256, vectors.encoder, heads[p]) for p in args.points}
