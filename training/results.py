@@ -611,7 +611,7 @@ def levels_fhe(accurate: Json, fast: Json) -> list[str]:
     ]
     for data in (accurate, fast):
         for level, lv in data["levels"].items():
-            low, high = lv["raw_score_range"]
+            low, high = lv["raw_score_range"] or ("–", "–")
             lines.append(
                 row(
                     data["point"],
@@ -619,7 +619,7 @@ def levels_fhe(accurate: Json, fast: Json) -> list[str]:
                     level,
                     lv["raw_threshold"],
                     lv["pairs"],
-                    f"{low}–{high}",
+                    f"{low}–{high}" if lv["pairs"] else "–",
                     lv["accepted_by_fhe"],
                     lv["fhe_vs_integer_model_disagreements"],
                 )
