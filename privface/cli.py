@@ -190,7 +190,11 @@ def _run_command(args: argparse.Namespace, client, encodings: list) -> int:
             print("no templates enrolled under this key")
         else:
             print("\n".join(f"MATCH  {name}" for name in found) or f"no match among {len(matches)} templates")
-        _say(args, f"security level {client.level}: {describe(client.point, client.level)}")
+        # One probe meets every template: it asks for the level's several-photo threshold where there is one.
+        several = client.level_against(None) != client.level
+        which = " (its threshold for templates of several photos)" if several else ""
+        sentence = describe(client.point, client.level, None if several else 1)
+        _say(args, f"security level {client.level}{which}: {sentence}")
         _say(args, f"{len(matches)} templates, server wall {client.timings.get('identify_server_wall_s', 0):.2f} s")
         return OK if found else NEGATIVE
     if args.command == "list":

@@ -125,8 +125,9 @@ def test_templates_list_verify_identify_delete(server, key_dir, capsys):
     assert run(capsys, "verify", str(BIDEN), "--name", "obama", *o)[:2] == (NEGATIVE, "Different people\n")
     status, out, err = run(capsys, "identify", str(OBAMA3), "-v", *o)
     assert (status, out) == (OK, "MATCH  obama\n")
-    level = describe("fast", "1e-3")  # -v says what the level holds, as verify and compare do
-    assert f"security level 1e-3: {level}" in err
+    # -v says what the level holds, as verify and compare do: identify asks for the several-photo threshold.
+    level = describe("fast", "1e-3", None)
+    assert f"security level 1e-3 (its threshold for templates of several photos): {level}" in err
     assert run(capsys, "identify", str(BIDEN), *o)[:2] == (NEGATIVE, "no match among 1 templates\n")
     status, _, err = run(capsys, "delete", "ghost", *o)
     assert (status, err) == (FAILED, "error: no template named 'ghost' is enrolled under your key\n")
