@@ -286,7 +286,8 @@ def test_an_interrupted_first_run_breaks_nothing_and_keys_are_private(server, ke
         left.chmod(0o644)
     assert run(capsys, "enrol", str(OBAMA), "--name", "first", *opts(server, key_dir))[0] == OK
     names = sorted(p.name for p in key_dir.iterdir())
-    assert names == [f"{circuit}.keyid", f"{circuit}.keys", f"{circuit}.sign"]
+    # .photos: how many photos each template came from (picks the several-photo thresholds)
+    assert names == [f"{circuit}.keyid", f"{circuit}.keys", f"{circuit}.photos", f"{circuit}.sign"]
     assert stat.S_IMODE(key_dir.stat().st_mode) == 0o700
     assert all(stat.S_IMODE((key_dir / n).stat().st_mode) == 0o600 for n in names)
     assert stat.S_IMODE((server.data_dir / "server.log").stat().st_mode) == 0o600

@@ -62,28 +62,28 @@ def main(argv: list[str] | None = None) -> int:
         app = create_app(
             args.data_dir, points=tuple(args.points), workers=args.workers, limits=limits, ray_address=args.ray_address
         )
+        proxies = frozenset(client_address(a.strip()) for a in args.trusted_proxy.split(",") if a.strip())
+        uvicorn.run(
+            app,
+            http=guarded_protocol(limits.header_timeout_s, limits.max_connections_per_address, exempt=proxies),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            server_header=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
+            limit_concurrency=MAX_CONNECTIONS,
+            # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: anyone on loopback could then pick
+            # the address the per-address limits count.
+            proxy_headers=bool(args.trusted_proxy),
+            forwarded_allow_ips=args.trusted_proxy or None,
+        )
     except (PrivfaceError, ValueError) as err:
         print(f"privface-server: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # Ctrl-C while the circuits load; once serving, uvicorn shuts down on it
+    except KeyboardInterrupt:  # Ctrl-C before uvicorn's own handlers are in (circuits loading, start-up)
         print("privface-server: interrupted", file=sys.stderr)
         return INTERRUPTED
-    proxies = frozenset(client_address(a.strip()) for a in args.trusted_proxy.split(",") if a.strip())
-    uvicorn.run(
-        app,
-        http=guarded_protocol(limits.header_timeout_s, limits.max_connections_per_address, exempt=proxies),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        server_header=False,
-        timeout_keep_alive=KEEP_ALIVE_S,
-        limit_concurrency=MAX_CONNECTIONS,
-        # uvicorn believes X-Forwarded-For from 127.0.0.1 by default: anyone on loopback could then pick
-        # the address the per-address limits count.
-        proxy_headers=bool(args.trusted_proxy),
-        forwarded_allow_ips=args.trusted_proxy or None,
-    )
     return 0
 
 
