@@ -66,9 +66,10 @@ def _one_in(rate: float) -> str:
 
 
 @cache
-def _enrolment_report() -> dict:
+def _enrolment_report(point: str) -> dict:
+    name = "enrolment.json" if point == "accurate" else f"enrolment_{point}.json"
     try:
-        return json.loads((metrics_dir() / "enrolment.json").read_text())
+        return json.loads((metrics_dir() / name).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -76,7 +77,7 @@ def _enrolment_report() -> dict:
 def several_photo_rates(point: str, level: str, photos: int | None) -> tuple[int, float, float] | None:
     """(K, false-match rate, false non-match rate) of `level`'s several-photo threshold measured on templates
     of K photos, K the largest measured <= `photos` (None: the smallest measured), or None if unmeasured."""
-    report = _enrolment_report()
+    report = _enrolment_report(point)
     if report.get("point") != point:
         return None
     measured = sorted(int(k) for k in report.get("by_k", {}) if int(k) > 1)

@@ -11,7 +11,7 @@ Protocol (LFW View 2's images and identity-disjoint folds, as training/security_
   SEVERAL_PHOTOS_KS photos pooled (the several-photo levels, which the client uses for any K >= 2);
   FMR and TAR are measured on the held-out fold's K-photo templates.
 - Scores: the head's exact integer sum (integer model = FHE), and clear float distance beside it.
-Writes artifacts/metrics/enrolment.json.
+Writes artifacts/metrics/enrolment.json (enrolment_<point>.json for another head than accurate).
 """
 
 from __future__ import annotations
@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         "by_k": evaluate(gallery, args.encoder, config, tuple(args.ks)),
     }
     METRICS.mkdir(parents=True, exist_ok=True)
-    (METRICS / "enrolment.json").write_text(json.dumps(report, indent=1) + "\n")
+    name = "enrolment.json" if args.point == "accurate" else f"enrolment_{args.point}.json"
+    (METRICS / name).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 
