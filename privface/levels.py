@@ -18,6 +18,7 @@ __all__ = [
     "LEVEL_NAMES",
     "default_level",
     "describe",
+    "enrolment_report_name",
     "look_alike_rates",
     "measured_rates",
     "offered_levels",
@@ -65,11 +66,15 @@ def _one_in(rate: float) -> str:
     return f"1 in {round(1 / rate):,}" if rate > 0 else "none"
 
 
+def enrolment_report_name(point: str) -> str:
+    """The metrics file of `training.enrolment` for a head (it writes it, `several_photo_rates` reads it)."""
+    return "enrolment.json" if point == "accurate" else f"enrolment_{point}.json"
+
+
 @cache
 def _enrolment_report(point: str) -> dict:
-    name = "enrolment.json" if point == "accurate" else f"enrolment_{point}.json"
     try:
-        return json.loads((metrics_dir() / name).read_text())
+        return json.loads((metrics_dir() / enrolment_report_name(point)).read_text())
     except (OSError, ValueError):
         return {}
 

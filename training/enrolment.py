@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS
+from privface.levels import enrolment_report_name
 from training.lfw import open_lfw_for_cli, unique_images
 from training.paths import METRICS
 from training.security_levels import (
@@ -127,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         "by_k": evaluate(gallery, args.encoder, config, tuple(args.ks)),
     }
     METRICS.mkdir(parents=True, exist_ok=True)
-    name = "enrolment.json" if args.point == "accurate" else f"enrolment_{args.point}.json"
-    (METRICS / name).write_text(json.dumps(report, indent=1) + "\n")
+    (METRICS / enrolment_report_name(args.point)).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 

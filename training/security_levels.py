@@ -236,7 +236,7 @@ class Gallery:
 class Templates:
     """Per fold, K-photo templates of its people (rows appended after the gallery's images) and their genuine
     and impostor attempts. A template = `client_encoder.template_of` over K of a person's photos (drawn
-    at random, seeded, DRAWS draws per person); genuine attempts = it against each of the person's other
+    at random, seeded, TEMPLATE_DRAWS draws per person); genuine attempts = it against each of the person's other
     photos; impostor attempts = it against every photo of every other person of the fold. A person enters
     at K if they have at least K + 1 photos. With several Ks (a tuple), the templates of each are pooled."""
 
@@ -328,8 +328,9 @@ class ImpostorScores:
     def __call__(self, without: frozenset[int], head: HeadParams | None = None) -> list[np.ndarray]:
         """Per fold, the scores given by the head fitted without `without` (or `head`, which is that head)."""
         if without not in self._scores:
-            scorer = Scorer(self.vectors, head or self.heads(without))
-            kind = np.int16 if (head or self.heads(without)).max_sum < 2**15 else np.int32  # memory: ~50 heads
+            head = head or self.heads(without)
+            scorer = Scorer(self.vectors, head)
+            kind = np.int16 if head.max_sum < 2**15 else np.int32  # memory: ~50 heads
             self._scores[without] = [scorer(i, j).astype(kind) for i, j in self.impostors]
         return self._scores[without]
 
@@ -451,6 +452,19 @@ def _level_summary(name: str, v: dict, fpir: dict, groups: GroupTally, impostor_
     }
 
 
+def _add_fold(
+    per_level: dict, thresholds: dict, in_sample: dict, impostor, genuine, same_all, look_alike_fmr: dict
+) -> None:
+    """One held-out fold's figures per level, appended to `per_level`."""
+    for name, t in thresholds.items():
+        per_level[name]["threshold"].append(float(t))
+        per_level[name]["fmr"].append(float(np.mean(impostor < t)))
+        per_level[name]["fmr_look_alike"].append(look_alike_fmr[name])
+        per_level[name]["fnmr"].append(float(np.mean(genuine >= t)))
+        per_level[name]["fnmr_all"].append(float(np.mean(same_all >= t)))
+        per_level[name]["in_sample"].append(float(np.mean(impostor < in_sample[name])))
+
+
 def calibrate_model(
     gallery: Gallery,
     config: HeadConfig | None,
@@ -483,8 +497,8 @@ def calibrate_model(
     det_grid, det_fmr, det_fnmr = None, [], []
     clear_impostors = None
     for f in range(gallery.n_folds):
-        a, b, same, images = gallery.training_pairs(f)
         if config is None:
+            a, b, same, _ = gallery.training_pairs(f)
             scorer = Scorer(gallery.vectors)
             balanced = best_threshold(np.linalg.norm(a - b, axis=1), same)
             # The clear score does not depend on the fold: score every fold's impostors once.
@@ -509,13 +523,7 @@ def calibrate_model(
         counts["look_alike_impostor_pairs"].append(int(gallery.look_alike(f).sum()))
         counts["genuine_pairs"].append(len(genuine))
         counts["same_identity_pairs"].append(len(same_all))
-        for name, t in thresholds.items():
-            per_level[name]["threshold"].append(float(t))
-            per_level[name]["fmr"].append(float(np.mean(impostor < t)))
-            per_level[name]["fmr_look_alike"].append(look_alike_fmr[name])
-            per_level[name]["fnmr"].append(float(np.mean(genuine >= t)))
-            per_level[name]["fnmr_all"].append(float(np.mean(same_all >= t)))
-            per_level[name]["in_sample"].append(float(np.mean(impostor < in_sample[name])))
+        _add_fold(per_level, thresholds, in_sample, impostor, genuine, same_all, look_alike_fmr)
         for search, rates in identification_fpir(gallery, scorer, f, thresholds, searches).items():
             for name, rate in rates.items():
                 fpir[name][search].append(rate)
@@ -777,6 +785,35 @@ def near_threshold_pairs(
     return [(n, *chosen[n][k]) for k in range(per_level) for n in chosen if k < len(chosen[n])]
 
 
+def _fhe_summary(
+    point: str, circuit_id: str, head: HeadParams, selected: list[tuple[str, int, int]], done: dict
+) -> dict:
+    """The report of the near-threshold pairs run so far, per level."""
+    records = [done[p] for p in selected if p in done]
+    summary = {
+        "protocol": f"real FHE ({point} head as shipped, FHEClient keygen/encrypt of template and probe separately, "
+        "FHEServer.run, decrypt): per level the pairs (View 2 impostor + same pairs) whose raw integer scores lie "
+        "closest to that level's threshold, half on each side; for a several-photo level, templates of "
+        f"{', '.join(map(str, SEVERAL_PHOTOS_KS))} photos (training.security_levels.Templates) against photos",
+        "point": point,
+        "circuit_id": circuit_id,
+        "pairs_selected": len(selected),
+        "pairs_run": len(records),
+        "levels": {},
+        "server_run_s_median": float(np.median([r["server_s"] for r in records])) if records else None,
+    }
+    for level, t in zip(head.levels, head.level_thresholds, strict=True):
+        rs = [r for r in records if r["level"] == level]
+        summary["levels"][level] = {
+            "raw_threshold": t,
+            "pairs": len(rs),
+            "accepted_by_fhe": sum(r["fhe"] for r in rs),
+            "raw_score_range": [min(r["raw_score"] for r in rs), max(r["raw_score"] for r in rs)] if rs else None,
+            "fhe_vs_integer_model_disagreements": sum(r["fhe"] != r["integer_model"] for r in rs),
+        }
+    return summary
+
+
 def run_fhe(
     gallery: Gallery,
     point: str,
@@ -841,28 +878,7 @@ def run_fhe(
                 )
     committed.parent.mkdir(parents=True, exist_ok=True)
     committed.write_text("".join(json.dumps(r) + "\n" for r in done.values()))
-    records = [done[p] for p in selected if p in done]
-    summary = {
-        "protocol": f"real FHE ({point} head as shipped, FHEClient keygen/encrypt of template and probe separately, "
-        "FHEServer.run, decrypt): per level the pairs (View 2 impostor + same pairs) whose raw integer scores lie "
-        "closest to that level's threshold, half on each side; for a several-photo level, templates of "
-        f"{', '.join(map(str, SEVERAL_PHOTOS_KS))} photos (training.security_levels.Templates) against photos",
-        "point": point,
-        "circuit_id": client.meta["circuit_id"],
-        "pairs_selected": len(selected),
-        "pairs_run": len(records),
-        "levels": {},
-        "server_run_s_median": float(np.median([r["server_s"] for r in records])) if records else None,
-    }
-    for level, t in zip(head.levels, head.level_thresholds, strict=True):
-        rs = [r for r in records if r["level"] == level]
-        summary["levels"][level] = {
-            "raw_threshold": t,
-            "pairs": len(rs),
-            "accepted_by_fhe": sum(r["fhe"] for r in rs),
-            "raw_score_range": [min(r["raw_score"] for r in rs), max(r["raw_score"] for r in rs)] if rs else None,
-            "fhe_vs_integer_model_disagreements": sum(r["fhe"] != r["integer_model"] for r in rs),
-        }
+    summary = _fhe_summary(point, client.meta["circuit_id"], head, selected, done)
     (METRICS / f"security_levels_fhe_{point}.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary["levels"], indent=1))
     return 0
