@@ -19,7 +19,7 @@ from privface_core.errors import CiphertextError, EvaluationKeyError, NotABitErr
 from tests.toy_heads import toy_head
 from training.bench.engines import boundary_pairs
 from training.head_fit import HeadConfig
-from training.security_levels import add_levels, raw_threshold
+from training.level_element import add_levels, raw_threshold
 
 
 def _toy_head(seed: int, dims: int = 6) -> HeadParams:

@@ -12,7 +12,8 @@ from fhe_head.server import FHEServer
 from privface_core.errors import InputError, UnknownLevelError
 from tests.toy_heads import toy_head
 from training.head_fit import HeadConfig
-from training.security_levels import add_levels, raw_threshold, threshold_at_fmr
+from training.level_element import add_levels, raw_threshold
+from training.security_levels import threshold_at_fmr
 
 ENCODER_SHA = "e" * 64
 
@@ -278,7 +279,7 @@ def test_look_alike_groups_keep_people_whole_and_expose_the_crowded_group():
     assert report["counts_per_fold"]["look_alike_impostor_pairs"][0] == int(gallery.look_alike(0).sum())
 
 
-def test_with_levels_keeps_balanced_and_holds_each_rate_on_its_own_people():
+def test_with_levels_sets_balanced_out_of_fold_and_holds_each_rate_on_its_own_people():
     from training.head_fit import fit_head
     from training.security_levels import FoldHeads, Scorer, with_levels
 
@@ -287,7 +288,7 @@ def test_with_levels_keeps_balanced_and_holds_each_rate_on_its_own_people():
     config = HeadConfig(dims=8, clip_sigma=3.0, target_bits=5)
     head = fit_head(config, images, a, b, same)
     leveled, calibration = with_levels(gallery, head, FoldHeads(gallery, config, "toy"), encoder="dlib")
-    assert calibration["balanced_vs_today_on_view2"]["mismatches"] == 0
+    assert calibration["balanced_out_of_fold"]["threshold"] == calibration["raw_thresholds"]["balanced"]
     assert calibration["impostor_pairs"] == 10 * (32 * 31 // 2 - 8 * 6)  # cross-identity pairs within each fold
     offered = calibration["levels_offered"]
     assert offered[0] == "balanced" and list(leveled.levels) == offered
@@ -362,3 +363,35 @@ def test_the_client_asks_for_the_several_photo_threshold_unless_it_enrolled_one_
         client._record_photos("alice", None)  # deleted
         assert client.level_against("alice") == several
         assert oct(client._photos_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_balanced_is_set_on_pairs_each_head_never_saw():
+    """Each fold g the head was fitted on is scored by the head fitted without g too, and the best threshold
+    over those scores pooled is taken (the middle of ties) -- not the head's own fit of its training pairs."""
+    from training.folds import balanced_out_of_fold
+
+    class Head:  # scores a pair by |a - b| plus a bias that depends on which folds the head left out
+        def __init__(self, without: frozenset[int]) -> None:
+            self.bias = 6 * (2 in without)  # a head that never saw fold 2 scores its pairs farther apart
+
+        def quantize(self, x: np.ndarray) -> np.ndarray:
+            return x
+
+        def score(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return np.abs(a - b) + self.bias
+
+    asked: list[frozenset[int]] = []
+
+    def head_without(without: frozenset[int]) -> Head:
+        asked.append(without)
+        return Head(without)
+
+    fold_of = np.repeat([0, 1, 2], 4)
+    same = np.tile([True, True, False, False], 3)
+    distance = np.array([1, 2, 7, 9, 2, 3, 8, 9, 0, 1, 2, 3])
+    a, b = distance, np.zeros_like(distance)
+    threshold = balanced_out_of_fold(head_without, a, b, same, fold_of, frozenset([0]))
+    assert asked == [frozenset([0, 1]), frozenset([0, 2])]  # never fold 0 (held out), each other fold once
+    # Out of fold, fold 1 scores 2, 3 | 8, 9 and fold 2 6, 7 | 8, 9: only t = 8 decides all 8 right. Fold 2
+    # scored by a head fitted on it (0, 1 | 2, 3) would have made every t wrong on 2 pairs.
+    assert threshold == 8

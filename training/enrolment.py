@@ -25,6 +25,7 @@ import numpy as np
 
 from client_encoder.encoder import DEFAULT_ENCODER, ENCODERS
 from privface.levels import enrolment_report_name
+from training.level_element import raw_threshold
 from training.lfw import open_lfw_for_cli, unique_images
 from training.paths import METRICS
 from training.security_levels import (
@@ -37,7 +38,6 @@ from training.security_levels import (
     Scorer,
     Templates,
     level_thresholds,
-    raw_threshold,
     shipped_config,
 )
 

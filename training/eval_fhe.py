@@ -2,8 +2,10 @@
 
     python -m training.eval_fhe --lfw-dir PATH [--point accurate] [--pairs-per-fold N]
 
-For each test fold the head is fitted on the other 9 folds (exactly as `train_head` does),
-compiled into deployable artifacts, and driven through the deployment classes: `FHEClient`
+For each test fold the head is fitted on the other 9 folds (exactly as `train_head` does) and gets the
+shipped heads' level element with its `balanced` level, set out of fold as `security_levels` sets it
+(`training.folds.balanced_out_of_fold`); it is compiled into deployable artifacts and driven through the
+deployment classes, each probe asking for `balanced`: `FHEClient`
 generates keys and encrypts each face's embedding on its own, `FHEServer` runs the circuit on
 (template, probe, evaluation keys), the client decrypts the bit. Every decision is appended to a
 checkpoint file (and copied to artifacts/metrics/eval_fhe/<run>.jsonl when a report is written),
@@ -30,19 +32,24 @@ from fhe_head.artifacts import ARTIFACTS_ROOT
 from fhe_head.build import save_artifacts
 from fhe_head.circuit import DEFAULT_GLOBAL_P_ERROR, PARAMETER_STRATEGY, compile_head
 from fhe_head.client import FHEClient
+from fhe_head.head import HeadParams
 from fhe_head.server import FHEServer
 from training.embeddings import encoder_vectors
-from training.folds import fit_without_fold
+from training.folds import balanced_out_of_fold, fit_without_fold
 from training.head_fit import HeadConfig
 from training.heads import config_from_dict
+from training.level_element import add_levels
 from training.lfw import Pair, open_lfw_for_cli, unique_images
-from training.pairs import PairData
+from training.pairs import PairData, folds, labels
 from training.paths import METRICS
 from training.protocol import ten_fold
 
 RESULTS_DIR = METRICS / "eval_fhe"
 # Everything that decides the circuits and their keys, beside the head's configuration: a change starts a new run.
 COMPILED_WITH = {"parameter_selection_strategy": PARAMETER_STRATEGY.value, "global_p_error": DEFAULT_GLOBAL_P_ERROR}
+# How each fold's head decides (part of the run key). Runs before it used the head's own rounded threshold,
+# set on its training pairs, and no level element.
+DECISION = "level element, balanced set out of fold"
 
 
 def shipped_config(point: str) -> HeadConfig:
@@ -52,7 +59,7 @@ def shipped_config(point: str) -> HeadConfig:
 
 def run_key(config: HeadConfig, encoder_sha256: str, variant: str) -> str:
     """The name of a run's decisions (artifacts/metrics/eval_fhe/<key>.jsonl): what decides its circuits."""
-    key = [config.to_dict(), encoder_sha256, variant, COMPILED_WITH]
+    key = [config.to_dict(), encoder_sha256, variant, COMPILED_WITH, DECISION]
     return hashlib.sha256(json.dumps(key).encode()).hexdigest()[:16]
 
 
@@ -110,7 +117,15 @@ def select_pairs(view2: list[Pair], pairs_per_fold: int) -> list[int]:
 
 def run_fold(run: FheRun, fold: int, todo: list[int], done: dict[int, dict], log, bar) -> None:
     """Fit the head without `fold`, ship it to a work folder, and decide `todo` in real FHE."""
-    params = fit_without_fold(run.data, run.view2, run.config, fold, name=f"{run.point}-fold{fold}")
+    plain = fit_without_fold(run.data, run.view2, run.config, fold, name=f"{run.point}-fold{fold}")
+    a_all, b_all = run.data.sides(run.view2)
+    same, fold_of = labels(run.view2), folds(run.view2)
+
+    def head_without(without: frozenset[int]) -> HeadParams:
+        return fit_without_fold(run.data, run.view2, run.config, without)
+
+    balanced = balanced_out_of_fold(head_without, a_all, b_all, same, fold_of, frozenset([fold]))
+    params = add_levels(plain, {"balanced": balanced})
     point_dir = run.work / f"fold{fold}"
     if not (point_dir / "meta.json").is_file():
         save_artifacts(params, point_dir, run.encoder_sha256, extra_meta={"config": run.config.to_dict()})
@@ -120,13 +135,12 @@ def run_fold(run: FheRun, fold: int, todo: list[int], done: dict[int, dict], log
     keys = server.load_evaluation_keys(client.evaluation_keys())
     circuit = compile_head(params)  # for the simulated decision beside the real one
     bar.set_description(f"fold {fold}: FHE")
-    a_all, b_all = run.data.sides(run.view2)
     for i in todo:
-        template, probe = client.encrypt(a_all[i]), client.encrypt(b_all[i])
+        template, probe = client.encrypt(a_all[i]), client.encrypt(b_all[i], "balanced")
         start = time.perf_counter()
         result = server.run(template, probe, keys)
         seconds = time.perf_counter() - start
-        qa, qb = params.quantize(a_all[i]), params.quantize(b_all[i])
+        qa, qb = params.quantize(a_all[i]), params.quantize(b_all[i], "balanced")
         record = {
             "pair": i,
             "fold": fold,
@@ -179,7 +193,9 @@ def report(run: FheRun, done: dict[int, dict]) -> dict | None:
     distances = run.data.distances([view2[i] for i in finished])
     float_result = ten_fold(distances, same, folds) if len(run_folds) == 10 else {}
     return {
-        "protocol": "LFW View 2: head fitted on 9 folds, real FHE on the 10th, for each of the 10 folds",
+        "protocol": "LFW View 2: head fitted on 9 folds, its balanced level set out of fold on them (heads fitted "
+        "without one more fold), real FHE on the 10th, for each of the 10 folds",
+        "decision": DECISION,
         "variant": run.variant,
         "point": run.point,
         "config": run.config.to_dict(),

@@ -2,23 +2,50 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from tqdm import tqdm
 
 from fhe_head.circuit import compile_head
 from fhe_head.head import HeadParams
-from training.head_fit import HeadConfig
+from training.head_fit import HeadConfig, best_rounded_threshold
 from training.heads import fit
 from training.lfw import Pair
 from training.pairs import PairData, folds
 
 
 def fit_without_fold(
-    data: PairData, pairs: list[Pair], config: HeadConfig, fold: int, name: str = "head"
+    data: PairData, pairs: list[Pair], config: HeadConfig, fold: int | frozenset[int], name: str = "head"
 ) -> HeadParams:
-    """The head fitted on every pair (and its images) outside `fold`."""
-    a, b, same, images = data.arrays([p for p in pairs if p.fold != fold])
+    """The head fitted on every pair (and its images) outside `fold` (or outside a set of folds)."""
+    without = fold if isinstance(fold, frozenset) else frozenset([fold])
+    a, b, same, images = data.arrays([p for p in pairs if p.fold not in without])
     return fit(config, images, a, b, same, name=name)
+
+
+def balanced_out_of_fold(
+    head_without: Callable[[frozenset[int]], HeadParams],
+    a: np.ndarray,
+    b: np.ndarray,
+    same: np.ndarray,
+    fold_of: np.ndarray,
+    without: frozenset[int] = frozenset(),
+) -> int:
+    """The `balanced` threshold on the raw sum for the head fitted without the folds `without` (none: the
+    shipped head), set out of fold. For each fold g that head was fitted on, the head fitted without g too
+    scores g's pairs (a, b, same: every View 2 pair, `fold_of` its fold): people it never saw. The threshold
+    with the best accuracy over those scores, pooled, is taken (the middle of ties).
+
+    A head's PCA draws its own training people's genuine pairs closer together than strangers', so the best
+    threshold on its training pairs is too strict for new people (the same bias the strict levels correct)."""
+    scores, labels_ = [], []
+    for g in sorted(set(fold_of.tolist()) - without):
+        head = head_without(without | {g})
+        held = fold_of == g
+        scores.append(head.score(head.quantize(a[held]), head.quantize(b[held])))
+        labels_.append(same[held])
+    return best_rounded_threshold(np.concatenate(scores), np.concatenate(labels_), lsbs=0)
 
 
 def simulate(params: HeadParams, qa: np.ndarray, qb: np.ndarray) -> np.ndarray:

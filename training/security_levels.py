@@ -22,8 +22,9 @@ Protocol (ISO/IEC 19795-1 terms; LFW View 2, image-restricted: only View 2's ima
 - Scores: clear float = Euclidean distance of the 128-d descriptors; a head = its exact integer sum of
   lookups (what the circuit computes, so the integer model = FHE); accept iff score < threshold.
 - The shipped heads are fitted on all 6000 pairs (as train_head ships them); their level thresholds
-  are set on the impostor pairs of all 10 folds (training people), and `balanced` keeps each head's
-  own threshold, so its decisions are unchanged.
+  are set on the impostor pairs of all 10 folds (training people), at rates found out of fold, and
+  `balanced` is the best-accuracy threshold of heads like it on pairs of people they never saw
+  (`training.folds.balanced_out_of_fold`), not the head's own threshold on its training pairs.
 
 Levels travel as one extra vector element (fhe_head/head.py): one circuit for every level, which the
 server cannot tell apart. Writes artifacts/metrics/security_levels[_<variant>].json and a DET plot.
@@ -46,13 +47,15 @@ from client_encoder.models import cache_dir
 from fhe_head.artifacts import ARTIFACTS_ROOT as HEADS_ROOT
 from fhe_head.artifacts import POINTS
 from fhe_head.head import LEVEL_NAMES, SEVERAL_PHOTOS, HeadParams
+from training.folds import balanced_out_of_fold
 from training.head_fit import HeadConfig
 from training.heads import config_from_dict, fit
+from training.level_element import add_levels, raw_threshold
 from training.lfw import Pair, open_lfw_for_cli, unique_images
 from training.paths import METRICS
 from training.protocol import best_threshold
 
-# Level name -> target false-match rate; `balanced` is the head's best-accuracy threshold (index 0,
+# Level name -> target false-match rate; `balanced` is the best-accuracy threshold, set out of fold (index 0,
 # what a template carries). Order = index k in the level element, loosest first.
 LEVELS: dict[str, float | None] = {"balanced": None, "1e-2": 1e-2, "1e-3": 1e-3, "1e-4": 1e-4}
 assert tuple(LEVELS) == LEVEL_NAMES
@@ -68,49 +71,7 @@ SEVERAL_PHOTOS_KS = (2, 3, 5)
 TEMPLATE_DRAWS = 3
 
 
-# ---- the level element -------------------------------------------------------------------------
-def add_levels(params: HeadParams, thresholds: dict[str, int]) -> HeadParams:
-    """`params` (no levels) plus the level element: `thresholds[name]` = raw-sum threshold of that level
-    (same person iff sum of the d lookups < it). Keeps as many bits for the comparison as `params`
-    does: if the offsets widen the sum, one more bit is rounded off (the offset is added before the
-    rounding, so every level keeps its exact raw threshold)."""
-    if params.levels:
-        raise ValueError(f"head {params.name!r} already has levels {params.levels}")
-    names = tuple(thresholds)
-    t = np.array([int(thresholds[n]) for n in names], np.int64)
-    base_max = params.max_sum
-    kept_bits = max(int(base_max).bit_length() - params.lsbs, 1)
-    lsbs = params.lsbs
-    while True:
-        step, half = 1 << lsbs, (1 << lsbs) >> 1
-        circuit_threshold = -(-(int(t.max()) + half) // step) * step
-        offsets = circuit_threshold - half - t  # >= 0; the loosest level gets the smallest
-        if int(base_max + offsets.max()).bit_length() - lsbs <= kept_bits:
-            break
-        lsbs += 1
-    deltas = np.abs(np.arange(-params.offset, params.offset + 1))
-    # Symmetric in the difference (a template may be either argument); a difference no level has
-    # (two probes, a forged element) gets the strictest offset.
-    row = np.where(deltas < len(names), offsets[np.minimum(deltas, len(names) - 1)], offsets.max())
-    return HeadParams(
-        mean=params.mean,
-        projection=params.projection,
-        scale=params.scale,
-        n_bits=params.n_bits,
-        tables=np.vstack([params.tables, row[None, :]]).astype(np.int64),
-        lsbs=lsbs,
-        threshold=int(circuit_threshold),
-        name=params.name,
-        levels=names,
-        level_thresholds=tuple(int(v) for v in t),
-    )
-
-
-def raw_threshold(params: HeadParams) -> int:
-    """The head's own decision as a threshold on the raw sum: rounded(s) < T  <=>  s < T - half."""
-    return int(params.threshold - ((1 << params.lsbs) >> 1))
-
-
+# ---- thresholds ---------------------------------------------------------------------------------
 def threshold_at_fmr(impostor_scores: np.ndarray, target: float) -> float:
     """The loosest threshold t with mean(impostor < t) <= target (accept iff score < t)."""
     s = np.sort(np.asarray(impostor_scores))
@@ -231,6 +192,11 @@ class Gallery:
         b = self.vectors[[index[p.right] for p in pairs]]
         images = self.vectors[[index[p] for p in unique_images(pairs)]]
         return a, b, np.array([p.same for p in pairs]), images
+
+    def balanced_out_of_fold(self, heads: FoldHeads, without: frozenset[int] = frozenset()) -> int:
+        """The `balanced` threshold of the head fitted without `without`, set out of fold on View 2's pairs."""
+        a, b = self.vectors[self.pair_left], self.vectors[self.pair_right]
+        return balanced_out_of_fold(heads, a, b, self.pair_same, self.pair_fold, without)
 
 
 class Templates:
@@ -479,9 +445,10 @@ def calibrate_model(
     Also DET points, averaged over the folds.
 
     For a head, each fold's head also gets its level element, and its integer model is checked on the
-    held-out View 2 pairs: every level decides as `raw sum < that level's threshold`, and `balanced`
-    as the head without levels (and as `recorded`, eval_fhe's real-FHE decisions by pair index)."""
-    checks = {"pairs": 0, "level_vs_raw_mismatches": 0, "balanced_vs_today_mismatches": 0}
+    held-out View 2 pairs: every level decides as `raw sum < that level's threshold`, and `balanced` as
+    `recorded`, eval_fhe's real-FHE decisions by pair index (and how many decisions differ from the head's
+    own threshold, set on its training pairs)."""
+    checks = {"pairs": 0, "level_vs_raw_mismatches": 0, "balanced_vs_own_threshold_changed": 0}
     if recorded:
         checks.update({"recorded_pairs_compared": 0, "balanced_vs_recorded_clear": 0, "balanced_vs_recorded_fhe": 0})
     per_level: dict[str, dict[str, list]] = {
@@ -507,7 +474,7 @@ def calibrate_model(
         else:
             head = heads(frozenset([f]))
             scorer = Scorer(gallery.vectors, head)
-            balanced = raw_threshold(head)
+            balanced = gallery.balanced_out_of_fold(heads, frozenset([f]))
             by_fold = impostor_scores(frozenset([f]))
         in_sample = level_thresholds(np.concatenate([by_fold[g] for g in range(gallery.n_folds) if g != f]), balanced)
         if config is None:
@@ -566,7 +533,7 @@ def _check_levels(
         decided = leveled.decide(leveled.quantize(a), leveled.quantize(b, name))
         checks["level_vs_raw_mismatches"] += int(np.sum(decided != (raw < t)))
         if name == "balanced":
-            checks["balanced_vs_today_mismatches"] += int(np.sum(decided != today))
+            checks["balanced_vs_own_threshold_changed"] += int(np.sum(decided != today))
             if recorded:
                 for i, d in zip(test, decided, strict=True):
                     if int(i) in recorded:
@@ -607,14 +574,15 @@ def with_levels(
     scorer = Scorer(gallery.vectors, head)
     impostor_scores = ImpostorScores(heads, gallery.vectors, gallery.impostors)
     impostor = np.concatenate(impostor_scores(frozenset(), head))
-    out_of_fold = impostor_scores.thresholds(frozenset(), raw_threshold(head), head)
+    balanced = gallery.balanced_out_of_fold(heads)
+    out_of_fold = impostor_scores.thresholds(frozenset(), balanced, head)
     thresholds = dict(out_of_fold["thresholds"])
     several = {}
     if encoder is not None:
         templates = Templates(gallery, encoder, SEVERAL_PHOTOS_KS)
         template_scores = ImpostorScores(heads, templates.vectors, templates.impostor)
         attempts = np.concatenate(template_scores(frozenset(), head))
-        several_out = template_scores.thresholds(frozenset(), raw_threshold(head), head)
+        several_out = template_scores.thresholds(frozenset(), balanced, head)
         for name, target in LEVELS.items():
             if target is not None:
                 thresholds[name + SEVERAL_PHOTOS] = several_out["thresholds"][name]
@@ -636,9 +604,14 @@ def with_levels(
     genuine = scorer(gallery.pair_left[gallery.pair_same], gallery.pair_right[gallery.pair_same])
     a, b = gallery.vectors[gallery.pair_left], gallery.vectors[gallery.pair_right]
     today = head.decide(head.quantize(a), head.quantize(b))
-    balanced = leveled.decide(leveled.quantize(a), leveled.quantize(b, "balanced"))
+    decided = leveled.decide(leveled.quantize(a), leveled.quantize(b, "balanced"))
     calibration = {
-        "balanced_vs_today_on_view2": {"pairs": len(a), "mismatches": int(np.sum(today != balanced))},
+        "balanced_out_of_fold": {
+            "threshold": int(thresholds["balanced"]),
+            "own_threshold": raw_threshold(head),
+            "view2_pairs": len(a),
+            "decisions_changed": int(np.sum(today != decided)),
+        },
         "calibrated_on": f"impostor pairs of all {gallery.n_folds} View 2 folds (the head's own training people), "
         "at the rate that lets in each level's target of people a head never saw (heads fitted without one fold)",
         "in_sample_rate": out_of_fold["in_sample_rate"],
