@@ -37,8 +37,8 @@ def balanced_out_of_fold(
     scores g's pairs (a, b, same: every View 2 pair, `fold_of` its fold): people it never saw. The threshold
     with the best accuracy over those scores, pooled, is taken (the middle of ties).
 
-    A head's PCA draws its own training people's genuine pairs closer together than strangers', so the best
-    threshold on its training pairs is too strict for new people (the same bias the strict levels correct)."""
+    A head's PCA draws its own training people's pairs closer together than new people's, so the best threshold
+    on its training pairs is biased for new people (the same bias the strict levels correct)."""
     scores, labels_ = [], []
     for g in sorted(set(fold_of.tolist()) - without):
         head = head_without(without | {g})

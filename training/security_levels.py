@@ -455,6 +455,8 @@ def calibrate_model(
         n: {"threshold": [], "fmr": [], "fnmr": [], "fnmr_all": [], "fmr_look_alike": [], "in_sample": []}
         for n in LEVELS
     }
+    # LFW's 10-fold accuracy of a head's balanced level, beside that of the head's own threshold.
+    lfw_accuracy: dict[str, list[float]] = {"balanced_out_of_fold": [], "own_threshold": []}
     if config is not None:
         heads = heads or FoldHeads(gallery, config, label)
         impostor_scores = ImpostorScores(heads, gallery.vectors, gallery.impostors)
@@ -481,7 +483,9 @@ def calibrate_model(
             thresholds = in_sample  # the clear score is fitted on nobody: the other folds are out of sample
         else:
             thresholds = impostor_scores.thresholds(frozenset([f]), balanced)["thresholds"]
-            _check_levels(gallery, head, thresholds, f, checks, recorded)
+            balanced_accuracy, own_accuracy = _check_levels(gallery, head, thresholds, f, checks, recorded)
+            lfw_accuracy["balanced_out_of_fold"].append(balanced_accuracy)
+            lfw_accuracy["own_threshold"].append(own_accuracy)
         impostor = by_fold[f]
         genuine = scorer(*gallery.genuine(f))
         same_all = scorer(*gallery.same_identity[f])
@@ -510,7 +514,16 @@ def calibrate_model(
         "genuine_pairs_per_look_alike_group": groups.genuine.astype(int).tolist(),
         "impostor_pairs_total": int(sum(counts["impostor_pairs"])),
         "levels": levels,
-        **({"level_element_checks": checks} if config is not None else {}),
+        **(
+            {
+                "level_element_checks": checks,
+                "lfw_balanced_accuracy": {
+                    kind: {"mean": float(np.mean(v)), "per_fold": v} for kind, v in lfw_accuracy.items()
+                },
+            }
+            if config is not None
+            else {}
+        ),
         "det": {
             "thresholds": [float(t) for t in det_grid],
             "fmr_mean_over_folds": np.mean(det_fmr, axis=0).tolist(),
@@ -521,7 +534,8 @@ def calibrate_model(
 
 def _check_levels(
     gallery: Gallery, head: HeadParams, thresholds: dict, f: int, checks: dict, recorded: dict | None
-) -> None:
+) -> tuple[float, float]:
+    """Adds fold f's checks to `checks`; returns its LFW accuracy at `balanced` and at the head's own threshold."""
     leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
     test = np.flatnonzero(gallery.pair_fold == f)
     a, b = gallery.vectors[gallery.pair_left[test]], gallery.vectors[gallery.pair_right[test]]
@@ -533,6 +547,8 @@ def _check_levels(
         decided = leveled.decide(leveled.quantize(a), leveled.quantize(b, name))
         checks["level_vs_raw_mismatches"] += int(np.sum(decided != (raw < t)))
         if name == "balanced":
+            same = gallery.pair_same[test]
+            accuracy = (float(np.mean(decided == same)), float(np.mean(today == same)))
             checks["balanced_vs_own_threshold_changed"] += int(np.sum(decided != today))
             if recorded:
                 for i, d in zip(test, decided, strict=True):
@@ -540,6 +556,7 @@ def _check_levels(
                         checks["recorded_pairs_compared"] += 1
                         checks["balanced_vs_recorded_clear"] += int(d != recorded[int(i)]["clear"])
                         checks["balanced_vs_recorded_fhe"] += int(d != recorded[int(i)]["fhe"])
+    return accuracy
 
 
 # ---- the shipped heads ---------------------------------------------------------------------------
@@ -900,6 +917,7 @@ def main(argv: list[str] | None = None) -> int:
     shipped_path = METRICS / "security_levels_shipped.json"
     if variant == "original" and not args.no_ship:
         report["shipped"] = {p: ship(gallery, p, vectors.model_sha256, vectors.encoder, heads[p]) for p in args.points}
+        shipped_path.write_text(json.dumps(report["shipped"], indent=1) + "\n")  # what a later --no-ship run reports
     elif variant == "original" and shipped_path.is_file():
         report["shipped"] = json.loads(shipped_path.read_text())
     suffix = "" if variant == "original" else "_" + variant.replace("-", "")
