@@ -21,10 +21,12 @@ import logging
 import signal
 import time
 from collections.abc import Callable
+from functools import cached_property
 from pathlib import Path
 
 from fhe_head.artifacts import (
     BATCH_META,
+    CLIENT_SPECS_FILE,
     CONCRETE_ML,
     DEFAULT_POINT,
     SERVER_FILE,
@@ -62,6 +64,25 @@ def start_runtime() -> None:
     # program returned (a server refusing to start, a failed evaluation, all exited 0). The OS reclaims
     # the runtime's threads at exit anyway.
     atexit.unregister(getattr(concrete.compiler, "_terminate_df_parallelization", lambda: None))
+
+
+def key_set_bytes(keyset: dict) -> int:
+    """The memory one parsed evaluation-key set of a circuit holds, from its key parameters (the client specs'
+    "keyset"), as concrete's runtime holds it: every bootstrapping key as read (seed-compressed: one polynomial
+    per GLWE ciphertext) and in the Fourier domain it runs with (complex, all of them), every keyswitching key
+    with its masks regenerated. Checked against a server process's RSS: training/bench/key_memory.py."""
+    total = 0
+    for key in keyset["lweBootstrapKeys"]:
+        p = key["params"]
+        ciphertexts = p["inputLweDimension"] * p["levelCount"] * (p["glweDimension"] + 1)
+        total += ciphertexts * p["polynomialSize"] * 8  # as read
+        total += ciphertexts * (p["glweDimension"] + 1) * p["polynomialSize"] // 2 * 16  # Fourier domain
+    for key in keyset["lweKeyswitchKeys"]:
+        p = key["params"]
+        total += p["inputLweDimension"] * p["levelCount"] * (p["outputLweDimension"] + 1) * 8
+    if keyset.get("packingKeyswitchKeys"):
+        raise ArtifactError("a circuit with packing keyswitching keys: their memory is not modelled here")
+    return total
 
 
 def batch_server_name(k: int) -> str:
@@ -113,6 +134,15 @@ class FHEServer:
     @property
     def batch_sizes(self) -> list[int]:
         return sorted(self._batches, reverse=True)
+
+    @cached_property
+    def key_set_bytes(self) -> int:
+        """The memory one parsed set of this circuit's evaluation keys holds (`key_set_bytes`)."""
+        try:
+            specs = json.loads((self.directory / CLIENT_SPECS_FILE).read_text())
+        except (OSError, ValueError) as err:
+            raise ArtifactError(f"{self.directory / CLIENT_SPECS_FILE}: the circuit's key parameters: {err}") from err
+        return key_set_bytes(specs["keyset"])
 
     def load_evaluation_keys(self, data: bytes) -> EvaluationKeys:
         """Parse serialized evaluation keys once (they are tens of MB); reuse the result."""

@@ -207,6 +207,7 @@ class _RecordingServer:
     """An FHEServer stand-in that records what ran, and on which thread."""
 
     batch_sizes: list[int] = []
+    key_set_bytes = 1
 
     def __init__(self) -> None:
         self.log: list[str] = []

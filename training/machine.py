@@ -26,3 +26,14 @@ def machine_info() -> dict:
 def machine_label(machine: dict) -> str:
     """One line for a report, from `machine_info()`'s dict."""
     return f"{machine['cpu']}, {machine['cores']} cores, no GPU"
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """A process's resident memory now (Linux: /proc/PID/status VmRSS; 0 if unreadable). Default: this process."""
+    try:
+        for line in Path(f"/proc/{pid or 'self'}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0

@@ -9,9 +9,12 @@ backlog; an identification's comparisons run as one batched run only while nobod
 
 from __future__ import annotations
 
+import ctypes
 import itertools
+import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, InvalidStateError
@@ -24,6 +27,14 @@ from fhe_head.server import FHEServer
 from privface_core.errors import ServiceError
 
 LoadKeys = Callable[[str], bytes]
+_LIBC = ctypes.CDLL(None) if sys.platform.startswith("linux") else None
+
+
+def _malloc_trim() -> None:
+    """glibc's malloc_trim(0): free memory of every arena back to the OS (a no-op elsewhere)."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 Answers = list[tuple[bytes, float]]  # (encrypted bit, the server's FHE time) per template
@@ -98,10 +109,11 @@ class KeysBusyError(ServiceError):
 
 
 class KeyCache:
-    """Parsed evaluation keys by key id, bounded in count (and, among those not in use, in bytes of
-    serialized keys). A parsed key set takes several times its serialized size, and a request holds
-    its keys until its runs end: the count covers those too (a lease per `get`, ended by `release`),
-    so at most `max_items` parsed key sets exist at once; a miss beyond that is refused (KeysBusyError).
+    """Parsed evaluation keys by key id, bounded in count and in memory: each parsed set is counted at its size in
+    memory (`FHEServer.key_set_bytes`, several times its file), and a request holds its keys until its runs end,
+    so those in use count too (a lease per `get`, ended by `release`), and those being parsed. At most
+    `max_items` parsed sets and `max_bytes` of them exist at once; a miss beyond either is refused
+    (KeysBusyError) unless unused sets can be evicted to make room.
 
     One parse per key id at a time: concurrent misses wait for the first reader instead of each
     reading and parsing the whole file again.
@@ -109,12 +121,13 @@ class KeyCache:
 
     def __init__(self, load_keys: LoadKeys, max_bytes: int, max_items: int, parallel: int = 2) -> None:
         self._load = load_keys
-        self._parsing = threading.Semaphore(parallel)  # each parse holds a whole key (and more) in memory
+        self._parsing = threading.Semaphore(parallel)  # each parse holds a whole key file (and more) in memory
         self._max_bytes, self._max_items = max_bytes, max_items
-        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()
+        self._items: OrderedDict[str, tuple[Any, int]] = OrderedDict()  # parsed keys and their size in memory
         self._users: dict[str, int] = {}  # leases: requests whose runs use these keys now
-        self._loading: dict[str, threading.Event] = {}
+        self._loading: dict[str, tuple[threading.Event, int]] = {}
         self._lock = threading.Lock()
+        self._freed = False  # a parsed set was dropped since memory was last handed back
         self.loads = 0  # parses done (for tests and health: a cache that thrashes shows here)
 
     def get(self, key_id: str, server: FHEServer, warm: Callable[[Any], Any] | None = None) -> tuple[Any, Any]:
@@ -124,6 +137,7 @@ class KeyCache:
         The runtime prepares keys on their first run (several times a normal run); `warm` (a real
         run of the caller's) happens before the keys are shared, so no other run waits on it.
         """
+        size = server.key_set_bytes
         while True:
             with self._lock:
                 if key_id in self._items:
@@ -132,25 +146,29 @@ class KeyCache:
                     return self._items[key_id][0], None
                 pending = self._loading.get(key_id)
                 if pending is None:
-                    self._make_room()  # before parsing: the memory is freed first
-                    pending = self._loading[key_id] = threading.Event()
+                    self._make_room(size)  # before parsing: the memory is freed first
+                    self._loading[key_id] = (threading.Event(), size)
                     break
-            pending.wait()
+            pending[0].wait()
+        self._return_freed()
+        parsed = None
         try:
             with self._parsing:
                 data = self._load(key_id)
                 keys = server.load_evaluation_keys(data)
-            warmed = warm(keys) if warm is not None else None
-            with self._lock:
-                self.loads += 1
-                self._items[key_id] = (keys, len(data))
-                self._users[key_id] = self._users.get(key_id, 0) + 1
-                self._evict()
-            return keys, warmed
+                del data
+            parsed = keys, warm(keys) if warm is not None else None
+            return parsed
         finally:
             with self._lock:
-                self._loading.pop(key_id, None)
-            pending.set()
+                done, _ = self._loading.pop(key_id)
+                if parsed is not None:  # from being parsed to held (counted once), leased to this caller
+                    self.loads += 1
+                    self._items[key_id] = (parsed[0], size)
+                    self._users[key_id] = self._users.get(key_id, 0) + 1
+                    self._evict()
+            done.set()
+            self._return_freed()
 
     def cached(self, key_id: str) -> Any | None:
         """The parsed keys, leased (as `get`), if they are here now; None otherwise (nothing waits)."""
@@ -170,35 +188,70 @@ class KeyCache:
             else:
                 self._users.pop(key_id, None)
             self._evict()
+        self._return_freed()
 
     def _unused(self) -> list[str]:
         return [k for k in self._items if k not in self._users]  # least recently used first
 
-    def _make_room(self) -> None:
-        """Room for one more parsed key set (under the lock): evict unused ones, or refuse."""
-        while len(self._items) + len(self._loading) >= self._max_items:
+    def _held(self) -> tuple[int, int]:
+        """Parsed sets held or being parsed: (how many, their bytes)."""
+        sizes = [s for _, s in self._items.values()] + [s for _, s in self._loading.values()]
+        return len(sizes), sum(sizes)
+
+    def _make_room(self, size: int) -> None:
+        """Room for one more parsed key set of `size` bytes (under the lock): evict unused ones, or refuse."""
+        while True:
+            count, held = self._held()
+            if count < self._max_items and held + size <= self._max_bytes:
+                return
             unused = self._unused()
             if not unused:
                 wait = KeysBusyError.retry_after_s
-                raise KeysBusyError(f"parsed key sets in use by requests: limit {self._max_items}; retry in {wait} s")
-            self._items.pop(unused[0])
+                mb = self._max_bytes >> 20
+                raise KeysBusyError(
+                    f"parsed key sets in use by requests: limit {self._max_items} sets, {mb} MiB; retry in {wait} s"
+                )
+            self._discard(unused[0])
 
     def _evict(self) -> None:
-        # Only keys no request uses; those in use stay, even over the byte bound.
+        # Only keys no request uses; those in use stay (they were admitted within the bounds).
         for key_id in self._unused():
-            if len(self._items) <= self._max_items and sum(s for _, s in self._items.values()) <= self._max_bytes:
+            count, held = self._held()
+            if count <= self._max_items and held <= self._max_bytes:
                 break
-            self._items.pop(key_id)
+            self._discard(key_id)
 
     def drop(self, key_id: str) -> None:
         with self._lock:
-            self._items.pop(key_id, None)
+            self._discard(key_id)
+        self._return_freed()
+
+    def _discard(self, key_id: str) -> None:
+        """Drop a parsed set (under the lock): its memory goes back to the OS once the lock is released."""
+        if self._items.pop(key_id, None) is not None:
+            self._freed = True
+
+    def _return_freed(self) -> None:
+        """Hand the memory of dropped sets back to the OS. glibc keeps freed blocks in its per-thread arenas,
+        where a set parsed on another thread may not reuse them: without this, RSS grew by 1.5 sets for one
+        eviction and parse (tests/test_service_availability.py, the parsed key sets' bound)."""
+        if self._freed:
+            self._freed = False
+            _malloc_trim()
 
     def stats(self) -> dict:
         with self._lock:
+            count, held = self._held()
             in_use = len(self._users)
-            size = sum(s for _, s in self._items.values())
-            return {"keys": len(self._items), "in_use": in_use, "bytes": size, "loads": self.loads}
+            return {
+                "keys": len(self._items),
+                "in_use": in_use,
+                "loading": len(self._loading),
+                "bytes": held,
+                "max_items": self._max_items,
+                "max_bytes": self._max_bytes,
+                "loads": self.loads,
+            }
 
 
 @dataclass(eq=False)
@@ -319,15 +372,19 @@ class FairScheduler:
 
     def _work(self) -> None:
         while (jobs := self._next()) is not None:
-            if len(jobs) == 1:
-                self._run(jobs[0])
-                continue
-            try:
-                self._run_batch(jobs)
-            finally:
-                with self._cv:
-                    self._batches -= 1
-                    self.batched_runs += 1
+            self._serve(jobs)
+            del jobs  # nor their results (a parse's keys among them) kept while this worker waits
+
+    def _serve(self, jobs: list[_Job]) -> None:
+        if len(jobs) == 1:
+            self._run(jobs[0])
+            return
+        try:
+            self._run_batch(jobs)
+        finally:
+            with self._cv:
+                self._batches -= 1
+                self.batched_runs += 1
 
     @staticmethod
     def _run(job: _Job) -> None:
@@ -377,7 +434,7 @@ class LocalEngine(FHEEngine):
         servers: dict[str, FHEServer],
         load_keys: LoadKeys,
         workers: int = 1,
-        key_cache_bytes: int = 1 << 30,
+        key_cache_bytes: int = 4 << 30,
         key_cache_items: int = 16,
     ) -> None:
         self.servers = servers
@@ -428,7 +485,10 @@ class LocalEngine(FHEEngine):
                 self._queue(outer, server, key_id, group, keys, first, templates[len(first) :], probe)
 
         job = self.scheduler.submit(key_id, parse_and_run_first, group)
-        outer.add_done_callback(lambda f: f.cancelled() and job.cancel())
+        # Held weakly: the job's result holds the parsed keys, which must go when the cache drops them, not
+        # when the garbage collector gets round to a cycle of the two futures.
+        weak_job = weakref.ref(job)
+        outer.add_done_callback(lambda f: f.cancelled() and (j := weak_job()) is not None and j.cancel())
         job.add_done_callback(parsed)
         return outer
 
@@ -487,7 +547,8 @@ class LocalEngine(FHEEngine):
         stats = self.keys.stats()
         scheduler = self.scheduler
         runs = {"queued": scheduler.queued(), "batches_running": scheduler.batches_running()}
-        return {"engine": "local", "workers": self.workers, **runs, "keys": stats}
+        sizes = {point: server.key_set_bytes for point, server in self.servers.items()}  # what the key bound counts
+        return {"engine": "local", "workers": self.workers, **runs, "keys": stats, "key_set_bytes": sizes}
 
     def close(self) -> None:
         self.scheduler.close()

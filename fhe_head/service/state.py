@@ -50,8 +50,8 @@ class Limits:
     signature_window_s: float = WINDOW_S
     max_nonces_per_owner: int = 10_000  # signed requests of one key (or one uploader) remembered at once
     max_nonces: int = 1_000_000  # ... of all owners (each is kept twice the signature window)
-    key_cache_bytes: int = 1 << 30  # parsed evaluation keys kept (counted in serialized bytes)
-    key_cache_items: int = 16
+    key_cache_bytes: int = 4 << 30  # parsed evaluation keys in memory at once, in use included (their parsed size)
+    key_cache_items: int = 16  # ... and their number
     expose_versions: bool = False  # /version names library versions and circuit statistics
 
     @classmethod

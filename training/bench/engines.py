@@ -25,7 +25,7 @@ import numpy as np
 
 from fhe_head.artifacts import ARTIFACTS_ROOT, HEAD_FILE
 from fhe_head.head import HeadParams
-from training.machine import machine_info
+from training.machine import machine_info, rss_bytes
 from training.paths import METRICS
 
 OUTPUT = METRICS / "head_engines.json"
@@ -228,16 +228,6 @@ def _child(point: str, runs: int, simulated: int, messages) -> None:
         messages.put(("error", f"{type(err).__name__}: {err}"))
 
 
-def _rss_gb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1e6
-    except OSError:
-        pass
-    return 0.0
-
-
 def run_point(point: str, runs: int, simulated: int = 500) -> dict:
     """`compare_engines` on a shipped point in a watched child: stopped past MEMORY_LIMIT_GB at any time, or
     past COMPILE_LIMIT_S before the Concrete-ML build has compiled."""
@@ -255,7 +245,7 @@ def run_point(point: str, runs: int, simulated: int = 500) -> dict:
             else:
                 outcome = {"error": value} if what == "error" else value
         except queue.Empty:
-            peak = max(peak, _rss_gb(child.pid))
+            peak = max(peak, rss_bytes(child.pid) / 1e9)
             elapsed = time.perf_counter() - start
             if peak > MEMORY_LIMIT_GB or (compiled_at is None and elapsed > COMPILE_LIMIT_S):
                 child.kill()
