@@ -670,3 +670,57 @@ def test_cheap_owners_from_one_address_share_one_turn(tmp_path, encoder, tmp_pat
         for thread in attackers:
             thread.join()
         server.stop()
+
+
+def test_uploads_trickled_from_one_network_cannot_hold_every_upload_slot(tmp_path, encoder, tmp_path_factory):
+    """Issue 29, item 4 (upload slots): signed key uploads trickled from two addresses of one network (fast
+    enough to stay within every rate limit) hold all four upload slots; another owner's upload from another
+    network still gets in (201), and one of the trickles is stopped with 503 and Retry-After."""
+    limits = ["max_uploads_at_once=4", "max_uploads_at_once_per_address=2"]
+    extra = ("--points", POINT, "--workers", "1", *[a for limit in limits for a in ("--limit", limit)])
+    server = LocalServer(tmp_path / "data", extra_args=extra).start()
+    host, port = server.url.removeprefix("http://").split(":")
+    path, stop, answers, threads = f"/v1/keys?point={POINT}", threading.Event(), [], []
+    try:
+        alice = _owner(server.url, encoder, tmp_path_factory, "owner")  # her upload, before the attack, 201
+        keys = alice.fhe.evaluation_keys()
+        digest = hashlib.sha256(keys).digest()
+
+        def trickle(address: str) -> None:
+            signer = auth.Signer.generate()
+            headers = signer.headers("POST", "/v1/keys", f"point={POINT}", digest, None, audience=alice.server_id)
+            with socket.socket() as sock:
+                sock.bind((address, 0))
+                sock.connect((host, int(port)))
+                sock.sendall(_upload_head(path, headers | {"content-type": "application/octet-stream"}, len(keys)))
+                sock.settimeout(0.25)
+                for offset in range(0, len(keys), 1 << 14):  # 16 KiB per 0.25 s: twice the minimum rate
+                    if stop.is_set():
+                        return
+                    sock.sendall(keys[offset : offset + (1 << 14)])
+                    try:
+                        answers.append(_answer(sock))
+                        return
+                    except TimeoutError:
+                        continue
+
+        threads += [threading.Thread(target=trickle, args=(f"127.0.2.{1 + i % 2}",)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.5)  # every trickle signed, let in and holding its slot
+        assert answers == []
+        start = time.perf_counter()
+        _register(server.url, keys, alice.server_id, "127.0.0.1")  # asserts 201
+        print(f"another owner's key upload beside four trickles: {time.perf_counter() - start:.1f} s")
+        deadline = time.monotonic() + 5
+        while not answers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(answers) == 1, answers
+        status, answer = answers[0]
+        assert status == 503 and b"retry-after: 60" in answer.lower() and b"another network" in answer, answer
+        alice.close()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        server.stop()

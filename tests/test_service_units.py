@@ -6,14 +6,15 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from contextlib import ExitStack
 
 import pytest
 
 from fhe_head.formats import ExactFormat
 from fhe_head.service.engine import Batch, FairScheduler, LocalEngine
-from fhe_head.service.state import Limits
+from fhe_head.service.state import Limits, UploadSlots
 from privface_core import auth
-from privface_core.errors import CiphertextError
+from privface_core.errors import CiphertextError, QuotaError
 
 BODY = b'{"probe": "AAAA"}'
 SERVER_ID = "5" * 32  # the audience: the server these requests are signed for
@@ -201,6 +202,25 @@ def test_owners_registered_from_one_address_share_a_turn():
     finally:
         gate.set()
         scheduler.close()
+
+
+def test_upload_slots_are_shared_between_networks():
+    """Issue 29, item 4: four slots, two per address and per signing key. Uploads from two addresses of one
+    network hold all four; another from that network is refused, one from another network takes the oldest."""
+    slots = UploadSlots(per_sender=2, total=4)
+    with ExitStack() as held:
+        trickles = [held.enter_context(slots.take(f"10.0.0.{i % 2}", f"key{i}")) for i in range(4)]
+        for address, identity, refusal in [
+            ("10.0.0.1", "key9", "per client address: limit 2"),
+            ("10.0.0.9", "key9", "on this server: limit 4"),  # its own network holds the most: nothing to take
+        ]:
+            with pytest.raises(QuotaError, match=refusal), slots.take(address, identity):
+                pass
+        with slots.take("192.0.2.1", "alice"):
+            assert [t.stopped for t in trickles] == [True, False, False, False]
+    refused = pytest.raises(QuotaError, match="per signing key: limit 2")
+    with slots.take("10.0.0.1", "key"), slots.take("10.0.0.2", "key"), refused, slots.take("10.0.0.3", "key"):
+        pass
 
 
 class _RecordingServer:

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhe_head.formats import CiphertextFormatError, KeyFormatError
 from fhe_head.service.engine import KeysBusyError
-from fhe_head.service.state import ClientGone, ServiceState
+from fhe_head.service.state import ClientGone, ServiceState, UploadStoppedError
 from fhe_head.service.store import StorageFullError
 from privface_core.errors import CiphertextError, EvaluationKeyError, ServiceError
 from privface_core.protocol import API_VERSION, CODED_ERRORS
@@ -76,7 +76,7 @@ async def _service_error(_: Request, err: Exception) -> JSONResponse:
 
 
 def _register_errors(app: FastAPI) -> None:
-    for kind in [*CODED_ERRORS.values(), StorageFullError, KeysBusyError]:
+    for kind in [*CODED_ERRORS.values(), StorageFullError, KeysBusyError, UploadStoppedError]:
         app.add_exception_handler(kind, _refused)
     app.add_exception_handler(CiphertextError, _input_error)
     app.add_exception_handler(EvaluationKeyError, _input_error)

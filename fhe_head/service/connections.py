@@ -29,6 +29,17 @@ def client_address(host: str) -> str:
     return str(ip)
 
 
+def client_network(host: str) -> str:
+    """The network a client address is counted in where networks share (turns, upload slots): an IPv4 /24, the
+    /64 of an IPv6 address (for IPv6, its `client_address`)."""
+    address = client_address(host)
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address  # an IPv6 /64 already, or not an address at all (tests' "testclient")
+    return str(ipaddress.IPv4Network((ip, 24), strict=False))
+
+
 def _refusal(limit: int) -> bytes:
     body = b'{"detail":"connections from this client address: limit %d"}' % limit
     head = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nconnection: close\r\n"

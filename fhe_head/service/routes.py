@@ -25,7 +25,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
-from fhe_head.service.state import ClientGone, Limits, ServiceState
+from fhe_head.service.connections import client_address
+from fhe_head.service.state import ClientGone, Limits, ServiceState, UploadSlot, UploadStoppedError
 from fhe_head.service.store import KeyRecord, StorageFullError, disk_full
 from privface_core import auth
 from privface_core.errors import EvictedKeysError, QuotaError, RetiredCircuitError
@@ -279,22 +280,24 @@ async def upload_keys(request: Request, point: Annotated[str, Query()] = "accura
     # valid signature costs nothing. Every upload signed and let in counts against its client address and
     # its signing key, whether it completes, fails or is abandoned.
     auth.check_fresh(_signature_headers(request), state.nonces, state.store.server_id)
-    address = request.client.host if request.client else "unknown"
+    address = client_address(request.client.host) if request.client else "unknown"
     identity = base64.b64encode(public_key).decode()
     signed_sha256 = auth.signed_body_sha256(request.headers)
     await run_in_threadpool(_verify_signature, request, state, identity, public_key, signed_sha256)
-    with state.receiving_upload(address, identity, time.monotonic()), state.store.partial_key() as part:
-        return await _receive_keys(request, state, point, public_key, part, address, signed_sha256)
+    with state.receiving_upload(address, identity, time.monotonic()) as slot, state.store.partial_key() as part:
+        return await _receive_keys(request, state, point, public_key, part, slot, signed_sha256)
 
 
 async def _receive_keys(
-    request: Request, state: ServiceState, point: str, public_key: bytes, part, address: str, signed_sha256: bytes
+    request: Request, state: ServiceState, point: str, public_key: bytes, part, slot: UploadSlot, signed_sha256: bytes
 ) -> dict:
     expected = state.formats[point].evaluation_keys.length
     digest = hashlib.sha256()
     try:
         with part.open("wb") as out:
             async for chunk in _chunks(request, expected, state.limits):
+                if slot.stopped:
+                    raise UploadStoppedError("key upload stopped: its slot went to a client of another network; retry")
                 digest.update(chunk)
                 out.write(chunk)
     except OSError as err:
@@ -314,7 +317,7 @@ async def _receive_keys(
 
     async with state.key_checks:
         await run_in_threadpool(check)
-    record = store.add_key(part, key_id, point, state.servers[point].meta["circuit_id"], public_key, address)
+    record = store.add_key(part, key_id, point, state.servers[point].meta["circuit_id"], public_key, slot.address)
     limits = state.limits
     for evicted in store.evict(limits.max_keys, limits.max_key_store_bytes, limits.max_key_idle_s, keep=key_id):
         state.engine.forget(evicted)

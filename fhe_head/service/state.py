@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 import logging
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,10 +17,11 @@ from pathlib import Path
 from fhe_head.artifacts import POINTS
 from fhe_head.formats import PointFormats
 from fhe_head.server import FHEServer
+from fhe_head.service.connections import client_network
 from fhe_head.service.engine import FHEEngine, LocalEngine
 from fhe_head.service.store import StorageFullError, Store
 from privface_core.auth import WINDOW_S, NonceCache
-from privface_core.errors import ArtifactError, QuotaError
+from privface_core.errors import ArtifactError, QuotaError, ServiceError
 
 log = logging.getLogger("fhe_head.service")
 
@@ -39,7 +40,7 @@ class Limits:
     max_inflight_per_owner: int = 2  # FHE requests of one owner at once
     max_inflight_total: int = 64
     max_uploads_at_once: int = 16  # key uploads being received at once (to disk; two are checked at a time)
-    max_uploads_at_once_per_address: int = 4  # clients behind one NAT or proxy share an address
+    max_uploads_at_once_per_address: int = 4  # ... per client address, and per signing key (a quarter each)
     max_uploads_per_address: int = 20  # signed key uploads one client address (or signing key) may start per hour
     max_json_bytes: int = 64 * 1024  # a ciphertext is at most a few KB (base64)
     body_chunk_timeout_s: float = 30  # a client that sends nothing for this long is dropped
@@ -75,6 +76,58 @@ class Limits:
 
 class ClientGone(Exception):
     """The HTTP client disconnected while its request was being served."""
+
+
+class UploadStoppedError(ServiceError):
+    """A key upload stopped to give its slot to a client of another network: the slots are shared."""
+
+    status = 503
+    retry_after_s = 60
+
+
+@dataclass(eq=False)
+class UploadSlot:
+    """A key upload being received: who sends it, and whether it was stopped to make room (`UploadSlots`)."""
+
+    address: str
+    network: str
+    identity: str
+    stopped: bool = False
+
+
+class UploadSlots:
+    """The key uploads received at once: at most `per_sender` per client address and per signing key, `total`
+    in all. When all are taken, a newcomer's network takes one from the network that holds the most, if that
+    one holds at least two more than the newcomer's (its oldest upload is stopped): uploads trickled from one
+    network cannot hold every slot while others wait. Event-loop only (no lock)."""
+
+    def __init__(self, per_sender: int, total: int) -> None:
+        self.per_sender, self.total = per_sender, total
+        self.held: list[UploadSlot] = []  # oldest first
+
+    @contextmanager
+    def take(self, address: str, identity: str) -> Iterator[UploadSlot]:
+        slot = UploadSlot(address, client_network(address), identity)
+        for what, same in (("client address", "address"), ("signing key", "identity")):
+            if sum(getattr(s, same) == getattr(slot, same) for s in self.held) >= self.per_sender:
+                raise QuotaError(f"key uploads at once per {what}: limit {self.per_sender}")
+        if len(self.held) >= self.total:
+            self._make_room(slot.network)
+        self.held.append(slot)
+        try:
+            yield slot
+        finally:
+            if slot in self.held:
+                self.held.remove(slot)
+
+    def _make_room(self, network: str) -> None:
+        counts = Counter(s.network for s in self.held)
+        busiest, most = max(counts.items(), key=lambda item: item[1])
+        if most < counts[network] + 2:
+            raise QuotaError(f"key uploads at once on this server: limit {self.total}")
+        oldest = next(s for s in self.held if s.network == busiest)
+        oldest.stopped = True
+        self.held.remove(oldest)
 
 
 @contextmanager
@@ -157,7 +210,7 @@ class ServiceState:
         window, per_owner = self.limits.signature_window_s, self.limits.max_nonces_per_owner
         self.read_nonces = SharedNonces(self.store, self.limits, NonceCache(window, max_per_owner=per_owner))
         self.inflight: dict[str, int] = {}
-        self.uploads: dict[str, int] = {}  # key uploads being received, by client address
+        self.uploads = UploadSlots(self.limits.max_uploads_at_once_per_address, self.limits.max_uploads_at_once)
         self.recent_uploads: dict[str, deque[float]] = {}  # signed uploads started, by address and signing key
         self.key_checks = asyncio.Semaphore(2)  # each check parses a whole key set in memory
 
@@ -180,23 +233,21 @@ class ServiceState:
             yield
 
     @contextmanager
-    def receiving_upload(self, address: str, identity: str, now: float) -> Iterator[None]:
-        """Count a signed key upload from `address` under the signing key `identity` while it is received; 429
-        beyond the limits (event-loop only). It counts toward the hourly quota of both from its start: one
-        that fails or is abandoned too (a request without a valid signature never gets here)."""
-        limits = self.limits
-        hourly = limits.max_uploads_per_address
+    def receiving_upload(self, address: str, identity: str, now: float) -> Iterator[UploadSlot]:
+        """A slot for a signed key upload from `address` under the signing key `identity` while it is received
+        (`UploadSlots`); 429 beyond the limits (event-loop only). It counts toward the hourly quota of both from
+        its start: one that fails or is abandoned too (a request without a valid signature never gets here)."""
+        hourly = self.limits.max_uploads_per_address
         for who, what in ((address, "client address"), (f"key {identity}", "signing key")):
             recent = self.recent_uploads.setdefault(who, deque())
             while recent and recent[0] < now - 3600:
                 recent.popleft()
             if len(recent) >= hourly:
                 raise QuotaError(f"key uploads per {what} and hour: limit {hourly}")
-        per_address, total = limits.max_uploads_at_once_per_address, limits.max_uploads_at_once
-        with _held(self.uploads, address, "key uploads at once", "client address", per_address, total):
+        with self.uploads.take(address, identity) as slot:
             for who in (address, f"key {identity}"):
                 self.recent_uploads[who].append(now)
-            yield
+            yield slot
         if len(self.recent_uploads) > 100_000:  # forget idle addresses and keys, oldest first
             for idle in [a for a, times in self.recent_uploads.items() if not times or times[-1] < now - 3600]:
                 del self.recent_uploads[idle]
