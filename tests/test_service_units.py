@@ -180,25 +180,29 @@ def test_a_batch_runs_only_while_nobody_else_waits_and_leaves_a_worker_for_singl
         alone.close()
 
 
-def test_owners_registered_from_one_address_share_a_turn():
-    """Issue 29, item 1: six owners registered from one address (one key set, six signing keys) each queue
-    runs; alice, from another address, is served after the run in progress and at most one more, not after
-    one run of each of the six."""
+def test_owners_registered_from_one_network_share_a_turn():
+    """Issue 29, items 1 and 3: six owners registered from three addresses of one network (one key set, six
+    signing keys) each queue runs; alice, from another network, is served after the run in progress and at
+    most one more, not after one run of each address or owner. Within the network, its addresses take turns,
+    and within an address its owners."""
     scheduler, order, gate = FairScheduler(workers=1), [], threading.Event()
+    address = {f"s{i}": f"address 10.0.0.{i % 3}" for i in range(6)}
     try:
-        scheduler.submit("sybil0", lambda: (gate.wait(5), order.append("s0")), group="10.0.0.9")
+        scheduler.submit("s0", lambda: (gate.wait(5), order.append("s0")), group=("network 10.0.0.0/24", address["s0"]))
         sybils = [
-            scheduler.submit(f"sybil{i}", lambda i=i: order.append(f"s{i}"), group="10.0.0.9")
-            for i in range(1, 6)
+            scheduler.submit(name, lambda name=name: order.append(name), group=("network 10.0.0.0/24", address[name]))
+            for name in list(address)[1:]
             for _ in range(4)
         ]
-        alice = scheduler.submit("alice", lambda: order.append("alice"), group="10.0.0.1")
+        alice = scheduler.submit("alice", lambda: order.append("alice"), group=("network 10.0.1.0/24", "address"))
         gate.set()
         alice.result(timeout=5)
         for future in sybils:
             future.result(timeout=5)
         assert order.index("alice") <= 2, order
-        assert sorted(order[3:8]) == ["s1", "s2", "s3", "s4", "s5"]  # within the group: round robin too
+        turns = [name for name in order if name != "alice"][1:6]
+        assert {address[name] for name in turns[:3]} == set(address.values()), order  # addresses take turns
+        assert sorted(turns) == ["s1", "s2", "s3", "s4", "s5"], order  # and an address's owners
     finally:
         gate.set()
         scheduler.close()

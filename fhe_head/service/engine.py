@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -60,9 +60,11 @@ class FHEEngine(Protocol):
     `CancelledError` (for `submit`: cancelling the future does the same).
     """
 
-    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: str | None = None) -> Future:
-        """The request's runs, started: a future of their answers, in order (`Answers`). `group`: the owners who
-        share a turn with this one (the client address that registered its keys). The default waits for a
+    def submit(
+        self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: tuple[str, ...] = ()
+    ) -> Future:
+        """The request's runs, started: a future of their answers, in order (`Answers`). `group`: the groups of
+        owners that share turns with this one, outermost first (`FairScheduler`). The default waits for a
         blocking `identify` in a thread of its own (admission bounds how many), and ignores `group`."""
         cancel, outer = threading.Event(), Future()
         outer.add_done_callback(lambda f: f.cancelled() and cancel.set())
@@ -272,10 +274,23 @@ class _Job:
     item: Any = None
 
 
+@dataclass(eq=False)
+class _Ring:
+    """Round robin over those below with jobs queued: rings of a group, or an owner's jobs (a deque)."""
+
+    order: deque[str] = field(default_factory=deque)  # next to serve first
+    below: dict[str, _Ring | deque[_Job]] = field(default_factory=dict)
+
+    def jobs(self) -> Iterator[_Job]:
+        for child in self.below.values():
+            yield from child.jobs() if isinstance(child, _Ring) else child
+
+
 class FairScheduler:
-    """A worker pool with one FIFO per owner, served round robin, one run per turn; owners of one group (the
-    client address that registered their keys) share the group's turn, so owners registered by the dozen
-    from one address (cheap: one key set, many signing keys) get one turn between them, not one each.
+    """A worker pool with one FIFO per owner, served round robin, one run per turn. Owners are grouped (by the
+    network, then the client address, that registered their keys: `group`), and turns go round robin at every
+    level: the groups share turns, a group's members share its turn. So owners registered by the dozen from one
+    address or network (cheap: one key set, many signing keys) get one turn between them, not one each.
 
     Jobs submitted together with a `Batch` (`submit_each`) run as one batched run of `Batch.size` only
     while no other owner has work queued and another worker stays free for single runs: a batch cannot
@@ -284,10 +299,7 @@ class FairScheduler:
     """
 
     def __init__(self, workers: int) -> None:
-        self._queues: dict[str, deque[_Job]] = {}  # by owner
-        self._owners: dict[str, deque[str]] = {}  # by group: its owners with queued jobs, next to serve first
-        self._group_of: dict[str, str] = {}  # the group of each owner with queued jobs
-        self._ring: deque[str] = deque()  # groups with queued jobs, next to serve first
+        self._root = _Ring()
         self._cv = threading.Condition()
         self._closed = False
         self._batches = 0  # batched runs in progress
@@ -298,9 +310,10 @@ class FairScheduler:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, owner: str, fn: Callable[[], Any], group: str | None = None) -> Future:
-        """`fn()` as one of `owner`'s turns; `group`: who shares the turn (default: the owner alone)."""
-        return self._enqueue(owner, group, [_Job(owner, fn)])[0]
+    def submit(self, owner: str, fn: Callable[[], Any], group: tuple[str, ...] = ()) -> Future:
+        """`fn()` as one of `owner`'s turns; `group`: the groups it belongs to, outermost first (e.g. network,
+        address), whose turns it shares (default: none, a turn of its own)."""
+        return self._enqueue((*group, owner), [_Job(owner, fn)])[0]
 
     def submit_each(
         self,
@@ -308,32 +321,31 @@ class FairScheduler:
         items: list[Any],
         run_one: Callable[[Any], Any],
         batch: Batch | None = None,
-        group: str | None = None,
+        group: tuple[str, ...] = (),
     ) -> list[Future]:
         """One job per item (`run_one(item)`), queued at once; `batch`: how several of them may run as one."""
         jobs = [_Job(owner, lambda item=item: run_one(item), batch=batch, item=item) for item in items]
-        return self._enqueue(owner, group, jobs)
+        return self._enqueue((*group, owner), jobs)
 
-    def _enqueue(self, owner: str, group: str | None, jobs: list[_Job]) -> list[Future]:
+    def _enqueue(self, path: tuple[str, ...], jobs: list[_Job]) -> list[Future]:
         with self._cv:
             if self._closed:
                 raise RuntimeError("the engine is closed")
             if not jobs:
-                return []  # an owner in the rings has jobs queued
-            if owner not in self._queues:
-                group = self._group_of[owner] = group or f"owner {owner}"
-                self._queues[owner] = deque()
-                if group not in self._owners:
-                    self._owners[group] = deque()
-                    self._ring.append(group)
-                self._owners[group].append(owner)
-            self._queues[owner].extend(jobs)
+                return []  # whatever is in the rings has jobs queued
+            ring = self._root
+            for depth, name in enumerate(path):
+                if name not in ring.below:
+                    ring.below[name] = _Ring() if depth < len(path) - 1 else deque()
+                    ring.order.append(name)
+                ring = ring.below[name]  # type: ignore[assignment]
+            ring.extend(jobs)  # type: ignore[attr-defined]
             self._cv.notify(len(jobs))
         return [job.future for job in jobs]
 
     def queued(self) -> int:
         with self._cv:
-            return sum(not job.future.cancelled() for q in self._queues.values() for job in q)
+            return sum(not job.future.cancelled() for job in self._root.jobs())
 
     def batches_running(self) -> int:
         with self._cv:
@@ -342,17 +354,18 @@ class FairScheduler:
     def _next(self) -> list[_Job] | None:
         """The next turn: one job, or a batch's worth of one request's jobs (see the class)."""
         with self._cv:
-            while not self._ring and not self._closed:
+            while not self._root.order and not self._closed:
                 self._cv.wait()
-            if not self._ring:
+            if not self._root.order:
                 return None
-            group = self._ring.popleft()
-            owners = self._owners[group]
-            owner = owners.popleft()
-            queue = self._queues[owner]
+            rings, below = [], self._root
+            while isinstance(below, _Ring):  # down the front of every ring to an owner's jobs
+                rings.append(below)
+                below = below.below[below.order[0]]
+            queue = below
             jobs = [queue.popleft()]
             batch = jobs[0].batch
-            alone = not self._ring and not owners  # nobody else has work queued
+            alone = all(len(ring.order) == 1 for ring in rings)  # nobody else has work queued
             if batch is not None and alone and self._batches < len(self._threads) - 1:
                 same = [j for j in itertools.takewhile(lambda j: j.batch is batch, queue) if not j.future.cancelled()]
                 if len(same) + 1 >= batch.size:
@@ -360,14 +373,14 @@ class FairScheduler:
                     while queue and (queue[0] in jobs or queue[0].future.cancelled()):
                         queue.popleft()
                     self._batches += 1
-            if queue:
-                owners.append(owner)  # to the back: the group's other owners go first
-            else:
-                del self._queues[owner], self._group_of[owner]
-            if owners:
-                self._ring.append(group)  # to the back: every other group goes first
-            else:
-                del self._owners[group]
+            empty = not queue
+            for ring in reversed(rings):  # the one served goes to the back of its ring: the others go first
+                name = ring.order.popleft()
+                if empty:
+                    del ring.below[name]
+                else:
+                    ring.order.append(name)
+                empty = not ring.order
             return jobs
 
     def _work(self) -> None:
@@ -414,13 +427,9 @@ class FairScheduler:
     def close(self) -> None:
         with self._cv:
             self._closed = True
-            for queue in self._queues.values():
-                for job in queue:
-                    job.future.cancel()
-            self._queues.clear()
-            self._owners.clear()
-            self._group_of.clear()
-            self._ring.clear()
+            for job in self._root.jobs():
+                job.future.cancel()
+            self._root = _Ring()
             self._cv.notify_all()
         for thread in self._threads:  # runs in progress finish: the FHE runtime must not be torn down under them
             thread.join(timeout=60)
@@ -454,7 +463,9 @@ class LocalEngine(FHEEngine):
         share = (time.perf_counter() - start) / len(chunk)
         return [(result, share) for result in results]
 
-    def submit(self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: str | None = None) -> Future:
+    def submit(
+        self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: tuple[str, ...] = ()
+    ) -> Future:
         """The runs queued in the fair scheduler, one per template, as turns of `key_id` within `group`; the
         future completes from the workers' callbacks, so no thread waits for it. Cancelling it drops the runs
         not started yet."""
@@ -497,7 +508,7 @@ class LocalEngine(FHEEngine):
         outer: Future,
         server: FHEServer,
         key_id: str,
-        group: str | None,
+        group: tuple[str, ...],
         keys: Any,
         first: Answers,
         rest: list[bytes],

@@ -25,7 +25,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field, ValidationError
 from starlette.requests import ClientDisconnect
 
-from fhe_head.service.connections import client_address
+from fhe_head.service.connections import client_address, client_network
 from fhe_head.service.state import ClientGone, Limits, ServiceState, UploadSlot, UploadStoppedError
 from fhe_head.service.store import KeyRecord, StorageFullError, disk_full
 from privface_core import auth
@@ -202,8 +202,10 @@ def _served(state: ServiceState, record: KeyRecord, runs: bool = True) -> None:
 async def _runs(request: Request, record: KeyRecord, templates: list[bytes], probe: bytes) -> list[tuple[bytes, float]]:
     """The engine's answers for these runs, awaited on the event loop (no thread waits for them); once the
     client has gone, the runs not started yet are dropped."""
-    # Owners whose keys came from one client address share a turn: cheap registrations do not multiply turns.
-    group = f"address {record.address}" if record.address else None
+    # Owners whose keys came from one network, and within it from one address, share turns: registrations by the
+    # dozen do not multiply turns (IPv4 /24, IPv6 /64; an older store's owners without an address have their own).
+    address = record.address
+    group = (f"network {client_network(address)}", f"address {address}") if address else ()
     runs = state_of(request).engine.submit(record.point, record.key_id, templates, probe, group)
     answers = asyncio.wrap_future(runs)
     while True:
