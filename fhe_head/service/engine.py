@@ -51,11 +51,40 @@ def _settle(future: Future, result: Any = None, error: BaseException | None = No
         pass
 
 
-class FHEEngine(Protocol):
-    """What the HTTP layer needs from an executor of FHE runs.
+def gather(outer: Future, runs: list[Future], first: Answers, ended: Callable[[], None] = lambda: None) -> None:
+    """Complete `outer` with `first` + the runs' answers, in order, or with the first error (a run cancelled
+    cancels it); once `outer` is done or cancelled, the runs not started yet are dropped. `ended()` once every
+    run has ended (cancelled, failed or run)."""
+    if not runs:
+        ended()
+        _settle(outer, first)
+        return
+    left, lock = [len(runs)], threading.Lock()
 
-    An engine implements `submit` (LocalEngine: nothing waits in a thread) or a blocking `identify`
-    (RayEngine); each has a default made of the other. `cancel`: an event the caller sets when its
+    def one_ended(run: Future) -> None:
+        if run.cancelled():
+            outer.cancel()
+        elif run.exception() is not None:
+            _settle(outer, error=run.exception())
+        if outer.done():
+            for other in runs:
+                other.cancel()  # no-op for runs finished or running; queued ones never start
+        with lock:
+            left[0] -= 1
+            if left[0]:
+                return
+        ended()
+        if not outer.done():
+            _settle(outer, first + [r.result() for r in runs])
+
+    outer.add_done_callback(lambda f: f.cancelled() and [r.cancel() for r in runs])
+    for run in runs:
+        run.add_done_callback(one_ended)
+
+
+class FHEEngine(Protocol):
+    """What the HTTP layer needs from an executor of FHE runs: `submit`, the request's runs started (nothing
+    waits in a thread), and a blocking `identify` made of it. `cancel`: an event the caller sets when its
     client has gone away; an engine stops starting new runs of that request once it is set and raises
     `CancelledError` (for `submit`: cancelling the future does the same).
     """
@@ -64,19 +93,8 @@ class FHEEngine(Protocol):
         self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: tuple[str, ...] = ()
     ) -> Future:
         """The request's runs, started: a future of their answers, in order (`Answers`). `group`: the groups of
-        owners that share turns with this one, outermost first (`FairScheduler`). The default waits for a
-        blocking `identify` in a thread of its own (admission bounds how many), and ignores `group`."""
-        cancel, outer = threading.Event(), Future()
-        outer.add_done_callback(lambda f: f.cancelled() and cancel.set())
-
-        def wait() -> None:
-            try:
-                _settle(outer, self.identify(point, key_id, templates, probe, cancel))
-            except BaseException as err:
-                _settle(outer, error=err)
-
-        threading.Thread(target=wait, name="fhe-wait", daemon=True).start()
-        return outer
+        owners that share turns with this one, outermost first (`FairScheduler`)."""
+        ...
 
     def verify(
         self, point: str, key_id: str, template: bytes, probe: bytes, cancel: threading.Event | None = None
@@ -525,31 +543,7 @@ class LocalEngine(FHEEngine):
             self.keys.release(key_id)
             _settle(outer, error=err)
             return
-        if not runs:
-            self.keys.release(key_id)
-            _settle(outer, first)
-            return
-        left, lock = [len(runs)], threading.Lock()
-
-        def ended(run: Future) -> None:
-            if run.cancelled():
-                outer.cancel()
-            elif run.exception() is not None:
-                _settle(outer, error=run.exception())
-            if outer.done():
-                for other in runs:
-                    other.cancel()  # no-op for runs finished or running; queued ones never start
-            with lock:
-                left[0] -= 1
-                if left[0]:
-                    return
-            self.keys.release(key_id)
-            if not outer.done():
-                _settle(outer, first + [r.result() for r in runs])
-
-        outer.add_done_callback(lambda f: f.cancelled() and [r.cancel() for r in runs])
-        for run in runs:
-            run.add_done_callback(ended)
+        gather(outer, runs, first, ended=lambda: self.keys.release(key_id))
 
     def forget(self, key_id: str) -> None:
         self.keys.drop(key_id)

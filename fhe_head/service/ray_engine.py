@@ -7,8 +7,10 @@ and keeps the store; clients talk to it alone. Each cluster node runs `FHEWorker
 - Keys: the engine puts a key set in Ray's object store once per key id and passes a *reference*; a worker
   fetches and parses it only on a cache miss, so keys travel to a node once and are parsed once per worker
   (again after an eviction, transparently).
-- Work: an identification is cut into chunks (a batched circuit's K templates each, or one), dispatched to
-  the least-loaded live workers, at most two chunks queued on each, and gathered in order.
+- Work: runs go through the same fair scheduler as on one machine (`FairScheduler`: round robin per run between
+  owners, their networks and addresses; an owner alone gets chunks of up to a batched circuit's K templates,
+  never fewer chunks than workers). Its dispatcher threads, two per worker at start, each send one chunk to the
+  least-loaded live worker and wait for it; a request waits in no thread of its own.
 - Faults: a chunk whose worker died (process killed, node lost) is sent to another worker, up to
   `max_attempts` times; a request returns every bit or raises `ClusterError`, never a partial answer.
   Dead workers are replaced on nodes that are still alive. An unreachable cluster is an error at start,
@@ -23,17 +25,18 @@ import os
 import socket
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
-from concurrent.futures import CancelledError
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from functools import partial
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from fhe_head.artifacts import POINTS, SERVER_FILE, load_meta, point_dir
-from fhe_head.service.engine import FHEEngine
+from fhe_head.service.engine import Batch, FairScheduler, FHEEngine, gather
 from privface_core.errors import ArtifactError, ServiceError
 
 log = logging.getLogger(__name__)
@@ -162,16 +165,20 @@ class RayEngine(FHEEngine):
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise ClusterError(f"could not join the Ray cluster at {address}: {err}") from None
         self._lock = threading.Lock()
+        self._putting = threading.Lock()
         self._workers: dict[bytes, _Handle] = {}
         self._key_refs: OrderedDict[str, object] = OrderedDict()
         self._incompatible: set[str] = set()
         self.redispatched = 0  # chunks sent to another worker after theirs died (health, tests)
+        self.scheduler: FairScheduler | None = None
         try:
             self._spawn()
             self._await_workers(start_timeout_s)
         except BaseException:
             self.close()  # no workers or connection left behind by an engine that never started
             raise
+        # Dispatcher threads: each runs one chunk at a time on a worker, QUEUED_PER_WORKER per worker there is now.
+        self.scheduler = FairScheduler(QUEUED_PER_WORKER * len(self._ready()))
 
     # ---- workers ----
     def _alive_nodes(self) -> dict[str, dict]:
@@ -252,17 +259,19 @@ class RayEngine(FHEEngine):
 
     # ---- keys ----
     def _keys_box(self, key_id: str) -> list:
-        """A one-element list, so Ray passes the reference itself and the worker fetches only on a miss."""
-        with self._lock:
-            ref = self._key_refs.get(key_id)
-            if ref is not None:
-                self._key_refs.move_to_end(key_id)
-                return [ref]
-        ref = ray.put(self._load_keys(key_id))
-        with self._lock:
-            self._key_refs[key_id] = ref
-            while len(self._key_refs) > self._key_cache:
-                self._key_refs.popitem(last=False)
+        """A one-element list, so Ray passes the reference itself and the worker fetches only on a miss. One put
+        at a time: the chunks of one request, dispatched at once, wait for the first instead of each putting."""
+        with self._putting:
+            with self._lock:
+                ref = self._key_refs.get(key_id)
+                if ref is not None:
+                    self._key_refs.move_to_end(key_id)
+                    return [ref]
+            ref = ray.put(self._load_keys(key_id))
+            with self._lock:
+                self._key_refs[key_id] = ref
+                while len(self._key_refs) > self._key_cache:
+                    self._key_refs.popitem(last=False)
         return [ref]
 
     def forget(self, key_id: str) -> None:
@@ -274,90 +283,57 @@ class RayEngine(FHEEngine):
             handle.actor.forget.remote(key_id)
 
     # ---- FHEEngine ----
-    def identify(
-        self, point: str, key_id: str, templates: list[bytes], probe: bytes, cancel: threading.Event | None = None
-    ) -> list[tuple[bytes, float]]:
+    def submit(
+        self, point: str, key_id: str, templates: list[bytes], probe: bytes, group: tuple[str, ...] = ()
+    ) -> Future:
+        """The runs queued in the fair scheduler (`FairScheduler`: per owner, per run, as on one machine), whose
+        dispatcher threads each run one chunk at a time on the cluster: no thread waits per request."""
         if point not in self._circuits:
             raise ArtifactError(f"point {point!r} is not served by this cluster")
-        if not templates:
-            return []
-        self._promote()
-        self._spawn()
         workers = self._ready()
-        if not workers:
+        k = max([1, *workers[0].info["batch_sizes"].get(point, [])]) if workers else 1
+        size = max(1, min(k, -(-len(templates) // max(1, len(workers)))))  # never fewer chunks than workers
+        run = partial(self._run_chunk, point, key_id, probe=probe)
+        batch = Batch(size, run) if size > 1 else None
+        outer: Future = Future()
+        gather(outer, self.scheduler.submit_each(key_id, templates, lambda t: run([t])[0], batch, group), [])
+        return outer
+
+    def _least_loaded(self) -> _Handle:
+        """A live worker with the fewest chunks on it (waiting for one to start if there is none)."""
+        self._promote()
+        if not self._ready():
+            self._spawn()
             self._await_workers(self._start_timeout_s)
-            workers = self._ready()
-        batch = max([1, *workers[0].info["batch_sizes"].get(point, [])])
-        size = max(1, min(batch, -(-len(templates) // len(workers))))
-        chunks = [templates[i : i + size] for i in range(0, len(templates), size)]
-        parts = self._map(point, key_id, self._keys_box(key_id), chunks, probe, cancel)
-        return [result for part in parts for result in part]
-
-    def _map(
-        self,
-        point: str,
-        key_id: str,
-        box: list,
-        chunks: list[list[bytes]],
-        probe: bytes,
-        cancel: threading.Event | None,
-    ) -> list[list]:
-        results: list[list | None] = [None] * len(chunks)
-        attempts = [0] * len(chunks)
-        pending = deque(range(len(chunks)))
-        running: dict = {}  # ObjectRef -> (chunk index, worker)
-        deadline = time.monotonic() + self._timeout_s
-        try:
-            while pending or running:
-                if pending:
-                    self._promote()
-                    self._submit(point, key_id, box, chunks, probe, pending, running, attempts)
-                if not running:
-                    raise ClusterError(f"no live FHE worker on the Ray cluster at {self.address}")
-                done, _ = ray.wait(list(running), num_returns=1, timeout=0.2)
-                if cancel is not None and cancel.is_set():
-                    raise CancelledError("the client went away")
-                if not done and time.monotonic() > deadline:
-                    raise ClusterError(f"the Ray cluster did not finish within {self._timeout_s:.0f} s")
-                for ref in done:
-                    index, handle = running.pop(ref)
-                    with self._lock:
-                        handle.load -= 1
-                    try:
-                        results[index] = ray.get(ref)
-                    except RayTaskError as err:  # the work itself failed (bad ciphertext, ...): not retried
-                        cause = err.cause if isinstance(getattr(err, "cause", None), Exception) else None
-                        if isinstance(cause, ValueError):
-                            raise cause from None
-                        raise ClusterError(f"an FHE worker failed: {err}") from None
-                    except (RayError, GetTimeoutError) as err:  # the worker died: send the chunk elsewhere
-                        log.warning("Ray worker lost (%s); chunk %d re-dispatched", type(err).__name__, index)
-                        self._drop(handle)
-                        if attempts[index] >= self.max_attempts:
-                            raise ClusterError(
-                                f"a part of the request failed on {attempts[index]} Ray workers; no answer given"
-                            ) from None
-                        pending.appendleft(index)
-                        self.redispatched += 1
-                        self._spawn()
-        except BaseException:
-            for ref in running:
-                ray.cancel(ref, force=False)
-            raise
-        return results  # type: ignore[return-value]
-
-    def _submit(self, point, key_id, box, chunks, probe, pending, running, attempts) -> None:
         with self._lock:
-            workers = [h for h in self._workers.values() if h.info is not None]
-            while pending and workers:
-                handle = min(workers, key=lambda h: h.load)
-                if handle.load >= QUEUED_PER_WORKER:
-                    break
-                index = pending.popleft()
-                attempts[index] += 1
-                handle.load += 1
-                ref = handle.actor.run_many.remote(point, key_id, box, chunks[index], probe)
-                running[ref] = (index, handle)
+            handle = min((h for h in self._workers.values() if h.info is not None), key=lambda h: h.load)
+            handle.load += 1
+        return handle
+
+    def _run_chunk(self, point: str, key_id: str, chunk: list[bytes], probe: bytes) -> list[tuple[bytes, float]]:
+        """One chunk on a worker, again on another if that one dies, up to `max_attempts` workers in all."""
+        for attempt in range(1, self.max_attempts + 1):
+            handle = self._least_loaded()
+            try:
+                ref = handle.actor.run_many.remote(point, key_id, self._keys_box(key_id), chunk, probe)
+                return ray.get(ref, timeout=self._timeout_s)
+            except RayTaskError as err:  # the work itself failed (bad ciphertext, ...): not retried
+                cause = err.cause if isinstance(getattr(err, "cause", None), Exception) else None
+                if isinstance(cause, ValueError):
+                    raise cause from None
+                raise ClusterError(f"an FHE worker failed: {err}") from None
+            except GetTimeoutError:
+                raise ClusterError(f"the Ray cluster did not finish within {self._timeout_s:.0f} s") from None
+            except RayError as err:  # the worker died: send the chunk elsewhere
+                log.warning("Ray worker lost (%s) on attempt %d of a chunk", type(err).__name__, attempt)
+                self._drop(handle)
+                self._spawn()
+                if attempt < self.max_attempts:
+                    self.redispatched += 1
+            finally:
+                with self._lock:
+                    handle.load -= 1
+        raise ClusterError(f"a part of the request failed on {self.max_attempts} Ray workers; no answer given")
 
     def health(self) -> dict:
         self._promote()
@@ -371,6 +347,7 @@ class RayEngine(FHEEngine):
             "address": self.address,
             "status": "ok" if workers else "no workers",
             "workers": len(workers),
+            "queued": self.scheduler.queued(),
             "redispatched_chunks": self.redispatched,
             "nodes": [
                 {
@@ -396,6 +373,8 @@ class RayEngine(FHEEngine):
         return ray.get([h.actor.stats.remote() for h in self._ready()], timeout=60)
 
     def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.close()  # queued runs dropped; a chunk running on a worker finishes first
         with self._lock:
             handles = list(self._workers.values())
             self._workers.clear()
