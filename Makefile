@@ -47,6 +47,7 @@ bench: setup
 bench-service: setup
 	$(PY) -m training.bench.service --clients 4 --verifies 25
 	$(PY) -m training.bench.service_hostile --seconds 20 --owners 6
+	$(PY) -m training.bench.key_memory
 
 # 1:N identification: embedded vs a loopback Ray cluster (1 and 2 workers), batched vs one per run.
 bench-identify: setup
