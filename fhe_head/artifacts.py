@@ -80,6 +80,15 @@ def key_file_in(key_dir: str | Path | None, meta: dict) -> Path | None:
     return Path(key_dir).expanduser() / f"{meta['circuit_id']}.keys" if key_dir else None
 
 
+def key_parameters(directory: Path) -> dict:
+    """The circuit's evaluation-key parameters: the "keyset" of its client specs (public; no key material)."""
+    path = directory / CLIENT_SPECS_FILE
+    try:
+        return json.loads(path.read_text())["keyset"]
+    except (OSError, ValueError, KeyError) as err:
+        raise ArtifactError(f"{path}: the circuit's key parameters: {err}") from err
+
+
 def load_meta(directory: Path, needed: tuple[str, ...]) -> dict:
     """meta.json of a point, after checking the files a role needs are there and the compiler versions match
     (a circuit only runs, and its keys only fit, under the versions that compiled it)."""

@@ -26,12 +26,12 @@ from pathlib import Path
 
 from fhe_head.artifacts import (
     BATCH_META,
-    CLIENT_SPECS_FILE,
     CONCRETE_ML,
     DEFAULT_POINT,
     SERVER_FILE,
     concrete_ml_deployment,
     engine_of,
+    key_parameters,
     load_meta,
     point_dir,
     unwrap,
@@ -138,11 +138,7 @@ class FHEServer:
     @cached_property
     def key_set_bytes(self) -> int:
         """The memory one parsed set of this circuit's evaluation keys holds (`key_set_bytes`)."""
-        try:
-            specs = json.loads((self.directory / CLIENT_SPECS_FILE).read_text())
-        except (OSError, ValueError) as err:
-            raise ArtifactError(f"{self.directory / CLIENT_SPECS_FILE}: the circuit's key parameters: {err}") from err
-        return key_set_bytes(specs["keyset"])
+        return key_set_bytes(key_parameters(self.directory))
 
     def load_evaluation_keys(self, data: bytes) -> EvaluationKeys:
         """Parse serialized evaluation keys once (they are tens of MB); reuse the result."""
