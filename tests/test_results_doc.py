@@ -29,7 +29,8 @@ def test_a_changed_figure_changes_the_generated_doc(tmp_path):
     fhe.write_text(json.dumps(data))
     doc = results.render(tmp_path)
     assert doc != results.render(ROOT)
-    assert "50.00% ± 0.35" in doc  # read at generation time, not copied from an earlier run
+    assert results.pm(0.5, data["fhe_std"]) in doc  # read at generation time, not copied from an earlier run
+    assert results.pm(0.5, data["fhe_std"]) not in results.render(ROOT)
     assert "`artifacts/metrics/lfw_fhe.json`" in doc  # each table names its source
 
 

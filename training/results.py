@@ -382,7 +382,8 @@ def real_fhe(fast: Json, accurate: Json) -> list[str]:
             row(
                 data["point"],
                 data["config"]["dims"],
-                data["n_pairs_fhe"],
+                f"{data['n_pairs_fhe']}"
+                + (f" ({len(folds)} of 10 folds run)" if len(folds := data.get("folds_run", range(10))) < 10 else ""),
                 pm(data["fhe_accuracy"], data["fhe_std"]),
                 pct(data["accuracy_clear_quantised"]),
                 pct(data["accuracy_simulated"]),
