@@ -131,7 +131,8 @@ def point_label(point: str) -> str:
             (metrics_dir() / ("lfw_fhe.json" if point == "accurate" else f"lfw_fhe_{point}.json")).read_text()
         )
         if fhe["config"] == shipped:
-            parts.append(f"{shipped['dims']} dims; {100 * fhe['fhe_accuracy']:.1f}% on LFW, real FHE")
+            pairs = f" ({fhe['n_pairs_fhe']} pairs)" if fhe["n_pairs_fhe"] < 6000 else ""
+            parts.append(f"{shipped['dims']} dims; {100 * fhe['fhe_accuracy']:.1f}% on LFW, real FHE{pairs}")
         else:
             frontier = json.loads((metrics_dir() / "fhe_frontier.json").read_text())["points"]
             integer = next(p for p in frontier if p["view2"]["config"] == shipped)["view2"]["accuracy_clear_quantised"]
