@@ -444,22 +444,15 @@ def calibrate_model(
     and the rates the levels would have if set on the head's own training people reported beside them).
     Also DET points, averaged over the folds.
 
-    For a head, each fold's head also gets its level element, and its integer model is checked on the
-    held-out View 2 pairs: every level decides as `raw sum < that level's threshold`, and `balanced` as
-    `recorded`, eval_fhe's real-FHE decisions by pair index (and how many decisions differ from the head's
-    own threshold, set on its training pairs)."""
-    checks = {"pairs": 0, "level_vs_raw_mismatches": 0, "balanced_vs_own_threshold_changed": 0}
-    if recorded:
-        checks.update({"recorded_pairs_compared": 0, "balanced_vs_recorded_clear": 0, "balanced_vs_recorded_fhe": 0})
+    For a head, each fold's head also gets its level element, checked on the held-out pairs (`LevelChecks`)."""
     per_level: dict[str, dict[str, list]] = {
         n: {"threshold": [], "fmr": [], "fnmr": [], "fnmr_all": [], "fmr_look_alike": [], "in_sample": []}
         for n in LEVELS
     }
-    # LFW's 10-fold accuracy of a head's balanced level, beside that of the head's own threshold.
-    lfw_accuracy: dict[str, list[float]] = {"balanced_out_of_fold": [], "own_threshold": []}
     if config is not None:
         heads = heads or FoldHeads(gallery, config, label)
         impostor_scores = ImpostorScores(heads, gallery.vectors, gallery.impostors)
+        level_checks = LevelChecks(gallery, recorded)
     fpir: dict[str, dict[str, list]] = {n: {s: [] for s in searches} for n in LEVELS}
     counts = {"impostor_pairs": [], "look_alike_impostor_pairs": [], "genuine_pairs": [], "same_identity_pairs": []}
     groups = GroupTally(gallery)
@@ -483,9 +476,7 @@ def calibrate_model(
             thresholds = in_sample  # the clear score is fitted on nobody: the other folds are out of sample
         else:
             thresholds = impostor_scores.thresholds(frozenset([f]), balanced)["thresholds"]
-            balanced_accuracy, own_accuracy = _check_levels(gallery, head, thresholds, f, checks, recorded)
-            lfw_accuracy["balanced_out_of_fold"].append(balanced_accuracy)
-            lfw_accuracy["own_threshold"].append(own_accuracy)
+            level_checks.add(head, thresholds, f)
         impostor = by_fold[f]
         genuine = scorer(*gallery.genuine(f))
         same_all = scorer(*gallery.same_identity[f])
@@ -514,16 +505,7 @@ def calibrate_model(
         "genuine_pairs_per_look_alike_group": groups.genuine.astype(int).tolist(),
         "impostor_pairs_total": int(sum(counts["impostor_pairs"])),
         "levels": levels,
-        **(
-            {
-                "level_element_checks": checks,
-                "lfw_balanced_accuracy": {
-                    kind: {"mean": float(np.mean(v)), "per_fold": v} for kind, v in lfw_accuracy.items()
-                },
-            }
-            if config is not None
-            else {}
-        ),
+        **(level_checks.report() if config is not None else {}),
         "det": {
             "thresholds": [float(t) for t in det_grid],
             "fmr_mean_over_folds": np.mean(det_fmr, axis=0).tolist(),
@@ -532,31 +514,52 @@ def calibrate_model(
     }
 
 
-def _check_levels(
-    gallery: Gallery, head: HeadParams, thresholds: dict, f: int, checks: dict, recorded: dict | None
-) -> tuple[float, float]:
-    """Adds fold f's checks to `checks`; returns its LFW accuracy at `balanced` and at the head's own threshold."""
-    leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
-    test = np.flatnonzero(gallery.pair_fold == f)
-    a, b = gallery.vectors[gallery.pair_left[test]], gallery.vectors[gallery.pair_right[test]]
-    qa, qb = head.quantize(a), head.quantize(b)
-    raw = head.score(qa, qb)
-    today = head.decide(qa, qb)
-    checks["pairs"] += len(test)
-    for name, t in thresholds.items():
-        decided = leveled.decide(leveled.quantize(a), leveled.quantize(b, name))
-        checks["level_vs_raw_mismatches"] += int(np.sum(decided != (raw < t)))
-        if name == "balanced":
-            same = gallery.pair_same[test]
-            accuracy = (float(np.mean(decided == same)), float(np.mean(today == same)))
-            checks["balanced_vs_own_threshold_changed"] += int(np.sum(decided != today))
-            if recorded:
-                for i, d in zip(test, decided, strict=True):
-                    if int(i) in recorded:
-                        checks["recorded_pairs_compared"] += 1
-                        checks["balanced_vs_recorded_clear"] += int(d != recorded[int(i)]["clear"])
-                        checks["balanced_vs_recorded_fhe"] += int(d != recorded[int(i)]["fhe"])
-    return accuracy
+class LevelChecks:
+    """Each fold's head with its level element, checked on the fold's held-out View 2 pairs: every level
+    decides as `raw sum < that level's threshold`, and `balanced` as `recorded` (eval_fhe's real-FHE decisions
+    by pair index); how many decisions differ from the head's own threshold, set on its training pairs; and
+    LFW's 10-fold accuracy of the balanced level beside that of the head's own threshold."""
+
+    def __init__(self, gallery: Gallery, recorded: dict | None) -> None:
+        self.gallery, self.recorded = gallery, recorded
+        self.checks = {"pairs": 0, "level_vs_raw_mismatches": 0, "balanced_vs_own_threshold_changed": 0}
+        if recorded:
+            self.checks |= dict.fromkeys(
+                ("recorded_pairs_compared", "balanced_vs_recorded_clear", "balanced_vs_recorded_fhe"), 0
+            )
+        self.accuracy: dict[str, list[float]] = {"balanced_out_of_fold": [], "own_threshold": []}
+
+    def add(self, head: HeadParams, thresholds: dict, f: int) -> None:
+        gallery, checks, recorded = self.gallery, self.checks, self.recorded
+        leveled = add_levels(head, {n: int(t) for n, t in thresholds.items()})
+        test = np.flatnonzero(gallery.pair_fold == f)
+        a, b = gallery.vectors[gallery.pair_left[test]], gallery.vectors[gallery.pair_right[test]]
+        qa, qb = head.quantize(a), head.quantize(b)
+        raw = head.score(qa, qb)
+        today = head.decide(qa, qb)
+        checks["pairs"] += len(test)
+        for name, t in thresholds.items():
+            decided = leveled.decide(leveled.quantize(a), leveled.quantize(b, name))
+            checks["level_vs_raw_mismatches"] += int(np.sum(decided != (raw < t)))
+            if name == "balanced":
+                same = gallery.pair_same[test]
+                self.accuracy["balanced_out_of_fold"].append(float(np.mean(decided == same)))
+                self.accuracy["own_threshold"].append(float(np.mean(today == same)))
+                checks["balanced_vs_own_threshold_changed"] += int(np.sum(decided != today))
+                if recorded:
+                    for i, d in zip(test, decided, strict=True):
+                        if int(i) in recorded:
+                            checks["recorded_pairs_compared"] += 1
+                            checks["balanced_vs_recorded_clear"] += int(d != recorded[int(i)]["clear"])
+                            checks["balanced_vs_recorded_fhe"] += int(d != recorded[int(i)]["fhe"])
+
+    def report(self) -> dict:
+        return {
+            "level_element_checks": self.checks,
+            "lfw_balanced_accuracy": {
+                kind: {"mean": float(np.mean(v)), "per_fold": v} for kind, v in self.accuracy.items()
+            },
+        }
 
 
 # ---- the shipped heads ---------------------------------------------------------------------------
